@@ -1,0 +1,55 @@
+"""Runtimes: exporters (IR -> artifact) and backends (artifact -> outputs) behind one interface.
+
+>>> from edgefleet import runtimes
+>>> runtimes.names()                                  # doctest: +SKIP
+['onnxruntime', 'torch', ...]
+>>> rt = runtimes.load("onnxruntime", "out/digits/model.int8.onnx")   # doctest: +SKIP
+>>> rt.run(x)["logits"].shape                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from edgefleet._errors import RuntimeBackendError
+
+from .base import Runtime, TensorSpec
+
+__all__ = ["Runtime", "TensorSpec", "names", "get", "load", "available", "for_target"]
+
+# One registry, keyed by name; each backend is its own module, imported only when asked for.
+_BACKENDS: dict[str, str] = {
+    "onnxruntime": "edgefleet.runtimes.backends.ort:OnnxRuntime",
+    "torch": "edgefleet.runtimes.backends.torch_ref:TorchRuntime",
+}
+
+
+def register(name: str, path: str) -> None:
+    """Register a backend class by ``"module:Class"`` (for plug-ins)."""
+    _BACKENDS[name] = path
+
+
+def names() -> list[str]:
+    return list(_BACKENDS)
+
+
+def get(name: str) -> type[Runtime]:
+    try:
+        module, cls = _BACKENDS[name].split(":")
+    except KeyError:
+        raise RuntimeBackendError(f"unknown runtime {name!r}; known: {', '.join(_BACKENDS)}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def load(name: str, path, **options) -> Runtime:
+    return get(name)(path, **options)
+
+
+def available() -> list[str]:
+    """Names of the backends whose libraries import on this machine."""
+    return [name for name in _BACKENDS if get(name).is_available()]
+
+
+def for_target(target: str) -> list[str]:
+    """Backends able to run an artifact target such as ``onnx-int8``."""
+    return [name for name in _BACKENDS if target in get(name).targets]

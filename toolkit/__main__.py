@@ -1,0 +1,3 @@
+import sys
+from edgefleet.cli import main
+sys.exit(main())
