@@ -1,0 +1,230 @@
+"""SQL shared by the SQLite and PostgreSQL stores. Statements use ``?`` placeholders; the
+PostgreSQL backend rewrites them to ``%s``. A backend provides ``_tx()`` (a context manager yielding a
+cursor inside one committed transaction) and the DDL differences (``_AUTO``, ``_BLOB``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+_STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def schema(auto: str, blob: str) -> list[str]:
+    return [
+        "CREATE TABLE IF NOT EXISTS enrollment_tokens (token_hash TEXT PRIMARY KEY, cohort TEXT NOT NULL,"
+        " uses_left INTEGER NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, token_hash TEXT UNIQUE NOT NULL,"
+        " cohort TEXT NOT NULL, hardware TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS windows (seq {auto}, device_id TEXT NOT NULL, report_id TEXT NOT NULL,"
+        " cohort TEXT NOT NULL, model_version TEXT NOT NULL, artifact TEXT NOT NULL, n BIGINT NOT NULL,"
+        " received_ms BIGINT NOT NULL, payload TEXT NOT NULL, UNIQUE (device_id, report_id))",
+        "CREATE INDEX IF NOT EXISTS windows_by_cohort ON windows (cohort, model_version, seq)",
+        f"CREATE TABLE IF NOT EXISTS bundles (digest TEXT PRIMARY KEY, version TEXT UNIQUE NOT NULL,"
+        f" manifest TEXT NOT NULL, archive {blob} NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS cohorts (cohort TEXT PRIMARY KEY, state TEXT NOT NULL, revision BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS decisions (id {auto}, cohort TEXT NOT NULL, kind TEXT NOT NULL,"
+        " model_version TEXT NOT NULL, evidence TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS events (id {auto}, device_id TEXT NOT NULL, kind TEXT NOT NULL,"
+        " detail TEXT NOT NULL, digest TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS labels (device_id TEXT NOT NULL, prediction_id TEXT NOT NULL,"
+        " cohort TEXT NOT NULL, model_version TEXT NOT NULL, label INTEGER NOT NULL, predicted INTEGER NOT NULL,"
+        " created_ms BIGINT NOT NULL, PRIMARY KEY (device_id, prediction_id))",
+        f"CREATE TABLE IF NOT EXISTS scores (id {auto}, cohort TEXT NOT NULL, model_version TEXT NOT NULL,"
+        " stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+    ]
+
+
+class SqlStore:
+    """The statements; subclasses own connections and transactions."""
+
+    def _tx(self):  # pragma: no cover - provided by the backend
+        raise NotImplementedError
+
+    def _lock_cohort(self, cur, cohort: str) -> None:
+        """Serialise read-modify-write of one cohort's state across replicas (no-op where the
+        transaction already holds the write lock)."""
+
+    # -- enrollment and devices ----------------------------------------------------------------
+    def create_enrollment_token(self, token_hash, cohort, uses):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO enrollment_tokens VALUES (?, ?, ?, ?)", (token_hash, cohort, uses, now_ms()))
+
+    def consume_enrollment_token(self, token_hash):
+        with self._tx() as cur:
+            cur.execute("UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE token_hash = ? AND uses_left > 0",
+                        (token_hash,))
+            if cur.rowcount != 1:
+                return None
+            cur.execute("SELECT cohort FROM enrollment_tokens WHERE token_hash = ?", (token_hash,))
+            return cur.fetchone()[0]
+
+    def add_device(self, device_id, token_hash, cohort, hardware):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?)", (device_id, token_hash, cohort, hardware, now_ms()))
+
+    def device_by_token(self, token_hash):
+        with self._tx() as cur:
+            cur.execute("SELECT device_id, cohort FROM devices WHERE token_hash = ?", (token_hash,))
+            row = cur.fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_device_cohort(self, device_id, cohort):
+        with self._tx() as cur:
+            cur.execute("UPDATE devices SET cohort = ? WHERE device_id = ?", (cohort, device_id))
+            return cur.rowcount == 1
+
+    def list_devices(self):
+        with self._tx() as cur:
+            cur.execute("SELECT device_id, cohort, hardware, created_ms FROM devices ORDER BY created_ms, device_id")
+            return [dict(zip(("device_id", "cohort", "hardware", "created_ms"), r)) for r in cur.fetchall()]
+
+    # -- telemetry -----------------------------------------------------------------------------
+    def ingest_windows(self, device_id, cohort, windows):
+        """Store the windows in one transaction; return how many were new (the rest are replays)."""
+        received = now_ms()
+        rows = [(device_id, w["report_id"], cohort, w["model_version"], w["artifact"], w["count"], received,
+                 json.dumps(w, separators=(",", ":"))) for w in windows]
+        with self._tx() as cur:
+            return self._insert_windows(cur, rows)
+
+    def _insert_windows(self, cur, rows) -> int:
+        new = 0
+        for row in rows:
+            cur.execute("INSERT INTO windows (device_id, report_id, cohort, model_version, artifact, n, received_ms,"
+                        " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, report_id) DO NOTHING", row)
+            new += cur.rowcount
+        return new
+
+    def count_windows(self):
+        with self._tx() as cur:
+            cur.execute("SELECT COUNT(*) FROM windows")
+            return cur.fetchone()[0]
+
+    def window_ids(self):
+        with self._tx() as cur:
+            cur.execute("SELECT device_id, report_id FROM windows ORDER BY seq")
+            return [(r[0], r[1]) for r in cur.fetchall()]
+
+    def recent_windows(self, cohort, model_version, limit):
+        with self._tx() as cur:
+            cur.execute("SELECT device_id, payload, received_ms FROM windows WHERE cohort = ? AND model_version = ?"
+                        " ORDER BY seq DESC LIMIT ?", (cohort, model_version, limit))
+            rows = cur.fetchall()
+        out = []
+        for device_id, payload, received in reversed(rows):
+            w = json.loads(payload)
+            w["device_id"], w["received_ms"] = device_id, received
+            out.append(w)
+        return out
+
+    def add_labels(self, device_id, cohort, labels):
+        created = now_ms()
+        with self._tx() as cur:
+            new = 0
+            for lab in labels:
+                cur.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, prediction_id)"
+                            " DO NOTHING", (device_id, lab["prediction_id"], cohort, lab["model_version"],
+                                            lab["label"], lab["predicted"], created))
+                new += cur.rowcount
+            return new
+
+    def label_stats(self, cohort, model_version):
+        with self._tx() as cur:
+            cur.execute("SELECT COUNT(*), COALESCE(SUM(CASE WHEN label = predicted THEN 1 ELSE 0 END), 0) FROM labels"
+                        " WHERE cohort = ? AND model_version = ?", (cohort, model_version))
+            n, correct = cur.fetchone()
+        return int(n), int(correct)
+
+    # -- bundles -------------------------------------------------------------------------------
+    def put_bundle(self, digest, version, manifest, archive):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO bundles VALUES (?, ?, ?, ?, ?)",
+                        (digest, version, json.dumps(manifest), bytes(archive), now_ms()))
+
+    def get_bundle(self, digest):
+        with self._tx() as cur:
+            cur.execute("SELECT manifest, archive FROM bundles WHERE digest = ?", (digest,))
+            row = cur.fetchone()
+        return (json.loads(row[0]), bytes(row[1])) if row else None
+
+    def bundle_by_version(self, version):
+        with self._tx() as cur:
+            cur.execute("SELECT digest, manifest FROM bundles WHERE version = ?", (version,))
+            row = cur.fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    # -- cohorts -------------------------------------------------------------------------------
+    def get_cohort(self, cohort):
+        with self._tx() as cur:
+            cur.execute("SELECT state, revision FROM cohorts WHERE cohort = ?", (cohort,))
+            row = cur.fetchone()
+        return (json.loads(row[0]), int(row[1])) if row else ({}, 0)
+
+    def update_cohort(self, cohort, changes):
+        """Merge ``changes`` into the cohort's state (a value of None removes the key) and give it a
+        new revision, greater than every revision in the store."""
+        unknown = set(changes) - set(_STATE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown cohort state keys {sorted(unknown)}")
+        with self._tx() as cur:
+            self._lock_cohort(cur, cohort)
+            cur.execute("SELECT state FROM cohorts WHERE cohort = ?", (cohort,))
+            row = cur.fetchone()
+            state = json.loads(row[0]) if row else {}
+            for key, value in changes.items():
+                if value is None:
+                    state.pop(key, None)
+                else:
+                    state[key] = value
+            cur.execute("SELECT COALESCE(MAX(revision), 0) + 1 FROM cohorts")
+            revision = int(cur.fetchone()[0])
+            cur.execute("INSERT INTO cohorts VALUES (?, ?, ?) ON CONFLICT (cohort) DO UPDATE SET state = excluded.state,"
+                        " revision = excluded.revision", (cohort, json.dumps(state, sort_keys=True), revision))
+        return state, revision
+
+    def list_cohorts(self):
+        with self._tx() as cur:
+            cur.execute("SELECT cohort FROM cohorts UNION SELECT cohort FROM devices ORDER BY 1")
+            return [r[0] for r in cur.fetchall()]
+
+    # -- decisions, events, scores -------------------------------------------------------------
+    def add_decision(self, cohort, kind, model_version, evidence):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO decisions (cohort, kind, model_version, evidence, created_ms) VALUES (?, ?, ?, ?, ?)"
+                        " RETURNING id", (cohort, kind, model_version, json.dumps(evidence, sort_keys=True), now_ms()))
+            return int(cur.fetchone()[0])
+
+    def list_decisions(self, cohort=""):
+        with self._tx() as cur:
+            cur.execute("SELECT id, cohort, kind, model_version, evidence, created_ms FROM decisions"
+                        " WHERE ? = '' OR cohort = ? ORDER BY id", (cohort, cohort))
+            rows = cur.fetchall()
+        return [{"id": r[0], "cohort": r[1], "kind": r[2], "model_version": r[3], "evidence": json.loads(r[4]),
+                 "created_ms": r[5]} for r in rows]
+
+    def add_event(self, device_id, kind, detail, digest):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO events (device_id, kind, detail, digest, created_ms) VALUES (?, ?, ?, ?, ?)",
+                        (device_id, kind, detail, digest, now_ms()))
+
+    def list_events(self, device_id=""):
+        with self._tx() as cur:
+            cur.execute("SELECT device_id, kind, detail, digest, created_ms FROM events WHERE ? = '' OR device_id = ?"
+                        " ORDER BY id", (device_id, device_id))
+            return [dict(zip(("device_id", "kind", "detail", "digest", "created_ms"), r)) for r in cur.fetchall()]
+
+    def add_score(self, cohort, model_version, stats):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO scores (cohort, model_version, stats, created_ms) VALUES (?, ?, ?, ?)",
+                        (cohort, model_version, json.dumps(stats, sort_keys=True), now_ms()))
+
+    def list_scores(self, cohort):
+        with self._tx() as cur:
+            cur.execute("SELECT model_version, stats, created_ms FROM scores WHERE cohort = ? ORDER BY id", (cohort,))
+            return [{"model_version": r[0], "stats": json.loads(r[1]), "created_ms": r[2]} for r in cur.fetchall()]

@@ -1,0 +1,332 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("enrollment_token", "hardware")
+    ENROLLMENT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    enrollment_token: str
+    hardware: str
+    def __init__(self, enrollment_token: _Optional[str] = ..., hardware: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("device_id", "device_token", "cohort")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    device_token: str
+    cohort: str
+    def __init__(self, device_id: _Optional[str] = ..., device_token: _Optional[str] = ..., cohort: _Optional[str] = ...) -> None: ...
+
+class Histogram(_message.Message):
+    __slots__ = ("counts",)
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Window(_message.Message):
+    __slots__ = ("report_id", "model_version", "artifact", "start_ms", "end_ms", "count", "class_counts", "confidence", "projections", "latency", "errors", "confidence_sum", "merged", "shadow_version", "shadow_count", "shadow_agree")
+    class ErrorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    START_MS_FIELD_NUMBER: _ClassVar[int]
+    END_MS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    CLASS_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PROJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_SUM_FIELD_NUMBER: _ClassVar[int]
+    MERGED_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_AGREE_FIELD_NUMBER: _ClassVar[int]
+    report_id: str
+    model_version: str
+    artifact: str
+    start_ms: int
+    end_ms: int
+    count: int
+    class_counts: _containers.RepeatedScalarFieldContainer[int]
+    confidence: Histogram
+    projections: _containers.RepeatedCompositeFieldContainer[Histogram]
+    latency: Histogram
+    errors: _containers.ScalarMap[str, int]
+    confidence_sum: float
+    merged: int
+    shadow_version: str
+    shadow_count: int
+    shadow_agree: int
+    def __init__(self, report_id: _Optional[str] = ..., model_version: _Optional[str] = ..., artifact: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., count: _Optional[int] = ..., class_counts: _Optional[_Iterable[int]] = ..., confidence: _Optional[_Union[Histogram, _Mapping]] = ..., projections: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ..., latency: _Optional[_Union[Histogram, _Mapping]] = ..., errors: _Optional[_Mapping[str, int]] = ..., confidence_sum: _Optional[float] = ..., merged: _Optional[int] = ..., shadow_version: _Optional[str] = ..., shadow_count: _Optional[int] = ..., shadow_agree: _Optional[int] = ...) -> None: ...
+
+class ReportRequest(_message.Message):
+    __slots__ = ("windows",)
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    windows: _containers.RepeatedCompositeFieldContainer[Window]
+    def __init__(self, windows: _Optional[_Iterable[_Union[Window, _Mapping]]] = ...) -> None: ...
+
+class ReportResponse(_message.Message):
+    __slots__ = ("acknowledged", "duplicates")
+    ACKNOWLEDGED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    acknowledged: _containers.RepeatedScalarFieldContainer[str]
+    duplicates: int
+    def __init__(self, acknowledged: _Optional[_Iterable[str]] = ..., duplicates: _Optional[int] = ...) -> None: ...
+
+class Label(_message.Message):
+    __slots__ = ("prediction_id", "label", "predicted", "model_version")
+    PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    prediction_id: str
+    label: int
+    predicted: int
+    model_version: str
+    def __init__(self, prediction_id: _Optional[str] = ..., label: _Optional[int] = ..., predicted: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("labels",)
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedCompositeFieldContainer[Label]
+    def __init__(self, labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    def __init__(self, stored: _Optional[int] = ...) -> None: ...
+
+class PolicyRequest(_message.Message):
+    __slots__ = ("known_revision",)
+    KNOWN_REVISION_FIELD_NUMBER: _ClassVar[int]
+    known_revision: int
+    def __init__(self, known_revision: _Optional[int] = ...) -> None: ...
+
+class Target(_message.Message):
+    __slots__ = ("version", "digest")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    digest: str
+    def __init__(self, version: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("revision", "cohort", "baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    CANARY_SHARE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    cohort: str
+    baseline: Target
+    canary: Target
+    canary_share: float
+    fallback: Target
+    fallback_artifact: str
+    shadow: Target
+    reason: str
+    def __init__(self, revision: _Optional[int] = ..., cohort: _Optional[str] = ..., baseline: _Optional[_Union[Target, _Mapping]] = ..., canary: _Optional[_Union[Target, _Mapping]] = ..., canary_share: _Optional[float] = ..., fallback: _Optional[_Union[Target, _Mapping]] = ..., fallback_artifact: _Optional[str] = ..., shadow: _Optional[_Union[Target, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class FetchBundleRequest(_message.Message):
+    __slots__ = ("digest", "offset")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    offset: int
+    def __init__(self, digest: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class BundleChunk(_message.Message):
+    __slots__ = ("data", "offset", "total", "archive_sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    total: int
+    archive_sha256: str
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total: _Optional[int] = ..., archive_sha256: _Optional[str] = ...) -> None: ...
+
+class EventRequest(_message.Message):
+    __slots__ = ("kind", "detail", "digest")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    detail: str
+    digest: str
+    def __init__(self, kind: _Optional[str] = ..., detail: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class EventResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateEnrollmentTokenRequest(_message.Message):
+    __slots__ = ("cohort", "uses")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    uses: int
+    def __init__(self, cohort: _Optional[str] = ..., uses: _Optional[int] = ...) -> None: ...
+
+class CreateEnrollmentTokenResponse(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    def __init__(self, token: _Optional[str] = ...) -> None: ...
+
+class PublishBundleRequest(_message.Message):
+    __slots__ = ("archive",)
+    ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    archive: bytes
+    def __init__(self, archive: _Optional[bytes] = ...) -> None: ...
+
+class PublishBundleResponse(_message.Message):
+    __slots__ = ("digest", "version", "signed")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    version: str
+    signed: bool
+    def __init__(self, digest: _Optional[str] = ..., version: _Optional[str] = ..., signed: _Optional[bool] = ...) -> None: ...
+
+class AssignCohortRequest(_message.Message):
+    __slots__ = ("device_id", "cohort")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    cohort: str
+    def __init__(self, device_id: _Optional[str] = ..., cohort: _Optional[str] = ...) -> None: ...
+
+class SetBaselineRequest(_message.Message):
+    __slots__ = ("cohort", "version")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    version: str
+    def __init__(self, cohort: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class StartCanaryRequest(_message.Message):
+    __slots__ = ("cohort", "version", "share")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    version: str
+    share: float
+    def __init__(self, cohort: _Optional[str] = ..., version: _Optional[str] = ..., share: _Optional[float] = ...) -> None: ...
+
+class StopCanaryRequest(_message.Message):
+    __slots__ = ("cohort", "promote")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    promote: bool
+    def __init__(self, cohort: _Optional[str] = ..., promote: _Optional[bool] = ...) -> None: ...
+
+class SetFallbackRequest(_message.Message):
+    __slots__ = ("cohort", "artifact", "version", "reason")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    artifact: str
+    version: str
+    reason: str
+    def __init__(self, cohort: _Optional[str] = ..., artifact: _Optional[str] = ..., version: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StartShadowRequest(_message.Message):
+    __slots__ = ("cohort", "version")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    version: str
+    def __init__(self, cohort: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class CohortState(_message.Message):
+    __slots__ = ("cohort", "policy")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    policy: Policy
+    def __init__(self, cohort: _Optional[str] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
+
+class ListDecisionsRequest(_message.Message):
+    __slots__ = ("cohort",)
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    def __init__(self, cohort: _Optional[str] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("id", "cohort", "kind", "model_version", "evidence_json", "created_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    cohort: str
+    kind: str
+    model_version: str
+    evidence_json: str
+    created_ms: int
+    def __init__(self, id: _Optional[int] = ..., cohort: _Optional[str] = ..., kind: _Optional[str] = ..., model_version: _Optional[str] = ..., evidence_json: _Optional[str] = ..., created_ms: _Optional[int] = ...) -> None: ...
+
+class ListDecisionsResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("device_id", "kind", "detail", "digest", "created_ms")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    kind: str
+    detail: str
+    digest: str
+    created_ms: int
+    def __init__(self, device_id: _Optional[str] = ..., kind: _Optional[str] = ..., detail: _Optional[str] = ..., digest: _Optional[str] = ..., created_ms: _Optional[int] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
