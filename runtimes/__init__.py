@@ -15,7 +15,7 @@ from edgefleet._errors import RuntimeBackendError
 
 from .base import Runtime, TensorSpec
 
-__all__ = ["Runtime", "TensorSpec", "names", "get", "load", "available", "for_target"]
+__all__ = ["Runtime", "TensorSpec", "names", "get", "load", "available", "for_target", "open_artifact"]
 
 # One registry, keyed by name; each backend is its own module, imported only when asked for.
 _BACKENDS: dict[str, str] = {
@@ -53,3 +53,23 @@ def available() -> list[str]:
 def for_target(target: str) -> list[str]:
     """Backends able to run an artifact target such as ``onnx-int8``."""
     return [name for name in _BACKENDS if target in get(name).targets]
+
+
+def open_artifact(bundle, *, target: str | None = None, runtime: str | None = None, **options) -> tuple[str, Runtime]:
+    """Open a bundle's artifact with a runtime: the first target of the fallback chain (or ``target``)
+    that some available backend (or ``runtime``) can run. Returns ``(target, runtime_instance)``."""
+    targets = [target] if target else bundle.fallback_chain
+    reasons = []
+    for t in targets:
+        art = bundle.artifact(t)
+        for name in [runtime] if runtime else [art.runtime, *for_target(t)]:
+            cls = get(name)
+            if t not in cls.targets:
+                reasons.append(f"{name} cannot run {t}")
+                continue
+            why = cls.unavailable_reason()
+            if why:
+                reasons.append(f"{name}: {why}")
+                continue
+            return t, cls(art.path, **options)
+    raise RuntimeBackendError(f"no runtime can open {', '.join(targets)} on this machine: {'; '.join(reasons)}")

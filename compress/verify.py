@@ -1,0 +1,125 @@
+"""Verification of exported artifacts: task metric, fidelity to the teacher, bytes, latency, parity.
+
+The *parity gate* compares an int8 artifact with the integer reference interpreter of the quantized
+IR (``run_int``) on the validation inputs, in units of the output's quantization step (LSB); an fp32
+artifact is compared with the float reference (``run_float``) in absolute terms. An artifact over its
+tolerance is not shipped.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgefleet._errors import EdgefleetError
+
+from .ir import run_float, run_int
+
+#: default parity tolerances
+INT8_MAX_LSB = 2.0
+INT8_MEAN_LSB = 0.25
+FP32_MAX_ABS = 1e-4
+
+
+@dataclass
+class Verdict:
+    target: str
+    shipped: bool
+    reason: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+def machine_info() -> dict:
+    flags = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    flags = [x for x in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "neon") if x in have]
+                    break
+    except OSError:
+        pass
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "machine": platform.machine(), "cpu_count": os.cpu_count(), "cpu_flags": flags,
+            "python": platform.python_version()}
+
+
+def latency(rt, x: np.ndarray, batch: int, *, budget_s: float = 0.6, max_runs: int = 200) -> dict:
+    """p50/p99 of ``rt.run`` at a batch size, time-bounded."""
+    xb = np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])).astype(x.dtype))
+    for _ in range(3):
+        rt.run(xb)
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_runs and (time.perf_counter() - start < budget_s or len(times) < 10):
+        t0 = time.perf_counter()
+        rt.run(xb)
+        times.append(time.perf_counter() - t0)
+    arr = np.array(times) * 1e3
+    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)), "runs": len(times)}
+
+
+def run_batched(rt, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    outs = [rt.run(x[i:i + batch])[rt.output_names[0]] for i in range(0, len(x), batch)]
+    return np.concatenate(outs)
+
+
+def parity(target_precision: str, outputs: np.ndarray, graph, qgraph, x: np.ndarray) -> dict:
+    if target_precision == "int8":
+        ref = run_int(qgraph, x)[qgraph.outputs[0]]
+        lsb = qgraph.qparams[qgraph.outputs[0]].scalar_scale
+        diff = np.abs(outputs - ref) / lsb
+        return {"max_lsb": float(diff.max()), "mean_lsb": float(diff.mean()), "lsb": float(lsb)}
+    ref = run_float(graph, x)[graph.outputs[0]]
+    return {"max_abs": float(np.abs(outputs - ref).max())}
+
+
+def parity_ok(precision: str, p: dict, int8_max_lsb: float = INT8_MAX_LSB) -> tuple[bool, str]:
+    if precision == "int8":
+        if p["max_lsb"] > int8_max_lsb or p["mean_lsb"] > INT8_MEAN_LSB:
+            return False, (f"parity gate failed: max {p['max_lsb']:.2f} LSB (tolerance {int8_max_lsb}), "
+                           f"mean {p['mean_lsb']:.3f} LSB (tolerance {INT8_MEAN_LSB}) vs the integer reference")
+        return True, ""
+    if p["max_abs"] > FP32_MAX_ABS:
+        return False, f"parity gate failed: max |diff| {p['max_abs']:.2e} vs the float reference (tolerance {FP32_MAX_ABS})"
+    return True, ""
+
+
+def verify_artifact(target: str, runtime_name: str, precision: str, path, *, graph, qgraph, data,
+                    teacher_test_logits: np.ndarray, teacher_test_acc: float, int8_max_lsb: float = INT8_MAX_LSB,
+                    measure_latency: bool = True, threads: int | None = 1) -> Verdict:
+    from edgefleet import runtimes
+
+    from .train import accuracy
+
+    metrics: dict = {"bytes": os.path.getsize(path)}
+    try:
+        rt = runtimes.load(runtime_name, path, threads=threads)
+    except EdgefleetError as e:
+        return Verdict(target, False, f"cannot load with {runtime_name}: {e}", metrics)
+    out_val = run_batched(rt, data.x_val)
+    out_test = run_batched(rt, data.x_test)
+    p = parity(precision, out_val, graph, qgraph, data.x_val)
+    metrics["parity"] = p
+    if not np.isfinite(out_test).all():
+        return Verdict(target, False, "outputs hold NaN or infinite values", metrics)
+    metrics["val_accuracy"] = accuracy(out_val, data.y_val)
+    metrics["test_accuracy"] = accuracy(out_test, data.y_test)
+    metrics["accuracy_drop"] = teacher_test_acc - metrics["test_accuracy"]
+    metrics["teacher_agreement"] = float((out_test.argmax(1) == teacher_test_logits.argmax(1)).mean() * 100)
+    metrics["max_abs_diff_vs_teacher"] = float(np.abs(out_test - teacher_test_logits).max())
+    if measure_latency:
+        metrics["latency"] = {f"batch{b}": latency(rt, data.x_test, b) for b in (1, 32)}
+        metrics["threads"] = threads
+    ok, reason = parity_ok(precision, p, int8_max_lsb)
+    return Verdict(target, ok, reason, metrics)
