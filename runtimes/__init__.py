@@ -21,6 +21,7 @@ __all__ = ["Runtime", "TensorSpec", "names", "get", "load", "available", "for_ta
 _BACKENDS: dict[str, str] = {
     "onnxruntime": "edgefleet.runtimes.backends.ort:OnnxRuntime",
     "torch": "edgefleet.runtimes.backends.torch_ref:TorchRuntime",
+    "litert": "edgefleet.runtimes.backends.litert:LiteRtRuntime",
 }
 
 

@@ -20,6 +20,8 @@ __all__ = ["get", "targets", "register"]
 _EXPORTERS: dict[str, str] = {
     "onnx-fp32": "edgefleet.runtimes.exporters.onnx_export:OnnxFp32Exporter",
     "onnx-int8": "edgefleet.runtimes.exporters.onnx_export:OnnxInt8Exporter",
+    "tflite-fp32": "edgefleet.runtimes.exporters.tflite_export:TfliteFp32Exporter",
+    "tflite-int8": "edgefleet.runtimes.exporters.tflite_export:TfliteInt8Exporter",
 }
 
 
