@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -74,7 +76,7 @@ class LowRank(Pass):
 
     @torch.no_grad()
     def _run(self, state) -> dict:
-        model = state.model
+        model = copy.deepcopy(state.model)  # the original stays intact for a backed-off retry
         before = count_parameters(model)
         layers, skipped = {}, {}
         for name, m in self._candidates(model):
@@ -95,6 +97,7 @@ class LowRank(Pass):
             layers[name] = {"rank": r, "full_rank": len(s), "params_before": sum(p.numel() for p in m.parameters()),
                             "params_after": sum(p.numel() for p in new.parameters())}
         # nothing saved is an honest no-op (a backed-off energy may keep full rank), not an error
+        state.model = model.eval()
         return {"params_before": before, "params_after": count_parameters(model), "layers": layers,
                 "skipped": skipped}
 

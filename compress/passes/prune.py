@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -59,12 +60,18 @@ class Prune(Pass):
         return self._cache[1]
 
     def _run(self, state) -> dict:
-        return self._structured(state) if self.structured else self._unstructured(state)
+        # work on a copy: a pipeline that backs off to a milder pass still holds the original model
+        model = copy.deepcopy(state.model)
+        changed = self._structured(state, model) if self.structured else self._unstructured(model)
+        state.model = model.eval()
+        if self.structured:
+            _check_runs(state)
+        return changed
 
-    def _structured(self, state) -> dict:
+    def _structured(self, state, model: nn.Module) -> dict:
         groups = self._groups(state)
         self._cache = None
-        before = _layer_params(state.model)
+        before = _layer_params(model)
         plan, kept = [], {}
         for g in groups:
             if g.blocked:
@@ -73,22 +80,20 @@ class Prune(Pass):
             if n_keep < g.size:
                 plan.append((g, keep_indices(channel_scores(g, self.criterion), n_keep)))
             kept[g.describe()] = [g.size, n_keep]
-        params_before = count_parameters(state.model)
-        prune_groups(state.model, plan)
-        _check_runs(state)
-        after = _layer_params(state.model)
+        prune_groups(model, plan)
+        after = _layer_params(model)
         return {
-            "params_before": params_before,
-            "params_after": count_parameters(state.model),
+            "params_before": count_parameters(state.model),
+            "params_after": count_parameters(model),
             "channels": kept,  # group -> [before, after]
             "layers": {k: [before[k], after[k]] for k in before if before[k] != after[k]},
             "skipped_groups": {g.describe(): g.blocked for g in groups if g.blocked and g.producers},
         }
 
     @torch.no_grad()
-    def _unstructured(self, state) -> dict:
-        layers = prunable_weights(state.model)
-        nonzero_before = count_nonzero(state.model)
+    def _unstructured(self, model: nn.Module) -> dict:
+        layers = prunable_weights(model)
+        nonzero_before = count_nonzero(model)
         mags = torch.cat([m.weight.detach().abs().reshape(-1) for _, m in layers])
         k = int(math.floor(self.amount * mags.numel()))
         # k-th smallest magnitude is the global threshold; ties at it are broken by position so that
@@ -104,16 +109,16 @@ class Prune(Pass):
             set_mask(m, mask if old is None else mask & old)
             offset += n
             per_layer[name] = round(1.0 - float(m._edgefleet_mask.float().mean()), 4)
-        total = count_parameters(state.model)
+        total = count_parameters(model)
         return {
             "params_before": total,
             "params_after": total,  # dense count: zeros are still stored by a dense format
             "nonzero_before": nonzero_before,
-            "nonzero_after": count_nonzero(state.model),
+            "nonzero_after": count_nonzero(model),
             "weight_sparsity": round(float(zero.float().mean()), 4),
             "layer_sparsity": per_layer,
             "dense_bytes": total * 4,
-            "sparse_bytes": sparse_bytes(state.model),
+            "sparse_bytes": sparse_bytes(model),
         }
 
     def backoff(self) -> "Pass | None":
