@@ -74,10 +74,12 @@ class Window(_message.Message):
     def __init__(self, report_id: _Optional[str] = ..., model_version: _Optional[str] = ..., artifact: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., count: _Optional[int] = ..., class_counts: _Optional[_Iterable[int]] = ..., confidence: _Optional[_Union[Histogram, _Mapping]] = ..., projections: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ..., latency: _Optional[_Union[Histogram, _Mapping]] = ..., errors: _Optional[_Mapping[str, int]] = ..., confidence_sum: _Optional[float] = ..., merged: _Optional[int] = ..., shadow_version: _Optional[str] = ..., shadow_count: _Optional[int] = ..., shadow_agree: _Optional[int] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
-    __slots__ = ("windows",)
+    __slots__ = ("windows", "device_id")
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     windows: _containers.RepeatedCompositeFieldContainer[Window]
-    def __init__(self, windows: _Optional[_Iterable[_Union[Window, _Mapping]]] = ...) -> None: ...
+    device_id: str
+    def __init__(self, windows: _Optional[_Iterable[_Union[Window, _Mapping]]] = ..., device_id: _Optional[str] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
     __slots__ = ("acknowledged", "duplicates")

@@ -28,5 +28,13 @@ __all__ = [
     "Bundle", "BundleWriter", "pack", "unpack",
     "EdgefleetError", "ConfigError", "ModelError", "UnsupportedOpError", "DataError", "BundleError",
     "RuntimeBackendError", "BackendUnavailable", "ParityError", "BudgetError",
-    "__version__",
+    "__version__", "Device",
 ]
+
+
+def __getattr__(name: str):
+    # the device SDK loads on first use, so ``import edgefleet`` stays light
+    if name == "Device":
+        from .device import Device
+        return Device
+    raise AttributeError(f"module 'edgefleet' has no attribute {name!r}")

@@ -1,0 +1,79 @@
+"""A small Python client for the Admin service (the simulator, the tests and scripts use it).
+
+>>> admin = AdminClient("127.0.0.1:50051", "admin-token")        # doctest: +SKIP
+>>> token = admin.create_enrollment_token("eu", uses=100)        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+
+from edgefleet.device._transport import grpc_channel, translate
+
+from . import fleet_pb2 as pb
+from . import fleet_pb2_grpc as pb_grpc
+from .wire import policy_from_pb
+
+__all__ = ["AdminClient"]
+
+
+class AdminClient:
+    def __init__(self, target: str, admin_token: str, *, root_cert=None, timeout_s: float = 30.0):
+        self._channel = grpc_channel(target, root_cert)
+        self._stub = pb_grpc.AdminStub(self._channel)
+        self._md = (("authorization", f"Bearer {admin_token}"),)
+        self.timeout_s = timeout_s
+
+    def _call(self, name, request):
+        import grpc
+        try:
+            return getattr(self._stub, name)(request, metadata=self._md, timeout=self.timeout_s)
+        except grpc.RpcError as e:
+            raise translate(e, name) from e
+
+    def create_enrollment_token(self, cohort: str, uses: int = 1) -> str:
+        return self._call("CreateEnrollmentToken", pb.CreateEnrollmentTokenRequest(cohort=cohort, uses=uses)).token
+
+    def publish_bundle(self, archive: bytes) -> dict:
+        r = self._call("PublishBundle", pb.PublishBundleRequest(archive=archive))
+        return {"digest": r.digest, "version": r.version, "signed": r.signed}
+
+    def _state(self, r) -> dict:
+        return policy_from_pb(r.policy)
+
+    def assign_cohort(self, device_id: str, cohort: str) -> dict:
+        return self._state(self._call("AssignCohort", pb.AssignCohortRequest(device_id=device_id, cohort=cohort)))
+
+    def set_baseline(self, cohort: str, version: str) -> dict:
+        return self._state(self._call("SetBaseline", pb.SetBaselineRequest(cohort=cohort, version=version)))
+
+    def start_canary(self, cohort: str, version: str, share: float) -> dict:
+        return self._state(self._call("StartCanary", pb.StartCanaryRequest(cohort=cohort, version=version, share=share)))
+
+    def stop_canary(self, cohort: str, promote: bool = False) -> dict:
+        return self._state(self._call("StopCanary", pb.StopCanaryRequest(cohort=cohort, promote=promote)))
+
+    def set_fallback(self, cohort: str, artifact: str = "", version: str = "", reason: str = "") -> dict:
+        return self._state(self._call("SetFallback", pb.SetFallbackRequest(cohort=cohort, artifact=artifact,
+                                                                           version=version, reason=reason)))
+
+    def start_shadow(self, cohort: str, version: str) -> dict:
+        return self._state(self._call("StartShadow", pb.StartShadowRequest(cohort=cohort, version=version)))
+
+    @staticmethod
+    def _decisions(r) -> list[dict]:
+        return [{"id": d.id, "cohort": d.cohort, "kind": d.kind, "model_version": d.model_version,
+                 "evidence": json.loads(d.evidence_json), "created_ms": d.created_ms} for d in r.decisions]
+
+    def list_decisions(self, cohort: str = "") -> list[dict]:
+        return self._decisions(self._call("ListDecisions", pb.ListDecisionsRequest(cohort=cohort)))
+
+    def list_events(self, device_id: str = "") -> list[dict]:
+        r = self._call("ListEvents", pb.ListEventsRequest(device_id=device_id))
+        return [{"device_id": e.device_id, "kind": e.kind, "detail": e.detail, "digest": e.digest} for e in r.events]
+
+    def evaluate(self) -> list[dict]:
+        return self._decisions(self._call("Evaluate", pb.EvaluateRequest()))
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,166 @@
+"""The same handlers over HTTP/1.1: the Connect protocol (unary calls), plus ``/metrics`` and the
+dashboard, from one origin so that a browser page can report telemetry without a proxy.
+
+Unary call: ``POST /edgefleet.v1.Fleet/Report`` with ``Content-Type: application/json`` (protobuf
+JSON mapping) or ``application/proto``, ``Authorization: Bearer <token>``. Success is HTTP 200 with the
+response message; an error is the Connect error JSON ``{"code": "invalid_argument", "message": ...}``
+with the matching HTTP status. Streaming calls (WatchPolicy, FetchBundle) are gRPC only for now; a
+browser polls GetPolicy.
+
+>>> import urllib.request, json                     # doctest: +SKIP
+>>> req = urllib.request.Request(url + "/edgefleet.v1.Fleet/GetPolicy", data=b"{}", headers={
+...     "Content-Type": "application/json", "Authorization": "Bearer " + token})
+>>> json.load(urllib.request.urlopen(req))["cohort"]
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlparse
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from . import fleet_pb2 as pb
+
+__all__ = ["ConnectServer", "HTTP_STATUS"]
+
+#: Connect error code -> HTTP status (connectrpc.com/docs/protocol#error-codes)
+HTTP_STATUS = {"invalid_argument": 400, "unauthenticated": 401, "permission_denied": 403, "not_found": 404,
+               "failed_precondition": 400, "out_of_range": 400, "resource_exhausted": 429, "unimplemented": 501,
+               "unavailable": 503, "internal": 500, "unknown": 500, "deadline_exceeded": 504}
+
+
+class _Abort(Exception):
+    def __init__(self, code, details):
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
+class _HttpContext:
+    """The two ServicerContext methods the servicers use."""
+
+    def __init__(self, authorization: str):
+        self._md = (("authorization", authorization),) if authorization else ()
+
+    def invocation_metadata(self):
+        return self._md
+
+    def abort(self, code, details):
+        raise _Abort(code, details)
+
+    def is_active(self):
+        return True
+
+
+def _routes(servicers: dict) -> dict:
+    routes = {}
+    for service_name, servicer in servicers.items():
+        for method in pb.DESCRIPTOR.services_by_name[service_name].methods:
+            if method.server_streaming or method.client_streaming:
+                continue
+            routes[f"/edgefleet.v1.{service_name}/{method.name}"] = (getattr(servicer, method.name),
+                                                                     getattr(pb, method.input_type.name))
+    return routes
+
+
+class ConnectServer:
+    """HTTP/1.1 server for Connect unary calls, ``/metrics`` and ``/dashboard`` (optionally TLS)."""
+
+    def __init__(self, servicers: dict, metrics, dashboard, *, host: str = "127.0.0.1", port: int = 0,
+                 max_body: int = 4 * 1024 * 1024, tls: tuple[bytes, bytes] | None = None, cert_dir=None):
+        routes = _routes(servicers)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "edgefleet"
+
+            def log_message(self, *args):  # quiet; metrics count the calls
+                pass
+
+            def _send(self, status, body: bytes, ctype: str):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _error(self, status, code, message):
+                self._send(status, json.dumps({"code": code, "message": message}).encode(), "application/json")
+
+            def do_GET(self):
+                path = urlparse(self.path).path
+                if path == "/metrics":
+                    self._send(200, metrics.render().encode(), "text/plain; version=0.0.4")
+                elif path in ("/", "/dashboard", "/dashboard/"):
+                    self._send(200, dashboard.index().encode(), "text/html; charset=utf-8")
+                elif path.startswith("/dashboard/"):
+                    page = dashboard.cohort(unquote(path[len("/dashboard/"):]))
+                    if page is None:
+                        self._error(404, "not_found", "no such cohort")
+                    else:
+                        self._send(200, page.encode(), "text/html; charset=utf-8")
+                else:
+                    self._error(404, "not_found", f"no page {path}")
+
+            def do_POST(self):
+                route = routes.get(urlparse(self.path).path)
+                length = self.headers.get("Content-Length")
+                if length is None or not length.isdigit():
+                    self.close_connection = True
+                    return self._error(411, "invalid_argument", "Content-Length required")
+                if int(length) > max_body:
+                    self.close_connection = True
+                    return self._error(429, "resource_exhausted", f"body of {length} bytes exceeds {max_body}")
+                body = self.rfile.read(int(length))
+                if route is None:
+                    return self._error(404, "unimplemented", f"no unary method {self.path}")
+                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                if ctype not in ("application/json", "application/proto"):
+                    return self._error(415, "invalid_argument", "Content-Type must be application/json or "
+                                                                "application/proto")
+                handler, request_cls = route
+                try:
+                    if ctype == "application/json":
+                        request = json_format.Parse(body or b"{}", request_cls())
+                    else:
+                        request = request_cls.FromString(body)
+                except (json_format.ParseError, DecodeError, UnicodeDecodeError, ValueError) as e:
+                    return self._error(400, "invalid_argument", f"cannot decode {request_cls.__name__}: {e}")
+                try:
+                    response = handler(request, _HttpContext(self.headers.get("Authorization", "")))
+                except _Abort as e:
+                    code = e.code.name.lower()
+                    return self._error(HTTP_STATUS.get(code, 500), code, e.details)
+                if ctype == "application/json":
+                    out = json_format.MessageToJson(response, preserving_proto_field_name=False).encode()
+                else:
+                    out = response.SerializeToString()
+                self._send(200, out, ctype)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls[0], tls[1])
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="edgefleet-http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self) -> "ConnectServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

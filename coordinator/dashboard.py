@@ -1,0 +1,102 @@
+"""HTML dashboard: one page per cohort with inline SVG plots over time (drift scores, estimated and
+labelled accuracy) and the decisions with their evidence. No JavaScript, no CDN."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+
+__all__ = ["Dashboard", "svg_plot"]
+
+_STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}"
+          "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
+          "pre{white-space:pre-wrap;max-height:12em;overflow:auto;margin:0;font-size:.8em}")
+
+
+def svg_plot(title: str, series: dict[str, list[tuple[float, float]]], *, marks: list[float] = (),
+             width: int = 560, height: int = 180) -> str:
+    """A line plot of ``{label: [(t, y), ...]}`` with vertical lines at ``marks`` (decision times)."""
+    points = [p for s in series.values() for p in s if p[1] is not None and math.isfinite(p[1])]
+    pad = 30
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+           f'<title>{html.escape(title)}</title><text x="{pad}" y="14" font-size="12">{html.escape(title)}</text>']
+    if not points:
+        out.append(f'<text x="{pad}" y="{height // 2}" font-size="12">no data yet</text></svg>')
+        return "".join(out)
+    ts = [p[0] for p in points] + list(marks)
+    ys = [p[1] for p in points]
+    t0, t1 = min(ts), max(ts)
+    y0, y1 = min(min(ys), 0.0), max(ys)
+    t1, y1 = (t1 if t1 > t0 else t0 + 1), (y1 if y1 > y0 else y0 + 1)
+
+    def xy(t, y):
+        return (pad + (t - t0) / (t1 - t0) * (width - 2 * pad),
+                height - pad + 10 - (y - y0) / (y1 - y0) * (height - pad - 30))
+    out.append(f'<line x1="{pad}" y1="{height - pad + 10}" x2="{width - pad}" y2="{height - pad + 10}" stroke="#999"/>')
+    out.append(f'<text x="2" y="{height - pad + 10}" font-size="10">{y0:.3g}</text>'
+               f'<text x="2" y="30" font-size="10">{y1:.3g}</text>')
+    for t in marks:
+        x, _ = xy(t, y0)
+        out.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height - pad + 10}" stroke="#d33" '
+                   'stroke-dasharray="4,3"/>')
+    colours = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
+    for i, (label, pts) in enumerate(series.items()):
+        pts = [p for p in pts if p[1] is not None and math.isfinite(p[1])]
+        if not pts:
+            continue
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(*p) for p in pts))
+        colour = colours[i % len(colours)]
+        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
+        out.append(f'<text x="{width - pad - 150}" y="{14 + 12 * i}" font-size="11" fill="{colour}">'
+                   f'{html.escape(label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+class Dashboard:
+    def __init__(self, store):
+        self.store = store
+
+    def _page(self, title: str, body: str) -> str:
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+
+    def index(self) -> str:
+        rows = []
+        devices = self.store.list_devices()
+        for cohort in self.store.list_cohorts():
+            state, revision = self.store.get_cohort(cohort)
+            n = sum(1 for d in devices if d["cohort"] == cohort)
+            rows.append(f"<tr><td><a href='/dashboard/{html.escape(cohort)}'>{html.escape(cohort)}</a></td><td>{n}</td>"
+                        f"<td>{html.escape((state.get('baseline') or {}).get('version', '-'))}</td>"
+                        f"<td>{html.escape(state.get('fallback_artifact') or (state.get('fallback') or {}).get('version', '') or '-')}</td>"
+                        f"<td>{html.escape(state.get('reason', ''))}</td></tr>")
+        table = ("<table><tr><th>cohort</th><th>devices</th><th>baseline</th><th>fallback</th><th>last change</th></tr>"
+                 + "".join(rows) + "</table>")
+        return self._page("edgefleet fleet", f"<p>{self.store.count_windows()} telemetry windows stored.</p>{table}")
+
+    def cohort(self, cohort: str) -> str | None:
+        if cohort not in self.store.list_cohorts():
+            return None
+        scores = self.store.list_scores(cohort)
+        decisions = self.store.list_decisions(cohort)
+        t0 = min([s["created_ms"] for s in scores] + [d["created_ms"] for d in decisions] or [0])
+        t = lambda ms: (ms - t0) / 1000.0  # noqa: E731 - seconds since the first point
+        marks = [t(d["created_ms"]) for d in decisions if d["kind"] != "manual"]
+        drift = svg_plot("drift: max PSI and -log10 chi2 p (s since first point)", {
+            "max PSI": [(t(s["created_ms"]), s["stats"]["psi_max"]) for s in scores],
+            "-log10 p": [(t(s["created_ms"]), min(-math.log10(max(s["stats"]["chi2_p"], 1e-300)), 50)) for s in scores],
+        }, marks=marks)
+        acc = svg_plot("accuracy: estimated (confidence) and from labels", {
+            "estimated": [(t(s["created_ms"]), s["stats"]["estimated_accuracy"]) for s in scores],
+            "labels": [(t(s["created_ms"]), s["stats"].get("label_accuracy")) for s in scores],
+        }, marks=marks)
+        rows = "".join(f"<tr><td>{d['id']}</td><td>{html.escape(d['kind'])}</td><td>{html.escape(d['model_version'])}</td>"
+                       f"<td>{html.escape(d['evidence'].get('why', ''))}<pre>{html.escape(json.dumps(d['evidence'], indent=1))}"
+                       f"</pre></td></tr>" for d in reversed(decisions))
+        state, revision = self.store.get_cohort(cohort)
+        body = (f"<p><a href='/dashboard'>all cohorts</a> · policy revision {revision}: "
+                f"<code>{html.escape(json.dumps(state, sort_keys=True))}</code></p>{drift}<br>{acc}"
+                f"<h2>decisions</h2><table><tr><th>id</th><th>kind</th><th>version</th><th>evidence</th></tr>{rows}</table>")
+        return self._page(f"cohort {cohort}", body)

@@ -1,0 +1,149 @@
+"""The policy engine: merged sketches + rules -> per-cohort decisions, each stored with its evidence.
+
+One pass of :func:`evaluate` looks at every cohort that has a baseline version:
+
+- **fallback** — merge the cohort's most recent windows of its serving version, test them against the
+  bundle's reference (:func:`~edgefleet.coordinator.drift.drift_report`); the first ``[[fallback]]``
+  rule whose threshold is crossed sets the cohort's fallback (artifact and/or version). A cohort that
+  already has a fallback is not decided again.
+- **canary** — compare the canary version's windows with the baseline's: roll back when the canary's
+  accuracy (from labels when there are enough, else estimated from confidence) is lower by more than
+  the margin or its error rate higher; promote after ``promote_after_windows`` healthy windows.
+- **shadow** — once the candidate has been run beside the serving model on enough inputs, record the
+  agreement and a pass/fail verdict, and stop the shadow evaluation.
+
+Every evaluation also records each cohort's statistics as a score point (the dashboard's plots).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .drift import drift_report, merge_windows
+from .rules import Rules
+
+__all__ = ["evaluate"]
+
+
+def _accuracy(store, cohort: str, version: str, report: dict, min_labels: int) -> tuple[float | None, str]:
+    n, correct = store.label_stats(cohort, version)
+    if n >= min_labels:
+        return correct / n, f"labels ({n})"
+    return report["estimated_accuracy"], "estimated from confidence"
+
+
+def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict]) -> list[dict]:
+    """Run every rule once over every cohort; return the decisions made (already stored)."""
+    decisions = []
+    for cohort in store.list_cohorts():
+        state, _ = store.get_cohort(cohort)
+        baseline = (state.get("baseline") or {}).get("version")
+        if not baseline:
+            continue
+        report = _stats(store, rules, cohort, baseline, monitoring_for)
+        if report is not None:
+            n, correct = store.label_stats(cohort, baseline)
+            store.add_score(cohort, baseline, {**report, "label_accuracy": correct / n if n else None,
+                                               "labels": n})
+            if not state.get("fallback") and not state.get("fallback_artifact"):
+                decisions += _fallback(store, rules, cohort, baseline, report, monitoring_for)
+        if (state.get("canary") or {}).get("version"):
+            decisions += _canary(store, rules, cohort, state, baseline, report, monitoring_for)
+        if (state.get("shadow") or {}).get("version"):
+            decisions += _shadow(store, rules, cohort, state, baseline)
+    return decisions
+
+
+def _stats(store, rules, cohort, version, monitoring_for) -> dict | None:
+    windows = store.recent_windows(cohort, version, rules.drift.lookback_windows)
+    if not windows:
+        return None
+    merged = merge_windows(windows)
+    report = drift_report(merged, monitoring_for(version))
+    report["enough_evidence"] = (merged["windows"] >= rules.drift.min_windows
+                                 and merged["count"] >= rules.drift.min_samples)
+    return report
+
+
+def _decide(store, cohort, kind, version, evidence, changes) -> dict:
+    state, revision = store.update_cohort(cohort, {**changes, "reason": f"{kind}: {evidence['why']}"})
+    evidence = {**evidence, "policy_revision": revision}
+    decision_id = store.add_decision(cohort, kind, version, evidence)
+    return {"id": decision_id, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
+
+
+def _fallback(store, rules, cohort, version, report, monitoring_for) -> list[dict]:
+    if not report["enough_evidence"]:
+        return []
+    for rule in rules.fallback:
+        if not rule.applies_to(cohort):
+            continue
+        fired = []
+        if report["chi2_p"] < rule.chi2_p_below:
+            fired.append(f"class-count chi2 p={report['chi2_p']:.3g} < {rule.chi2_p_below:g}")
+        if report["psi_max"] > rule.psi_above:
+            fired.append(f"max PSI {report['psi_max']:.3f} > {rule.psi_above:g}")
+        if not fired:
+            continue
+        changes: dict = {}
+        if rule.to_artifact:
+            changes["fallback_artifact"] = rule.to_artifact
+        if rule.to_version:
+            found = store.bundle_by_version(rule.to_version)
+            if found is None:
+                continue  # a rule naming an unpublished version cannot act; the next rule may
+            changes["fallback"] = {"version": rule.to_version, "digest": found[0]}
+        evidence = {"why": "; ".join(fired), "rule": rule.name, "statistics": report,
+                    "thresholds": {"chi2_p_below": rule.chi2_p_below, "psi_above": rule.psi_above},
+                    "action": changes}
+        return [_decide(store, cohort, "fallback", version, evidence, changes)]
+    return []
+
+
+def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) -> list[dict]:
+    canary = state["canary"]["version"]
+    rule = rules.canary
+    windows = store.recent_windows(cohort, canary, rules.drift.lookback_windows)
+    if not windows or base_report is None:
+        return []
+    merged = merge_windows(windows)
+    report = drift_report(merged, monitoring_for(canary))
+    if merged["count"] < rule.min_samples or base_report["samples"] < rule.min_samples:
+        return []
+    acc_c, src_c = _accuracy(store, cohort, canary, report, rule.min_samples)
+    acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples)
+    evidence = {"canary": {"version": canary, "accuracy": acc_c, "accuracy_source": src_c, "statistics": report},
+                "baseline": {"version": baseline, "accuracy": acc_b, "accuracy_source": src_b,
+                             "statistics": base_report},
+                "thresholds": {"rollback_margin": rule.rollback_margin,
+                               "promote_after_windows": rule.promote_after_windows}}
+    worse = []
+    if acc_c is not None and acc_b is not None and acc_c < acc_b - rule.rollback_margin:
+        worse.append(f"accuracy {acc_c:.3f} < baseline {acc_b:.3f} - {rule.rollback_margin:g}")
+    if report["error_rate"] > base_report["error_rate"] + rule.rollback_margin:
+        worse.append(f"error rate {report['error_rate']:.3f} > baseline {base_report['error_rate']:.3f} "
+                     f"+ {rule.rollback_margin:g}")
+    if worse:
+        evidence["why"] = "; ".join(worse)
+        return [_decide(store, cohort, "canary_rollback", canary, evidence, {"canary": None, "canary_share": None})]
+    if merged["windows"] >= rule.promote_after_windows:
+        evidence["why"] = f"{merged['windows']} healthy canary windows >= {rule.promote_after_windows}"
+        return [_decide(store, cohort, "canary_promote", canary, evidence,
+                        {"baseline": state["canary"], "canary": None, "canary_share": None})]
+    return []
+
+
+def _shadow(store, rules, cohort, state, baseline) -> list[dict]:
+    candidate = state["shadow"]["version"]
+    windows = [w for w in store.recent_windows(cohort, baseline, rules.drift.lookback_windows)
+               if w.get("shadow_version") == candidate]
+    seen = sum(w.get("shadow_count", 0) for w in windows)
+    if seen < rules.shadow.min_samples:
+        return []
+    agree = sum(w.get("shadow_agree", 0) for w in windows)
+    agreement = agree / seen
+    verdict = "pass" if agreement >= rules.shadow.min_agreement else "fail"
+    evidence = {"why": f"agreement {agreement:.3f} on {seen} inputs ({verdict}, threshold "
+                       f"{rules.shadow.min_agreement:g})", "candidate": candidate, "serving": baseline,
+                "agreement": agreement, "inputs": seen, "verdict": verdict, "windows": len(windows)}
+    return [_decide(store, cohort, "shadow_report", candidate, evidence, {"shadow": None})]

@@ -1,0 +1,169 @@
+"""Policy rules: a small declarative TOML file, validated key by key.
+
+    [drift]                      # how much evidence every rule looks at
+    lookback_windows = 200       # the most recent windows per (cohort, model version) that are merged
+    min_windows = 5              # no verdict on fewer windows ...
+    min_samples = 200            # ... or fewer predictions
+
+    [[fallback]]                 # any number; the first that fires decides
+    name = "drift-fallback"
+    cohorts = ["*"]              # cohort names, "*" for all
+    chi2_p_below = 1e-6          # fire when the class-count chi-squared p-value is below this ...
+    psi_above = 0.25             # ... or when the largest PSI (confidence, projections) is above this
+    to_artifact = "onnx-fp32"    # fall back to this artifact target ...
+    to_version = ""              # ... and/or to this published version
+
+    [canary]
+    promote_after_windows = 20   # promote after this many healthy canary windows
+    min_samples = 200            # compare only with this many predictions on each side
+    rollback_margin = 0.05       # roll back when the canary's accuracy (labels if any, else estimated)
+                                 # is below the baseline's by more than this, or its error rate above
+
+    [shadow]
+    min_samples = 200            # report agreement once the candidate has seen this many inputs
+    min_agreement = 0.9          # below it the shadow verdict is "fail"
+
+>>> rules = parse_rules(DEFAULT_RULES)
+>>> rules.fallback[0].to_artifact
+'onnx-fp32'
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import PolicyError
+
+__all__ = ["Rules", "FallbackRule", "DriftSettings", "CanaryRule", "ShadowRule", "parse_rules", "load_rules",
+           "DEFAULT_RULES"]
+
+DEFAULT_RULES = """
+[drift]
+lookback_windows = 200
+min_windows = 5
+min_samples = 200
+
+[[fallback]]
+name = "drift-fallback"
+cohorts = ["*"]
+chi2_p_below = 1e-6
+psi_above = 0.25
+to_artifact = "onnx-fp32"
+
+[canary]
+promote_after_windows = 20
+min_samples = 200
+rollback_margin = 0.05
+
+[shadow]
+min_samples = 200
+min_agreement = 0.9
+"""
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    lookback_windows: int = 200
+    min_windows: int = 5
+    min_samples: int = 200
+
+
+@dataclass(frozen=True)
+class FallbackRule:
+    name: str = "fallback"
+    cohorts: tuple = ("*",)
+    chi2_p_below: float = 1e-6
+    psi_above: float = 0.25
+    to_artifact: str = ""
+    to_version: str = ""
+
+    def applies_to(self, cohort: str) -> bool:
+        return "*" in self.cohorts or cohort in self.cohorts
+
+
+@dataclass(frozen=True)
+class CanaryRule:
+    promote_after_windows: int = 20
+    min_samples: int = 200
+    rollback_margin: float = 0.05
+
+
+@dataclass(frozen=True)
+class ShadowRule:
+    min_samples: int = 200
+    min_agreement: float = 0.9
+
+
+@dataclass(frozen=True)
+class Rules:
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    fallback: tuple = ()
+    canary: CanaryRule = field(default_factory=CanaryRule)
+    shadow: ShadowRule = field(default_factory=ShadowRule)
+
+
+def _build(cls, table, where: str):
+    if not isinstance(table, dict):
+        raise PolicyError(f"policy {where}: expected a table")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        if key not in known:
+            raise PolicyError(f"policy {where}.{key}: unknown key; expected one of {', '.join(known)}")
+        default = known[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise PolicyError(f"policy {where}.{key}: expected a list of strings")
+            value = tuple(value)
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PolicyError(f"policy {where}.{key}: expected a number, got {value!r}")
+            value = float(value)
+            if value < 0:
+                raise PolicyError(f"policy {where}.{key}: must be non-negative, got {value}")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PolicyError(f"policy {where}.{key}: expected a positive integer, got {value!r}")
+        elif not isinstance(value, str):
+            raise PolicyError(f"policy {where}.{key}: expected a string, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def parse_rules(text: str) -> Rules:
+    """Parse and validate policy rules; raise PolicyError naming the table and key at fault."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise PolicyError(f"policy: not valid TOML ({e})") from e
+    unknown = set(doc) - {"drift", "fallback", "canary", "shadow"}
+    if unknown:
+        raise PolicyError(f"policy: unknown table(s) {', '.join(sorted(unknown))}; expected drift, fallback, canary, shadow")
+    fallbacks = doc.get("fallback", [])
+    if not isinstance(fallbacks, list):
+        raise PolicyError("policy fallback: expected an array of tables ([[fallback]])")
+    built = []
+    for i, table in enumerate(fallbacks):
+        rule = _build(FallbackRule, table, f"fallback[{i}]")
+        if not rule.to_artifact and not rule.to_version:
+            raise PolicyError(f"policy fallback[{i}]: needs to_artifact or to_version")
+        built.append(rule)
+    return Rules(drift=_build(DriftSettings, doc.get("drift", {}), "drift"), fallback=tuple(built),
+                 canary=_build(CanaryRule, doc.get("canary", {}), "canary"),
+                 shadow=_build(ShadowRule, doc.get("shadow", {}), "shadow"))
+
+
+def load_rules(path: str | Path | None) -> Rules:
+    """Rules from a TOML file, or the embedded defaults when ``path`` is None."""
+    if path is None:
+        return parse_rules(DEFAULT_RULES)
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise PolicyError(f"policy file {path}: cannot read ({e})") from e
+    try:
+        return parse_rules(text)
+    except PolicyError as e:
+        raise PolicyError(f"{path}: {e}") from e

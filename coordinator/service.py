@@ -1,0 +1,218 @@
+"""The coordinator's plain functions over a store: what every transport (gRPC, Connect) calls.
+
+Tokens are random 32-byte URL-safe strings; only their sha256 is stored. A device is identified by
+its token on every call, so it can report, fetch and read policy only as itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+from edgefleet._errors import BundleError
+from edgefleet.bundle import Bundle, unpack
+
+from . import policy as policy_engine
+from .errors import Conflict, InvalidRequest, NotFound, PermissionDenied, Unauthenticated
+from .rules import Rules, load_rules
+from .validate import validate_labels, validate_windows
+
+__all__ = ["Coordinator"]
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Coordinator:
+    """Plain functions for every call. ``admin_token`` guards the admin calls; ``trusted_key``
+    (raw ed25519 public key) makes publishing require a bundle signed by it."""
+
+    def __init__(self, store, *, admin_token: str, rules: Rules | None = None, trusted_key: bytes | None = None):
+        if not admin_token:
+            raise InvalidRequest("the coordinator needs a non-empty admin token")
+        self.store = store
+        self.rules = rules or load_rules(None)
+        self.trusted_key = trusted_key
+        self._admin_hash = _hash(admin_token)
+        self._manifests: dict[str, dict | None] = {}
+        self._lock = threading.Lock()
+        self.policy_changed = threading.Condition()
+
+    # -- authentication ------------------------------------------------------------------------
+    def device_for(self, token: str) -> tuple[str, str]:
+        """(device_id, cohort) of a device token; Unauthenticated when unknown."""
+        found = self.store.device_by_token(_hash(token)) if token else None
+        if found is None:
+            raise Unauthenticated("unknown or missing device token")
+        return found
+
+    def check_admin(self, token: str) -> None:
+        if not token or not hmac.compare_digest(_hash(token), self._admin_hash):
+            raise Unauthenticated("admin call without the admin token")
+
+    # -- device calls --------------------------------------------------------------------------
+    def enroll(self, enrollment_token: str, hardware: str = "") -> dict:
+        if len(hardware) > 256:
+            raise InvalidRequest("hardware: at most 256 characters")
+        cohort = self.store.consume_enrollment_token(_hash(enrollment_token)) if enrollment_token else None
+        if cohort is None:
+            raise Unauthenticated("enrollment token unknown or used up")
+        device_id, token = f"dev-{uuid.uuid4().hex[:16]}", secrets.token_urlsafe(32)
+        self.store.add_device(device_id, _hash(token), cohort, hardware)
+        return {"device_id": device_id, "device_token": token, "cohort": cohort}
+
+    def manifest_for(self, version: str) -> dict | None:
+        """The manifest of a published version (cached: a version's bundle never changes)."""
+        with self._lock:
+            if version in self._manifests and self._manifests[version] is not None:
+                return self._manifests[version]
+        found = self.store.bundle_by_version(version)
+        manifest = found[1] if found else None
+        if manifest is not None:
+            with self._lock:
+                self._manifests[version] = manifest
+        return manifest
+
+    def report(self, device_id: str, cohort: str, windows: list[dict]) -> dict:
+        """Validate every window, store them durably in one transaction, then acknowledge all."""
+        validate_windows(windows, self.manifest_for)
+        new = self.store.ingest_windows(device_id, cohort, windows)
+        return {"acknowledged": [w["report_id"] for w in windows], "duplicates": len(windows) - new, "new": new}
+
+    def feedback(self, device_id: str, cohort: str, labels: list[dict]) -> int:
+        validate_labels(labels, self.manifest_for)
+        return self.store.add_labels(device_id, cohort, labels)
+
+    def policy(self, device_id: str, cohort: str) -> dict:
+        state, revision = self.store.get_cohort(cohort)
+        return {**state, "revision": revision, "cohort": cohort}
+
+    def bundle_archive(self, digest: str) -> bytes:
+        found = self.store.get_bundle(digest) if digest else None
+        if found is None:
+            raise NotFound(f"no published bundle with digest {digest[:16]!r}")
+        return found[1]
+
+    def event(self, device_id: str, kind: str, detail: str, digest: str) -> None:
+        if not kind or len(kind) > 64 or len(detail) > 4096 or len(digest) > 128:
+            raise InvalidRequest("event: kind 1..64 characters, detail up to 4096, digest up to 128")
+        self.store.add_event(device_id, kind, detail, digest)
+
+    # -- admin calls ---------------------------------------------------------------------------
+    def create_enrollment_token(self, cohort: str, uses: int = 1) -> str:
+        if not cohort or len(cohort) > 64 or not cohort.isprintable():
+            raise InvalidRequest("cohort: expected a printable name of 1..64 characters")
+        if not 1 <= uses <= 1_000_000:
+            raise InvalidRequest(f"uses: {uses} is outside 1..1000000")
+        token = secrets.token_urlsafe(24)
+        self.store.create_enrollment_token(_hash(token), cohort, uses)
+        return token
+
+    def publish_bundle(self, archive: bytes) -> dict:
+        """Unpack, verify (digests; signature, and its key when a trusted key is set) and store."""
+        with tempfile.TemporaryDirectory(prefix="edgefleet-publish-") as tmp:
+            path = Path(tmp, "archive.tar.gz")
+            path.write_bytes(archive)
+            try:
+                bundle = unpack(path, Path(tmp, "bundle"))
+                signed = bundle.manifest.get("signature") is not None
+                if signed or self.trusted_key is not None:
+                    bundle.verify_signature(self.trusted_key)
+            except BundleError as e:
+                raise InvalidRequest(f"bundle refused: {e}") from e
+        existing = self.store.bundle_by_version(bundle.version)
+        if existing is not None:
+            if existing[0] != bundle.digest:
+                raise Conflict(f"version {bundle.version} is already published with another digest "
+                               f"({existing[0][:16]}...); publish a new version")
+            return {"digest": bundle.digest, "version": bundle.version, "signed": signed}
+        self.store.put_bundle(bundle.digest, bundle.version, bundle.manifest, archive)
+        return {"digest": bundle.digest, "version": bundle.version, "signed": signed}
+
+    def _target(self, version: str) -> dict:
+        found = self.store.bundle_by_version(version) if version else None
+        if found is None:
+            raise NotFound(f"version {version!r} is not published")
+        return {"version": version, "digest": found[0]}
+
+    def _update(self, cohort: str, changes: dict, kind: str, why: str) -> dict:
+        if not cohort:
+            raise InvalidRequest("cohort: must not be empty")
+        state, revision = self.store.update_cohort(cohort, {**changes, "reason": f"{kind}: {why}"})
+        self.store.add_decision(cohort, "manual", (state.get("baseline") or {}).get("version", ""),
+                                {"why": why, "action": kind, "changes": changes, "policy_revision": revision})
+        self._notify()
+        return {**state, "revision": revision, "cohort": cohort}
+
+    def assign_cohort(self, device_id: str, cohort: str) -> dict:
+        if not cohort or len(cohort) > 64:
+            raise InvalidRequest("cohort: expected 1..64 characters")
+        if not self.store.set_device_cohort(device_id, cohort):
+            raise NotFound(f"no device {device_id!r}")
+        self._notify()
+        return self.policy(device_id, cohort)
+
+    def set_baseline(self, cohort: str, version: str) -> dict:
+        return self._update(cohort, {"baseline": self._target(version)}, "set_baseline", f"baseline {version}")
+
+    def start_canary(self, cohort: str, version: str, share: float) -> dict:
+        if not 0.0 < share <= 1.0:
+            raise InvalidRequest(f"share: {share} is outside (0, 1]")
+        return self._update(cohort, {"canary": self._target(version), "canary_share": share}, "start_canary",
+                            f"canary {version} on {share:.0%}")
+
+    def stop_canary(self, cohort: str, promote: bool) -> dict:
+        state, _ = self.store.get_cohort(cohort)
+        canary = state.get("canary")
+        if not canary:
+            raise NotFound(f"cohort {cohort!r} has no canary")
+        changes = {"canary": None, "canary_share": None}
+        if promote:
+            changes["baseline"] = canary
+        return self._update(cohort, changes, "stop_canary", f"{'promote' if promote else 'stop'} {canary['version']}")
+
+    def set_fallback(self, cohort: str, artifact: str, version: str, reason: str) -> dict:
+        if len(artifact) > 64 or len(reason) > 1024:
+            raise InvalidRequest("artifact up to 64 characters, reason up to 1024")
+        changes = {"fallback_artifact": artifact or None, "fallback": self._target(version) if version else None}
+        why = reason or (f"fallback to {artifact or ''} {version or ''}".strip() if artifact or version
+                         else "fallback cleared")
+        return self._update(cohort, changes, "set_fallback", why)
+
+    def start_shadow(self, cohort: str, version: str) -> dict:
+        target = self._target(version) if version else None
+        return self._update(cohort, {"shadow": target}, "start_shadow",
+                            f"shadow {version}" if version else "shadow stopped")
+
+    def list_decisions(self, cohort: str = "") -> list[dict]:
+        return self.store.list_decisions(cohort)
+
+    def list_events(self, device_id: str = "") -> list[dict]:
+        return self.store.list_events(device_id)
+
+    def evaluate(self) -> list[dict]:
+        decisions = policy_engine.evaluate(self.store, self.rules, self.manifest_monitoring)
+        if decisions:
+            self._notify()
+        return decisions
+
+    def manifest_monitoring(self, version: str) -> dict:
+        manifest = self.manifest_for(version)
+        if manifest is None:
+            raise NotFound(f"version {version!r} is not published")
+        return manifest["monitoring"]
+
+    def _notify(self) -> None:
+        with self.policy_changed:
+            self.policy_changed.notify_all()
+
+    def check_device(self, device_id: str, claimed: str) -> None:
+        """A device acts only as itself."""
+        if claimed and claimed != device_id:
+            raise PermissionDenied(f"device {device_id} cannot act for {claimed}")

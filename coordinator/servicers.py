@@ -1,0 +1,192 @@
+"""gRPC servicers: thin translation between the wire and :class:`~.service.Coordinator`.
+
+Each method reads the caller's token from the ``authorization`` metadata, converts the request to
+plain values, calls one service function and converts the result back. Domain errors become status
+codes in :func:`call`; anything unexpected becomes INTERNAL (and is logged), never a crash. The same
+servicer objects also serve the HTTP/1.1 Connect transport (:mod:`.connect`), through a context with
+the same two methods (``invocation_metadata``, ``abort``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+
+from . import fleet_pb2 as pb
+from . import fleet_pb2_grpc as pb_grpc
+from .errors import CoordinatorError
+from .wire import decision_to_pb, policy_to_pb, window_to_dict
+
+__all__ = ["FleetServicer", "AdminServicer", "call", "CODES"]
+
+log = logging.getLogger("edgefleet.coordinator")
+
+CODES = {
+    "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT, "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
+    "permission_denied": grpc.StatusCode.PERMISSION_DENIED, "not_found": grpc.StatusCode.NOT_FOUND,
+    "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION, "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "internal": grpc.StatusCode.INTERNAL,
+}
+_CHUNK = 64 * 1024
+
+
+def _token(context) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer "):].strip()
+    return ""
+
+
+def call(context, metrics, method: str, fn):
+    """Run ``fn()``; map domain errors to status codes; count and time the call."""
+    start = time.perf_counter()
+    code = "OK"
+    try:
+        return fn()
+    except CoordinatorError as e:
+        code = CODES.get(e.code, grpc.StatusCode.INTERNAL).name
+        if code == "INVALID_ARGUMENT" and method == "Report":
+            metrics.inc("edgefleet_reports_rejected_total")
+        context.abort(CODES.get(e.code, grpc.StatusCode.INTERNAL), str(e))
+    except Exception as e:  # a bug, not the caller's fault: INTERNAL, logged, the server keeps serving
+        code = "INTERNAL"
+        log.exception("%s failed", method)
+        context.abort(grpc.StatusCode.INTERNAL, f"{method}: internal error ({type(e).__name__})")
+    finally:
+        metrics.rpc(method, code, time.perf_counter() - start)
+
+
+class FleetServicer(pb_grpc.FleetServicer):
+    def __init__(self, coordinator, metrics, *, watch_interval_s: float = 1.0):
+        self.c, self.m, self.watch_interval_s = coordinator, metrics, watch_interval_s
+
+    def _device(self, context):
+        return self.c.device_for(_token(context))
+
+    def Enroll(self, request, context):
+        def run():
+            r = self.c.enroll(request.enrollment_token, request.hardware)
+            return pb.EnrollResponse(**r)
+        return call(context, self.m, "Enroll", run)
+
+    def Report(self, request, context):
+        def run():
+            device_id, cohort = self._device(context)
+            self.c.check_device(device_id, request.device_id)
+            result = self.c.report(device_id, cohort, [window_to_dict(w) for w in request.windows])
+            self.m.inc("edgefleet_windows_ingested_total", result["new"])
+            self.m.inc("edgefleet_windows_duplicate_total", result["duplicates"])
+            return pb.ReportResponse(acknowledged=result["acknowledged"], duplicates=result["duplicates"])
+        return call(context, self.m, "Report", run)
+
+    def Feedback(self, request, context):
+        def run():
+            device_id, cohort = self._device(context)
+            labels = [{"prediction_id": x.prediction_id, "label": x.label, "predicted": x.predicted,
+                       "model_version": x.model_version} for x in request.labels]
+            return pb.FeedbackResponse(stored=self.c.feedback(device_id, cohort, labels))
+        return call(context, self.m, "Feedback", run)
+
+    def GetPolicy(self, request, context):
+        def run():
+            device_id, cohort = self._device(context)
+            return policy_to_pb(self.c.policy(device_id, cohort))
+        return call(context, self.m, "GetPolicy", run)
+
+    def WatchPolicy(self, request, context):
+        device_id, cohort = call(context, self.m, "WatchPolicy", lambda: self._device(context))
+        known = (cohort, request.known_revision) if request.known_revision else None
+        while context.is_active():
+            policy = call(context, self.m, "WatchPolicy",
+                          lambda: self.c.policy(device_id, self.c.device_for(_token(context))[1]))
+            if (policy["cohort"], policy["revision"]) != known:
+                known = (policy["cohort"], policy["revision"])
+                yield policy_to_pb(policy)
+            with self.c.policy_changed:
+                self.c.policy_changed.wait(self.watch_interval_s)
+
+    def FetchBundle(self, request, context):
+        def run():
+            self._device(context)
+            return self.c.bundle_archive(request.digest)
+        archive = call(context, self.m, "FetchBundle", run)
+        import hashlib
+        sha = hashlib.sha256(archive).hexdigest()
+        offset = request.offset
+        if not 0 <= offset <= len(archive):
+            context.abort(grpc.StatusCode.OUT_OF_RANGE, f"offset {offset} outside 0..{len(archive)}")
+        while offset < len(archive) and context.is_active():
+            data = archive[offset:offset + _CHUNK]
+            yield pb.BundleChunk(data=data, offset=offset, total=len(archive), archive_sha256=sha)
+            offset += len(data)
+
+    def ReportEvent(self, request, context):
+        def run():
+            device_id, _ = self._device(context)
+            self.c.event(device_id, request.kind, request.detail, request.digest)
+            return pb.EventResponse()
+        return call(context, self.m, "ReportEvent", run)
+
+
+class AdminServicer(pb_grpc.AdminServicer):
+    def __init__(self, coordinator, metrics):
+        self.c, self.m = coordinator, metrics
+
+    def _admin(self, context, method, fn):
+        def run():
+            self.c.check_admin(_token(context))
+            return fn()
+        return call(context, self.m, method, run)
+
+    def _state(self, policy: dict) -> "pb.CohortState":
+        return pb.CohortState(cohort=policy["cohort"], policy=policy_to_pb(policy))
+
+    def CreateEnrollmentToken(self, request, context):
+        return self._admin(context, "CreateEnrollmentToken", lambda: pb.CreateEnrollmentTokenResponse(
+            token=self.c.create_enrollment_token(request.cohort, request.uses or 1)))
+
+    def PublishBundle(self, request, context):
+        return self._admin(context, "PublishBundle", lambda: pb.PublishBundleResponse(
+            **self.c.publish_bundle(request.archive)))
+
+    def AssignCohort(self, request, context):
+        return self._admin(context, "AssignCohort", lambda: self._state(
+            self.c.assign_cohort(request.device_id, request.cohort)))
+
+    def SetBaseline(self, request, context):
+        return self._admin(context, "SetBaseline", lambda: self._state(
+            self.c.set_baseline(request.cohort, request.version)))
+
+    def StartCanary(self, request, context):
+        return self._admin(context, "StartCanary", lambda: self._state(
+            self.c.start_canary(request.cohort, request.version, request.share)))
+
+    def StopCanary(self, request, context):
+        return self._admin(context, "StopCanary", lambda: self._state(
+            self.c.stop_canary(request.cohort, request.promote)))
+
+    def SetFallback(self, request, context):
+        return self._admin(context, "SetFallback", lambda: self._state(
+            self.c.set_fallback(request.cohort, request.artifact, request.version, request.reason)))
+
+    def StartShadow(self, request, context):
+        return self._admin(context, "StartShadow", lambda: self._state(
+            self.c.start_shadow(request.cohort, request.version)))
+
+    def ListDecisions(self, request, context):
+        return self._admin(context, "ListDecisions", lambda: pb.ListDecisionsResponse(
+            decisions=[decision_to_pb(d) for d in self.c.list_decisions(request.cohort)]))
+
+    def ListEvents(self, request, context):
+        return self._admin(context, "ListEvents", lambda: pb.ListEventsResponse(
+            events=[pb.Event(**e) for e in self.c.list_events(request.device_id)]))
+
+    def Evaluate(self, request, context):
+        def run():
+            decisions = self.c.evaluate()
+            for d in decisions:
+                self.m.inc("edgefleet_decisions_total", kind=d["kind"])
+            return pb.ListDecisionsResponse(decisions=[decision_to_pb(d) for d in decisions])
+        return self._admin(context, "Evaluate", run)

@@ -1,0 +1,106 @@
+"""Validation of device reports: a whole request is accepted or refused, never stored in part.
+
+Every error names the window index and the field, e.g. ``windows[3].class_counts: expected 10 bins
+(one per label of model 1.0), got 9``. The reference bins come from the bundle the window claims.
+"""
+
+from __future__ import annotations
+
+import math
+
+from edgefleet.device._sketch import LATENCY_EDGES_MS
+
+from .errors import InvalidRequest
+
+__all__ = ["validate_windows", "validate_labels", "MAX_WINDOWS_PER_REPORT", "MAX_LABELS_PER_REQUEST"]
+
+MAX_WINDOWS_PER_REPORT = 1000
+MAX_LABELS_PER_REQUEST = 10000
+_MAX_ID = 128
+_MAX_COUNT = 10 ** 9
+
+
+def _counts(where: str, counts, bins: int, total: int, what: str) -> None:
+    if len(counts) != bins:
+        raise InvalidRequest(f"{where}: expected {bins} bins ({what}), got {len(counts)}")
+    if any(c < 0 for c in counts):
+        raise InvalidRequest(f"{where}: negative count")
+    if sum(counts) != total:
+        raise InvalidRequest(f"{where}: counts sum to {sum(counts)}, but the window holds {total} predictions")
+
+
+def _ident(where: str, value: str, *, empty_ok: bool = False) -> None:
+    if (not value and not empty_ok) or len(value) > _MAX_ID or not value.isprintable():
+        raise InvalidRequest(f"{where}: expected a printable id of 1..{_MAX_ID} characters, got {value[:40]!r}")
+
+
+def validate_windows(windows: list[dict], reference_for) -> None:
+    """Raise InvalidRequest on the first bad window. ``reference_for(version)`` returns the bundle's
+    manifest for a published version, or None."""
+    if not windows:
+        raise InvalidRequest("windows: a report needs at least one window")
+    if len(windows) > MAX_WINDOWS_PER_REPORT:
+        raise InvalidRequest(f"windows: {len(windows)} windows in one report; the limit is {MAX_WINDOWS_PER_REPORT}")
+    seen = set()
+    for i, w in enumerate(windows):
+        at = f"windows[{i}]"
+        _ident(f"{at}.report_id", w["report_id"])
+        if w["report_id"] in seen:
+            raise InvalidRequest(f"{at}.report_id: {w['report_id']!r} appears twice in this report")
+        seen.add(w["report_id"])
+        _ident(f"{at}.model_version", w["model_version"])
+        manifest = reference_for(w["model_version"])
+        if manifest is None:
+            raise InvalidRequest(f"{at}.model_version: unknown model version {w['model_version']!r} (not published)")
+        targets = [a["target"] for a in manifest["artifacts"]]
+        if w["artifact"] not in targets:
+            raise InvalidRequest(f"{at}.artifact: {w['artifact']!r} is not an artifact of version "
+                                 f"{w['model_version']} ({', '.join(targets)})")
+        n = w["count"]
+        if not 0 <= n <= _MAX_COUNT:
+            raise InvalidRequest(f"{at}.count: {n} is outside 0..{_MAX_COUNT}")
+        if w["start_ms"] < 0 or w["end_ms"] < w["start_ms"]:
+            raise InvalidRequest(f"{at}: end_ms {w['end_ms']} before start_ms {w['start_ms']} (or negative)")
+        ref = manifest["monitoring"]
+        _counts(f"{at}.class_counts", w["class_counts"], len(ref["class_counts"]), n,
+                f"one per label of model {w['model_version']}")
+        _counts(f"{at}.confidence", w["confidence"], len(ref["confidence"]["counts"]), n, "the reference's bins")
+        hists = ref["projection"]["histograms"]
+        if len(w["projections"]) != len(hists):
+            raise InvalidRequest(f"{at}.projections: expected {len(hists)} projections, got {len(w['projections'])}")
+        for j, (counts, hist) in enumerate(zip(w["projections"], hists)):
+            _counts(f"{at}.projections[{j}]", counts, len(hist["counts"]), n, "the reference's bins")
+        if w["latency"]:
+            _counts(f"{at}.latency", w["latency"], len(LATENCY_EDGES_MS) - 1, n, "fixed latency bins")
+        if len(w["errors"]) > 16:
+            raise InvalidRequest(f"{at}.errors: {len(w['errors'])} kinds; at most 16")
+        for kind, count in w["errors"].items():
+            _ident(f"{at}.errors key", kind)
+            if not 0 <= count <= _MAX_COUNT:
+                raise InvalidRequest(f"{at}.errors[{kind!r}]: {count} is outside 0..{_MAX_COUNT}")
+        cs = w["confidence_sum"]
+        if not math.isfinite(cs) or not 0 <= cs <= n + 1e-6 * max(n, 1):
+            raise InvalidRequest(f"{at}.confidence_sum: {cs} is outside 0..count ({n})")
+        if w["merged"] < 0:
+            raise InvalidRequest(f"{at}.merged: negative")
+        _ident(f"{at}.shadow_version", w["shadow_version"], empty_ok=True)
+        if not 0 <= w["shadow_agree"] <= w["shadow_count"] <= _MAX_COUNT:
+            raise InvalidRequest(f"{at}: shadow_agree {w['shadow_agree']} and shadow_count {w['shadow_count']} "
+                                 "must satisfy 0 <= agree <= count")
+
+
+def validate_labels(labels: list[dict], reference_for) -> None:
+    if not labels:
+        raise InvalidRequest("labels: a feedback request needs at least one label")
+    if len(labels) > MAX_LABELS_PER_REQUEST:
+        raise InvalidRequest(f"labels: {len(labels)} labels; the limit is {MAX_LABELS_PER_REQUEST}")
+    for i, lab in enumerate(labels):
+        at = f"labels[{i}]"
+        _ident(f"{at}.prediction_id", lab["prediction_id"])
+        manifest = reference_for(lab["model_version"]) if lab["model_version"] else None
+        if manifest is None:
+            raise InvalidRequest(f"{at}.model_version: unknown model version {lab['model_version']!r}")
+        n = len(manifest["task"].get("labels", []))
+        for key in ("label", "predicted"):
+            if not 0 <= lab[key] < n:
+                raise InvalidRequest(f"{at}.{key}: {lab[key]} is not a class index of 0..{n - 1}")

@@ -1,0 +1,108 @@
+"""A small real bundle for coordinator and device tests: a linear softmax classifier on sklearn's
+digits (trained here, exported as ONNX with onnx.helper), with a monitoring reference computed from
+held-out digits. ``make_bundle`` stands in until the export pipeline's ``digits_bundle`` lands; the
+tests only rely on what any exported classifier bundle has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgefleet.bundle import BundleWriter
+
+N_PROJ = 4
+_DATA = None
+
+
+def digits():
+    """(x_train, y_train, x_ref, y_ref) as float32 in raw pixel units (0..16)."""
+    global _DATA
+    if _DATA is None:
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        x, y = d.data.astype(np.float32), d.target.astype(np.int64)
+        rng = np.random.default_rng(0)
+        order = rng.permutation(len(x))
+        x, y = x[order], y[order]
+        _DATA = (x[:1000], y[:1000], x[1000:], y[1000:])
+    return _DATA
+
+
+_WEIGHTS = {}
+
+
+def _train(x, y, quality):
+    if "good" not in _WEIGHTS:
+        from sklearn.linear_model import LogisticRegression
+        clf = LogisticRegression(max_iter=300).fit(x / 16.0, y)
+        _WEIGHTS["good"] = clf.coef_.T.astype(np.float32), clf.intercept_.astype(np.float32)
+    w, b = _WEIGHTS["good"]
+    if quality == "bad":  # a broken candidate: classes permuted for half the labels
+        perm = np.array([1, 0, 3, 2, 5, 4, 6, 7, 8, 9])
+        w, b = w[:, perm], b[perm]
+    return w, b
+
+
+def _onnx(w, b) -> bytes:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 64])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
+    nodes = [helper.make_node("MatMul", ["input", "W"], ["xw"]), helper.make_node("Add", ["xw", "B"], ["logits"])]
+    graph = helper.make_graph(nodes, "digits_linear", [x], [out],
+                              [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _hist(values, edges):
+    idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    return np.bincount(idx, minlength=len(edges) - 1).tolist()
+
+
+def monitoring_reference(w, b, x_ref):
+    xs = x_ref / 16.0  # the model input space (after the bundle's preprocessing)
+    logits = xs @ w + b
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    conf, cls = p.max(axis=1), p.argmax(axis=1)
+    mean = xs.mean(axis=0)
+    _, _, vt = np.linalg.svd(xs - mean, full_matrices=False)
+    comps = vt[:N_PROJ]
+    proj = (xs - mean) @ comps.T
+    conf_edges = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0]
+    hists = []
+    for k in range(N_PROJ):
+        edges = np.unique(np.quantile(proj[:, k], np.linspace(0, 1, 11))).tolist()
+        hists.append({"edges": edges, "counts": _hist(proj[:, k], np.array(edges))})
+    return {"class_counts": np.bincount(cls, minlength=10).tolist(),
+            "confidence": {"edges": conf_edges, "counts": _hist(conf, np.array(conf_edges))},
+            "projection": {"mean": mean.tolist(), "components": comps.tolist(), "histograms": hists},
+            "temperature": 1.0, "reference_size": int(len(x_ref))}
+
+
+def make_bundle(dest, *, version="1.0", signing_key=None, quality="good") -> Path:
+    x_tr, y_tr, x_ref, _ = digits()
+    w, b = _train(x_tr, y_tr, quality)
+    writer = BundleWriter(dest)
+    model = _onnx(w, b)
+    writer.add_artifact("onnx-fp32", model, runtime="onnxruntime", precision="fp32")
+    # a second artifact for the fallback chain: the same graph with weights rounded to an int8 grid
+    scale = np.abs(w).max() / 127
+    writer.add_artifact("onnx-int8", _onnx((np.round(w / scale) * scale).astype(np.float32), b),
+                        runtime="onnxruntime", precision="int8")
+    fields = {
+        "model": {"name": "digits-linear", "version": version},
+        "task": {"kind": "classifier", "labels": [str(i) for i in range(10)]},
+        "inputs": [{"name": "input", "dtype": "float32", "shape": [None, 64],
+                    "preprocessing": {"layout": "flat", "scale": 1 / 16}}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": [None, 10]}],
+        "fallback_chain": ["onnx-int8", "onnx-fp32"],
+        "monitoring": monitoring_reference(w, b, x_ref),
+        "provenance": {"recipe": "tests", "seed": 0},
+    }
+    writer.finish(fields, signing_key=signing_key)
+    return Path(dest)

@@ -1,0 +1,420 @@
+"""The device SDK: load a bundle, predict, summarise, deliver, follow the coordinator's policy.
+
+>>> from edgefleet import Device                                            # doctest: +SKIP
+>>> from edgefleet.device import GrpcTransport                              # doctest: +SKIP
+>>> dev = Device("out/digits", "state/", transport=GrpcTransport("127.0.0.1:50051"),
+...              enrollment_token=token, trusted_key=public_key)            # doctest: +SKIP
+>>> preds = dev.predict(x)          # keeps serving offline; telemetry waits in the on-disk queue
+>>> dev.sync()                      # deliver queued windows, send feedback, apply the policy
+>>> dev.feedback(preds[0].prediction_id, label=7)
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgefleet import monitoring
+from edgefleet._errors import BundleError, DataError, EdgefleetError
+from edgefleet.bundle import Bundle, unpack
+
+from ._engine import Engine
+from ._policy import choose
+from ._queue import DiskQueue
+from ._sketch import Window
+from ._transport import Offline, Rejected
+
+__all__ = ["Device", "Prediction"]
+
+_BATCH = 100                 # windows per Report call
+_RECENT_PREDICTIONS = 10000  # prediction ids kept for feedback
+_FEEDBACK_CAP = 10000        # labels waiting for delivery; beyond it the oldest are dropped and counted
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prediction_id: str
+    label: int
+    confidence: float
+    model_version: str
+    artifact: str
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+class Device:
+    """A device's model server and telemetry agent. Thread-safe; pure Python apart from the runtime."""
+
+    def __init__(self, bundle: str | os.PathLike, state_dir: str | os.PathLike, *, transport=None,
+                 enrollment_token: str = "", trusted_key: bytes | str | None = None, window_size: int = 100,
+                 window_seconds: float = 60.0, latency_budget_ms: float | None = None,
+                 queue_bytes: int = 256 * 1024, runner_factory=None, clock=time.time, hardware: str = ""):
+        self.state = Path(state_dir)
+        (self.state / "bundles").mkdir(parents=True, exist_ok=True)
+        self.transport = transport
+        self.enrollment_token = enrollment_token
+        self.trusted_key = trusted_key
+        self.window_size, self.window_seconds = window_size, window_seconds
+        self.latency_budget_ms = latency_budget_ms
+        self.runner_factory = runner_factory
+        self.clock = clock
+        self.hardware = hardware
+        self.queue = DiskQueue(self.state / "queue", queue_bytes)
+        self._lock = threading.RLock()
+        self._sync_lock = threading.Lock()
+        self._recent: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
+        self.stats = collections.Counter()
+        self.identity = self._load_json("identity.json") or {}
+        if self.transport is not None and self.identity.get("device_token"):
+            self.transport.token = self.identity["device_token"]
+        self.policy: dict = self._load_json("policy.json") or {}
+        self._artifact_override = self.policy.get("fallback_artifact", "")
+        current = self._load_json("current.json")
+        initial = Bundle.open(bundle)
+        self.bundle = initial
+        if current and current.get("digest") != initial.digest:
+            try:
+                self.bundle = self._open_verified(Path(current["path"]), current["digest"])
+            except EdgefleetError:
+                self.stats["current_pointer_invalid"] += 1
+        else:
+            self._verify_signature(initial)
+        self.engine = self._engine(self.bundle, self._artifact_override)
+        self.engine.warm()
+        self.shadow_engine: Engine | None = None
+        self._window: Window | None = None
+        self._pending_events: list[dict] = self._load_json("events.json") or []
+        self._feedback: list[dict] = self._load_json("feedback.json") or []
+
+    # -- state files ---------------------------------------------------------------------------
+    def _load_json(self, name):
+        try:
+            return json.loads((self.state / name).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    @property
+    def device_id(self) -> str:
+        return self.identity.get("device_id", "")
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def artifact(self) -> str:
+        return self.engine.artifact
+
+    # -- inference -----------------------------------------------------------------------------
+    def _engine(self, bundle, prefer=""):
+        return Engine(bundle, prefer=prefer, runner_factory=self.runner_factory,
+                      latency_budget_ms=self.latency_budget_ms)
+
+    def _prepare(self, x):
+        """(model-input rows, flattened rows for the projections), applying the manifest's preprocessing."""
+        pre = self.bundle.manifest["inputs"][0].get("preprocessing", {})
+        try:
+            import numpy as np
+        except ImportError:
+            np = None
+        if np is not None and not isinstance(x, list):
+            arr = np.asarray(x, dtype=np.float32)
+            if arr.ndim == 1:
+                arr = arr[None, :]
+            arr = arr * np.float32(pre.get("scale", 1.0))
+            arr = (arr - np.asarray(pre.get("mean", 0.0), np.float32)) / np.asarray(pre.get("std", 1.0), np.float32)
+            return arr, arr.reshape(len(arr), -1)
+        rows = [x] if x and not isinstance(x[0], (list, tuple)) else x
+        scale, mean, std = pre.get("scale", 1.0), pre.get("mean", 0.0), pre.get("std", 1.0)
+        out = []
+        for row in rows:
+            means = mean if isinstance(mean, list) else [mean] * len(row)
+            stds = std if isinstance(std, list) else [std] * len(row)
+            out.append([(v * scale - m) / s for v, m, s in zip(row, means, stds)])
+        return out, out
+
+    def _projections(self, flat) -> list[list[float]]:
+        proj = self.bundle.manifest["monitoring"]["projection"]
+        try:
+            import numpy as np
+            if isinstance(flat, np.ndarray):
+                z = (flat - np.asarray(proj["mean"], np.float32)) @ np.asarray(proj["components"], np.float32).T
+                return z.tolist()
+        except ImportError:
+            pass
+        return [monitoring.project(row, proj["mean"], proj["components"]) for row in flat]
+
+    def predict(self, x) -> list[Prediction]:
+        """Predict a batch (rows of raw inputs; one row is accepted too). Never waits on the network."""
+        with self._lock:
+            rows, flat = self._prepare(x)
+            if len(rows) == 0:
+                raise DataError("predict: empty batch")
+            logits, artifact, latency_ms, errors = self.engine.run(rows)
+            shadow_rows = None
+            if self.shadow_engine is not None:
+                try:
+                    shadow_rows = self.shadow_engine.run(rows)[0]
+                except EdgefleetError:
+                    self.stats["shadow_failed"] += 1
+            zs = self._projections(flat)
+            window = self._current_window(artifact)
+            for kind in errors:
+                window.error(kind)
+                self.stats[kind] += 1
+            per_row = latency_ms / len(rows)
+            out = []
+            logits = logits.tolist() if hasattr(logits, "tolist") else logits
+            for i, (row, z) in enumerate(zip(logits, zs)):
+                cls, conf = window.observe(row, z, per_row)
+                if shadow_rows is not None:
+                    window.shadow(monitoring.argmax(list(shadow_rows[i])) == cls)
+                pid = uuid.uuid4().hex
+                self._recent[pid] = (cls, self.bundle.version)
+                out.append(Prediction(pid, cls, conf, self.bundle.version, artifact))
+            while len(self._recent) > _RECENT_PREDICTIONS:
+                self._recent.popitem(last=False)
+            self.stats["predictions"] += len(out)
+            if window.count >= self.window_size or self.clock() * 1000 - window.data["start_ms"] >= self.window_seconds * 1000:
+                self._close_window()
+            return out
+
+    def _current_window(self, artifact: str) -> Window:
+        w = self._window
+        shadow = self.shadow_engine.bundle.version if self.shadow_engine else ""
+        if w is not None and (w.data["model_version"], w.data["artifact"], w.data["shadow_version"]) != (
+                self.bundle.version, artifact, shadow):
+            self._close_window()
+            w = None
+        if w is None:
+            w = self._window = Window(self.bundle.manifest["monitoring"], self.bundle.version, artifact,
+                                      now_ms=int(self.clock() * 1000), shadow_version=shadow)
+        return w
+
+    def _close_window(self) -> None:
+        if self._window is not None and self._window.count:
+            self.queue.put(self._window.close(int(self.clock() * 1000)))
+            self.stats["windows"] += 1
+        self._window = None
+
+    def flush_window(self) -> None:
+        """Close the open window now (it joins the delivery queue)."""
+        with self._lock:
+            self._close_window()
+
+    # -- feedback ------------------------------------------------------------------------------
+    def feedback(self, prediction_id: str, label: int) -> None:
+        """A delayed label for an earlier prediction; delivered on the next :meth:`sync`."""
+        with self._lock:
+            found = self._recent.get(prediction_id)
+            if found is None:
+                raise DataError(f"feedback: unknown or expired prediction id {prediction_id!r}")
+            self._feedback.append({"prediction_id": prediction_id, "label": int(label), "predicted": found[0],
+                                   "model_version": found[1]})
+            if len(self._feedback) > _FEEDBACK_CAP:
+                self.stats["feedback_dropped"] += len(self._feedback) - _FEEDBACK_CAP
+                del self._feedback[:-_FEEDBACK_CAP]
+            _write_json(self.state / "feedback.json", self._feedback)
+
+    # -- coordinator ---------------------------------------------------------------------------
+    def _event(self, kind: str, detail: str, digest: str = "") -> None:
+        self._pending_events.append({"kind": kind, "detail": detail, "digest": digest})
+        _write_json(self.state / "events.json", self._pending_events[-1000:])
+
+    def sync(self, *, close_window: bool = False) -> dict:
+        """Enrol if needed, deliver events, windows and labels, then fetch and apply the policy.
+        Offline is not an error: the data stays queued and the result says ``online: False``."""
+        if self.transport is None:
+            return {"online": False, "reason": "no transport"}
+        if close_window:
+            self.flush_window()
+        with self._sync_lock:
+            result = {"online": True, "delivered": 0, "rejected": 0, "policy_applied": False}
+            try:
+                self._enroll()
+                self._send_events()
+                result["delivered"], result["rejected"] = self._deliver()
+                self._send_feedback()
+                result["policy_applied"] = self.apply_policy(self.transport.get_policy())
+            except Offline as e:
+                result.update(online=False, reason=str(e))
+            return result
+
+    def _enroll(self) -> None:
+        if self.identity.get("device_token"):
+            return
+        if not self.enrollment_token:
+            raise Rejected("UNAUTHENTICATED", "device is not enrolled and has no enrollment token")
+        self.identity = self.transport.enroll(self.enrollment_token, self.hardware)
+        _write_json(self.state / "identity.json", self.identity)
+        self.transport.token = self.identity["device_token"]
+
+    def _send_events(self) -> None:
+        while self._pending_events:
+            e = self._pending_events[0]
+            self.transport.event(e["kind"], e["detail"], e["digest"])
+            self._pending_events.pop(0)
+            _write_json(self.state / "events.json", self._pending_events)
+
+    def _deliver(self) -> tuple[int, int]:
+        delivered = rejected = 0
+        for _ in range(100000):  # bounded: each round removes windows or stops
+            batch = self.queue.take(_BATCH)
+            if not batch:
+                break
+            names = [n for n, _ in batch]
+            try:
+                acked = set(self.transport.report([w for _, w in batch]))
+            except Offline:
+                self.queue.release(names)
+                raise
+            except Rejected as e:
+                # refused as a whole: keep the windows aside (never silently dropped) and say so
+                dead = self.state / "rejected"
+                dead.mkdir(exist_ok=True)
+                for name, w in batch:
+                    _write_json(dead / name, {"error": str(e), "window": w})
+                self.queue.ack(names)
+                rejected += len(batch)
+                self.stats["windows_rejected"] += len(batch)
+                continue
+            done = [n for n, w in batch if w["report_id"] in acked]
+            self.queue.ack(done)
+            self.queue.release([n for n in names if n not in done])
+            delivered += len(done)
+            if len(done) < len(names):
+                break
+        self.stats["windows_delivered"] += delivered
+        return delivered, rejected
+
+    def _send_feedback(self) -> None:
+        with self._lock:
+            labels = list(self._feedback)
+        if not labels:
+            return
+        try:
+            self.transport.feedback(labels)
+        except Rejected as e:
+            self.stats["feedback_rejected"] += len(labels)
+            self._event("feedback_rejected", str(e))
+        with self._lock:
+            del self._feedback[:len(labels)]
+            _write_json(self.state / "feedback.json", self._feedback)
+
+    # -- policy --------------------------------------------------------------------------------
+    def apply_policy(self, policy: dict) -> bool:
+        """Switch version or artifact as the policy says; True when something changed."""
+        target, artifact = choose(policy, self.device_id)
+        changed = False
+        if target is not None and target["digest"] != self.bundle.digest:
+            changed |= self._switch_bundle(target)
+        if artifact != self._artifact_override:
+            if artifact and artifact not in self.bundle.targets:
+                self._event("policy_unusable", f"artifact {artifact} is not in bundle {self.bundle.version}")
+            else:
+                with self._lock:
+                    self._close_window()
+                    self._artifact_override = artifact
+                    engine = self._engine(self.bundle, artifact)
+                    engine.warm()
+                    self.engine = engine
+                changed = True
+        shadow = policy.get("shadow") or {}
+        current_shadow = self.shadow_engine.bundle.digest if self.shadow_engine else ""
+        if shadow.get("digest", "") != current_shadow:
+            changed |= self._switch_shadow(shadow)
+        self.policy = policy
+        _write_json(self.state / "policy.json", policy)
+        return changed
+
+    def _verify_signature(self, bundle: Bundle) -> None:
+        if self.trusted_key is not None:
+            bundle.verify_signature(self.trusted_key)
+
+    def _open_verified(self, path: Path, digest: str) -> Bundle:
+        bundle = Bundle.open(path)
+        if bundle.digest != digest:
+            raise BundleError(f"{path}: digest {bundle.digest[:16]} is not the expected {digest[:16]}")
+        self._verify_signature(bundle)
+        return bundle
+
+    def _obtain(self, target: dict) -> Bundle:
+        """The bundle for ``target``, from the local cache or fetched, verified before use."""
+        final = self.state / "bundles" / target["digest"]
+        if final.is_dir():
+            return self._open_verified(final, target["digest"])
+        archive, stated = self.transport.fetch_bundle(target["digest"])
+        if hashlib.sha256(archive).hexdigest() != stated:
+            raise BundleError(f"bundle {target['version']}: archive sha256 does not match the coordinator's")
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.state / "bundles"))
+        try:
+            (staging / "archive").write_bytes(archive)
+            bundle = unpack(staging / "archive", staging / "b")
+            if bundle.digest != target["digest"] or bundle.version != target["version"]:
+                raise BundleError(f"bundle {target['version']}: got digest {bundle.digest[:16]} version "
+                                  f"{bundle.version}, policy names {target['digest'][:16]} {target['version']}")
+            self._verify_signature(bundle)
+            os.replace(staging / "b", final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self._open_verified(final, target["digest"])
+
+    def _switch_bundle(self, target: dict) -> bool:
+        try:
+            bundle = self._obtain(target)
+            engine = self._engine(bundle, self._artifact_override if self._artifact_override in bundle.targets else "")
+            engine.warm()
+        except (BundleError, EdgefleetError) as e:
+            if isinstance(e, Offline):
+                raise
+            self.stats["bundles_refused"] += 1
+            self._event("bundle_refused", f"version {target['version']}: {e}", target["digest"])
+            try:
+                self._send_events()
+            except Offline:
+                pass
+            return False
+        with self._lock:
+            self._close_window()
+            _write_json(self.state / "current.json", {"digest": bundle.digest, "path": str(bundle.path)})
+            self.bundle, self.engine = bundle, engine
+        self.stats["bundle_swaps"] += 1
+        return True
+
+    def _switch_shadow(self, shadow: dict) -> bool:
+        if not shadow.get("digest"):
+            with self._lock:
+                self._close_window()
+                self.shadow_engine = None
+            return True
+        try:
+            engine = self._engine(self._obtain(shadow))
+            engine.warm()
+        except (BundleError, EdgefleetError) as e:
+            if isinstance(e, Offline):
+                raise
+            self._event("bundle_refused", f"shadow {shadow.get('version')}: {e}", shadow.get("digest", ""))
+            return False
+        with self._lock:
+            self._close_window()
+            self.shadow_engine = engine
+        return True
+
+    def close(self) -> None:
+        """Close the open window into the queue (nothing is lost) and the transport."""
+        self.flush_window()
+        if self.transport is not None and hasattr(self.transport, "close"):
+            self.transport.close()
