@@ -88,7 +88,8 @@ class _Builder:
         val = fx_node.meta.get("val")
         if val is None or not hasattr(val, "shape"):
             raise ModelError(f"no shape recorded for {fx_node.name}")
-        return tuple(d if isinstance(d, int) else None for d in (_as_int(s) for s in val.shape))
+        # symbolic sizes (the batch axis) are SymInts, not ints; never call int() on them (it guards)
+        return tuple(int(s) if isinstance(s, int) else None for s in val.shape)
 
     def add(self, op, fx_node, inputs, attrs=None, params=None, param_names=None) -> Node:
         self.counts[op] = self.counts.get(op, 0) + 1
@@ -306,13 +307,6 @@ class _Builder:
         add = Node("add", f"add_{self.counts['add']}", [mul.outputs[0]], [n.name], {}, {"const": shift.reshape(bshape)},
                    mul.source, mul.module)
         self.nodes.append(add)
-
-
-def _as_int(s):
-    try:
-        return int(s)
-    except (TypeError, ValueError):
-        return None
 
 
 def _arg(args, kw, index, key, default):

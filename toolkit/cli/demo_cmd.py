@@ -1,6 +1,6 @@
 """The main job on embedded defaults: train a digits CNN, compress it two ways, export verified bundles.
 
-1. train the teacher CNN on scikit-learn's digits (seeded; ~10 s on 2 cores);
+1. train the teacher CNN on scikit-learn's digits (seeded; about 10 s on 2 cores);
 2. export it with the default recipe (int8) to OUT/digits;
 3. export it with the 'small' recipe (prune + lowrank + distill + int8) to OUT/digits-small;
 4. print both report tables.
@@ -18,30 +18,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import copy
     from pathlib import Path
 
-    import torch
-
-    from edgefleet.compress import zoo
-    from edgefleet.compress.data import load_dataset
-    from edgefleet.compress.pipeline import ExportConfig, run_export
-    from edgefleet.compress.train import fit, seed_everything
+    from edgefleet.compress.demo import export_digits, train_digits_teacher
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[1/3] training the digits CNN teacher ({args.train_epochs} epochs)", flush=True)
-    seed_everything(args.seed)
-    data = load_dataset("digits", seed=args.seed)
-    teacher = fit(zoo.digits_cnn(), data.x_train, data.y_train, epochs=args.train_epochs, seed=args.seed,
-                  progress=sys.stderr.isatty(), desc="teacher")
-    weights = out / "digits_cnn.pt"
-    torch.save(copy.deepcopy(teacher).state_dict(), weights)
-    results = {}
-    for step, (recipe, max_drop, name) in enumerate((("default", 1.0, "digits"), ("small", 2.0, "digits-small")), 2):
-        print(f"\n[{step}/3] export with recipe '{recipe}' (budget {max_drop} points) -> {out / name}", flush=True)
-        cfg = ExportConfig(model="edgefleet.compress.zoo:digits_cnn", weights=str(weights), data="digits", recipe=recipe,
-                           max_drop=max_drop, out=str(out / name), seed=args.seed, progress=sys.stderr.isatty())
-        results[name] = run_export(cfg)
-        print(results[name].table(), flush=True)
+    progress = sys.stderr.isatty()
+    print(f"== training the digits CNN teacher ({args.train_epochs} epochs)", flush=True)
+    weights = train_digits_teacher(out, seed=args.seed, epochs=args.train_epochs, progress=progress)
+    export_digits(out, weights, seed=args.seed, progress=progress, say=lambda s: print(f"\n== {s}" if s.startswith("export") else s, flush=True))
     return 0

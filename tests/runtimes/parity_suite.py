@@ -1,0 +1,100 @@
+"""The cross-runtime parity suite: one class, subclassed once per (runtime, target).
+
+A subclass sets ``runtime``, ``target``, ``precision`` and, where the backend differs from the
+integer reference by design, ``int8_max_lsb``/``int8_mean_lsb`` with the reason. It then gets every
+test: parity with the reference on each zoo model, a dynamic batch, and clear errors on bad input.
+
+    class TestNativeParity(RuntimeParitySuite):
+        runtime, target, precision = "native", "efm-int8", "int8"
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from edgefleet import DataError
+from edgefleet.compress.ir import QuantConfig, quantize_graph, run_float, run_int
+
+MODELS = ("digits_cnn", "mlp", "mobilenet_v2_stack", "bert_encoder")
+
+
+@functools.lru_cache(maxsize=None)
+def zoo_case(name: str, weight_bits: int = 7):
+    """(float graph, quantized graph, inputs) of a zoo model with seeded random weights."""
+    import torch
+
+    from edgefleet.compress import zoo
+    from edgefleet.compress.capture import capture
+
+    torch.manual_seed(0)
+    model = getattr(zoo, name)().eval()
+    shape = zoo.INPUT_SHAPES[name]
+    rng = np.random.default_rng(0)
+    calib = rng.standard_normal((16, *shape)).astype(np.float32)
+    x = rng.standard_normal((4, *shape)).astype(np.float32)
+    graph = capture(model, shape)
+    return graph, quantize_graph(graph, [calib], QuantConfig(weight_bits=weight_bits)), x
+
+
+class RuntimeParitySuite:
+    runtime: str = ""
+    target: str = ""
+    precision: str = "int8"
+    models: tuple[str, ...] = MODELS
+    int8_max_lsb: float = 2.0
+    int8_mean_lsb: float = 0.25
+    #: per-model overrides {model: (max_lsb, mean_lsb)} with the reason in a comment
+    int8_tolerance: dict = {}
+    fp32_max_abs: float = 1e-4
+
+    def export(self, graph, path):
+        from edgefleet.runtimes import exporters
+        exporters.get(self.target)().export(graph, path)
+        return path
+
+    def open(self, model_name, tmp_path):
+        from edgefleet import runtimes
+
+        cls = runtimes.get(self.runtime)
+        if not cls.is_available():
+            pytest.skip(f"{self.runtime}: {cls.unavailable_reason()}")
+        graph, qgraph, x = zoo_case(model_name)
+        path = self.export(qgraph if self.precision == "int8" else graph, tmp_path / f"{model_name}.{self.target}")
+        return runtimes.load(self.runtime, path), graph, qgraph, x
+
+    @pytest.mark.parametrize("model_name", MODELS)
+    def test_matches_reference(self, model_name, tmp_path):
+        if model_name not in self.models:
+            pytest.skip(f"{self.target} does not cover {model_name}")
+        rt, graph, qgraph, x = self.open(model_name, tmp_path)
+        out = rt.run(x)[rt.output_names[0]]
+        if self.precision == "int8":
+            ref = run_int(qgraph, x)["output"]
+            lsb = qgraph.qparams["output"].scalar_scale
+            diff = np.abs(out - ref) / lsb
+            max_lsb, mean_lsb = self.int8_tolerance.get(model_name, (self.int8_max_lsb, self.int8_mean_lsb))
+            assert diff.max() <= max_lsb + 1e-3, f"max {diff.max():.2f} LSB"
+            assert diff.mean() <= mean_lsb, f"mean {diff.mean():.3f} LSB"
+        else:
+            ref = run_float(graph, x)["output"]
+            assert np.abs(out - ref).max() <= self.fp32_max_abs
+
+    def test_dynamic_batch_gives_the_same_rows(self, tmp_path):
+        rt, _, _, x = self.open(self.models[0], tmp_path)
+        whole = rt.run(x)[rt.output_names[0]]
+        one = rt.run(x[1:2])[rt.output_names[0]]
+        np.testing.assert_allclose(one[0], whole[1], rtol=0, atol=1e-5)
+
+    def test_wrong_shape_dtype_and_nan_are_refused(self, tmp_path):
+        rt, _, _, x = self.open(self.models[0], tmp_path)
+        with pytest.raises(DataError, match="expected shape"):
+            rt.run(x[:, ..., :-1])
+        with pytest.raises(DataError, match="expected dtype"):
+            rt.run(x.astype(np.complex64))
+        bad = x.copy()
+        bad.flat[0] = np.nan
+        with pytest.raises(DataError, match="NaN"):
+            rt.run(bad)
