@@ -1,0 +1,284 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, embedsignature=True
+"""edgefleet's native int8 runtime (C kernels, whole-graph interpreter) as a Python extension.
+
+>>> from edgefleet import _native
+>>> m = _native.Model("model.int8.efm")          # doctest: +SKIP
+>>> m.inputs[0]["shape"], m.kernel_path           # doctest: +SKIP
+((None, 784), 'avx2')
+>>> y, = m.run([x])                               # float32 outputs, GIL released   # doctest: +SKIP
+
+``Model`` maps the file read-only and runs from it in place; ``Model.from_bytes`` takes one buffer.
+Errors raise :class:`NativeError` (a ``ValueError``) with the loader's message.
+"""
+
+import mmap
+import threading
+
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+
+cnp.import_array()
+
+cdef extern from "efm.h":
+    ctypedef struct efm_header:
+        uint32_t version
+        uint32_t n_tensors, n_ops, n_inputs, n_outputs
+    ctypedef struct efm_tensor:
+        uint32_t kind, dtype, rank, name
+        int32_t dims[6]
+        float scale
+        int32_t zero_point
+    ctypedef struct efm_op:
+        uint32_t opcode
+    ctypedef struct efm_opinfo:
+        uint32_t flags
+    ctypedef struct efm_model:
+        const efm_header *h
+        const efm_tensor *tensors
+        const efm_op *ops
+        const uint32_t *ids
+        const char *names
+        efm_opinfo *info
+        uint64_t arena_per_sample, scratch_bytes
+        int force_portable
+    int efm_peek(const void *buf, uint64_t len, uint32_t *n_ops, char *err, size_t errlen)
+    int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, efm_opinfo *info,
+                 uint32_t n_info, char *err, size_t errlen)
+    uint64_t efm_arena_bytes(const efm_model *m, int64_t batch)
+    int efm_run(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
+                int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen) nogil
+    const char *efm_kernel_path(const efm_model *m)
+
+cdef extern from "kernels.h":
+    ctypedef struct efm_clamp:
+        int32_t zo, lo, hi
+    ctypedef void (*efm_gemm_fn)(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp,
+                                 const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c,
+                                 int8_t *out, int64_t ldm, int64_t ldn) nogil
+    ctypedef struct efm_kernels:
+        const char *name
+        efm_gemm_fn gemm
+        efm_gemm_fn gemm_w7
+    const efm_kernels *efm_select_kernels(int force_portable)
+
+OPCODES = ("?", "linear", "conv2d", "max_pool2d", "avg_pool2d", "mean", "add", "mul", "lut", "softmax",
+           "layer_norm", "matmul", "reshape", "transpose", "concat", "embedding", "depthwise_conv2d")
+FORMAT_VERSION = 1
+cdef enum:
+    _ERRLEN = 512
+
+
+class NativeError(ValueError):
+    """The native runtime refused a model file or an input (the message says why)."""
+
+
+def _aligned(nbytes):
+    """A zeroed uint8 array whose data starts on a 64-byte boundary."""
+    raw = np.zeros(nbytes + 64, np.uint8)
+    off = (-raw.ctypes.data) % 64
+    return raw[off:off + nbytes]
+
+
+def kernel_path(portable=False):
+    """Name of the kernel table this CPU gets: ``"avx2"`` or ``"portable"``."""
+    return efm_select_kernels(1 if portable else 0).name.decode()
+
+
+cdef class Model:
+    """A loaded ``.efm`` model. ``verify=False`` skips the checksum (tests of the validators);
+    ``portable=True`` never takes the AVX2 path (tests compare both paths)."""
+
+    cdef efm_model m
+    cdef efm_opinfo *info
+    cdef object buf          # keeps the mapped/copied bytes alive
+    cdef object _mm
+    cdef object _arenas
+    cdef object _lock
+    cdef readonly object path
+
+    def __cinit__(self):
+        self.info = NULL
+
+    def __init__(self, path=None, *, verify=True, portable=False, _data=None):
+        self._arenas = {}
+        self._lock = threading.Lock()
+        self.path = path
+        if _data is None:
+            with open(path, "rb") as f:
+                try:
+                    self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                except ValueError:  # an empty file cannot be mapped
+                    self._mm = b""
+            data = np.frombuffer(self._mm, np.uint8) if len(self._mm) else np.zeros(0, np.uint8)
+        else:
+            data = np.frombuffer(_data, np.uint8)
+        if data.size == 0 or data.ctypes.data % 64:
+            copy = _aligned(data.size)
+            copy[:] = data
+            data = copy
+        self.buf = data
+        self._load(verify, portable)
+
+    @classmethod
+    def from_bytes(cls, data, *, verify=True, portable=False):
+        """Load from one buffer (bytes, bytearray, memoryview); copied only if not 64-byte aligned."""
+        return cls(None, verify=verify, portable=portable, _data=data)
+
+    cdef _load(self, bint verify, bint portable):
+        cdef char err[_ERRLEN]
+        cdef uint32_t n_ops = 0
+        cdef const uint8_t[::1] view = self.buf
+        cdef const void *ptr = <const void *>&view[0] if view.shape[0] else <const void *>err
+        cdef uint64_t n = view.shape[0]
+        err[0] = 0
+        rc = efm_peek(ptr, n, &n_ops, err, _ERRLEN)
+        if rc == 0:
+            self.info = <efm_opinfo *>malloc(sizeof(efm_opinfo) * (n_ops + 1))
+            if self.info == NULL:
+                raise MemoryError()
+            rc = efm_load(ptr, n, 1 if verify else 0, &self.m, self.info, n_ops + 1, err, _ERRLEN)
+        if rc != 0:
+            raise NativeError(err.decode("utf-8", "replace"))
+        self.m.force_portable = 1 if portable else 0
+
+    def __dealloc__(self):
+        free(self.info)
+
+    # -- introspection --------------------------------------------------------------------------
+    cdef dict _tensor(self, uint32_t tid):
+        cdef const efm_tensor *t = &self.m.tensors[tid]
+        dims = tuple(int(t.dims[d]) for d in range(t.rank))
+        return {"name": (self.m.names + t.name).decode("utf-8", "replace"),
+                "dtype": "int64" if t.kind == 1 else "float32",
+                "shape": (None,) + dims[1:], "scale": float(t.scale), "zero_point": int(t.zero_point)}
+
+    @property
+    def version(self):
+        return int(self.m.h.version)
+
+    @property
+    def inputs(self):
+        """Graph inputs: dicts of name, dtype (float32 or int64 indices), shape (None = batch), qparams."""
+        return [self._tensor(self.m.ids[k]) for k in range(self.m.h.n_inputs)]
+
+    @property
+    def outputs(self):
+        return [self._tensor(self.m.ids[self.m.h.n_inputs + k]) for k in range(self.m.h.n_outputs)]
+
+    @property
+    def ops(self):
+        """Op names in execution order."""
+        return [OPCODES[self.m.ops[i].opcode] for i in range(self.m.h.n_ops)]
+
+    @property
+    def kernel_path(self):
+        return efm_kernel_path(&self.m).decode()
+
+    def arena_bytes(self, batch=1):
+        """Bytes of activation memory one run with this batch size uses."""
+        return int(efm_arena_bytes(&self.m, batch))
+
+    # -- run ------------------------------------------------------------------------------------
+    def run(self, inputs, raw=False):
+        """Run the whole graph on a list of arrays (one per input, batch axis first). Returns float32
+        outputs, or the int8 outputs when ``raw``. The GIL is released while the C code runs."""
+        cdef uint32_t n_in = self.m.h.n_inputs, n_out = self.m.h.n_outputs
+        if len(inputs) != n_in:
+            raise NativeError(f"model has {n_in} inputs, got {len(inputs)}")
+        specs = self.inputs
+        feeds = []
+        batch = None
+        for spec, x in zip(specs, inputs):
+            want = np.int64 if spec["dtype"] == "int64" else np.float32
+            arr = np.asarray(x)
+            if arr.dtype != want:
+                raise NativeError(f"input {spec['name']!r}: expected dtype {np.dtype(want).name}, got {arr.dtype}")
+            if arr.ndim != len(spec["shape"]) or tuple(arr.shape[1:]) != tuple(spec["shape"][1:]):
+                shape = ["N", *spec["shape"][1:]]
+                raise NativeError(f"input {spec['name']!r}: expected shape {shape}, got {list(arr.shape)}")
+            if batch is None:
+                batch = arr.shape[0]
+            elif arr.shape[0] != batch:
+                raise NativeError("all inputs must have the same batch size")
+            feeds.append(np.ascontiguousarray(arr))
+        if batch is None or batch < 1:
+            raise NativeError(f"batch size must be at least 1, got {batch}")
+        outs = []
+        for spec in self.outputs:
+            outs.append(np.empty((batch,) + tuple(spec["shape"][1:]), np.int8 if raw else np.float32))
+        cdef const void **pin = <const void **>malloc(sizeof(void *) * n_in)
+        cdef void **pout = <void **>malloc(sizeof(void *) * n_out)
+        cdef char err[_ERRLEN]
+        cdef int rc
+        cdef int64_t b = batch
+        cdef uint64_t alen
+        cdef void *aptr
+        cdef const efm_model *mp = &self.m
+        cdef bint want_raw = bool(raw)
+        err[0] = 0
+        try:
+            for k in range(n_in):
+                pin[k] = <const void *><size_t>feeds[k].ctypes.data
+            for k in range(n_out):
+                pout[k] = <void *><size_t>outs[k].ctypes.data
+            with self._lock:
+                arena = self._arenas.get(batch)
+                if arena is None:
+                    need = efm_arena_bytes(&self.m, batch)
+                    if need == 0:
+                        raise NativeError(f"batch size {batch} is too large for this model")
+                    arena = self._arenas[batch] = _aligned(need)
+                    while len(self._arenas) > 4:  # keep a few batch sizes, not every one ever seen
+                        self._arenas.pop(next(iter(self._arenas)))
+                alen = arena.size
+                aptr = <void *><size_t>arena.ctypes.data
+                with nogil:
+                    if want_raw:
+                        rc = efm_run(mp, b, pin, NULL, <int8_t *const *>pout, aptr, alen, err, _ERRLEN)
+                    else:
+                        rc = efm_run(mp, b, pin, <float *const *>pout, NULL, aptr, alen, err, _ERRLEN)
+        finally:
+            free(pin)
+            free(pout)
+        if rc != 0:
+            raise NativeError(err.decode("utf-8", "replace"))
+        return outs
+
+
+def gemm(a, w_packed, int n, bias, mult, shift, int zo, int lo, int hi, kernel="best"):
+    """Direct entry to the GEMM kernel (for tests): ``a`` int8 [M, Kp], ``w_packed`` the packed int8
+    weights of ``n`` output channels, ``bias`` int64, ``mult``/``shift`` int32 per channel.
+    ``kernel``: ``"portable"``, ``"best"`` (this CPU's general kernel) or ``"w7"`` (its 7-bit one)."""
+    cdef const int8_t[:, ::1] A = np.ascontiguousarray(a, np.int8)
+    cdef int M = A.shape[0], Kp = A.shape[1]
+    if Kp % 4 or M < 1:
+        raise NativeError("gemm: K must be a positive multiple of 4")
+    npad = (n + 7) // 8 * 8
+    wp = np.ascontiguousarray(w_packed, np.int8).reshape(-1)
+    if wp.size != npad * Kp:
+        raise NativeError(f"gemm: packed weights must hold {npad * Kp} bytes, got {wp.size}")
+    wbuf = _aligned(wp.size)
+    wbuf[:] = wp.view(np.uint8)
+    abuf = _aligned(A.shape[0] * Kp + 64)
+    abuf[:M * Kp] = np.asarray(A).view(np.uint8).reshape(-1)
+    cdef const int64_t[::1] B = np.ascontiguousarray(bias, np.int64)
+    cdef const int32_t[::1] MU = np.ascontiguousarray(mult, np.int32)
+    cdef const int32_t[::1] SH = np.ascontiguousarray(shift, np.int32)
+    if B.shape[0] != n or MU.shape[0] != n or SH.shape[0] != n:
+        raise NativeError("gemm: bias/mult/shift need one entry per output channel")
+    for s in SH:
+        if not 1 <= s <= 62:
+            raise NativeError("gemm: shift out of range")
+    out = np.empty((M, n), np.int8)
+    cdef int8_t[:, ::1] O = out
+    cdef const efm_kernels *k = efm_select_kernels(1 if kernel == "portable" else 0)
+    cdef efm_gemm_fn f = k.gemm_w7 if kernel == "w7" else k.gemm
+    cdef efm_clamp c
+    c.zo, c.lo, c.hi = zo, lo, hi
+    cdef const int8_t *ap = <const int8_t *><size_t>abuf.ctypes.data
+    cdef const int8_t *wptr = <const int8_t *><size_t>wbuf.ctypes.data
+    with nogil:
+        f(M, n, Kp, ap, Kp, wptr, &B[0], &MU[0], &SH[0], c, &O[0, 0], n, 1)
+    return out

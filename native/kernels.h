@@ -1,0 +1,53 @@
+/* Compute kernels behind one dispatch table: a portable C build and an AVX2 build of the same source
+ * (kernels_impl.h), plus hand-written AVX2 sequences where the compiler does not find them.
+ * Every variant computes the same integers: the AVX2 u8 x s8 multiply-add (vpmaddubsw) is used only
+ * when every weight satisfies |w| <= 63, where its int16 pair sums cannot saturate. */
+#ifndef EFM_KERNELS_H
+#define EFM_KERNELS_H
+
+#include <stdint.h>
+
+/* Round-half-up requantization of run_int: ((acc*M + 2^(s-1)) >> s) + zo, clamped to [lo, hi].
+ * The product wraps like numpy's int64 (unsigned arithmetic, no C undefined behaviour). */
+static inline int8_t efm_requant(int64_t acc, int32_t mult, int32_t shift, int32_t zo, int32_t lo, int32_t hi) {
+    uint64_t p = (uint64_t)acc * (uint64_t)(int64_t)mult + ((uint64_t)1 << (shift - 1));
+    int64_t v = ((int64_t)p >> shift) + zo;
+    return (int8_t)(v < lo ? lo : v > hi ? hi : v);
+}
+
+/* Requantization of one output channel (or of a whole tensor). */
+typedef struct {
+    int32_t zo, lo, hi;
+} efm_clamp;
+
+/* out[m*ldm + n*ldn] = requant(sum_k (A[m*lda+k] + 128) * W[n,k] + bias[n]) for m < M, n < N.
+ * W is packed (see FORMAT.md): blocks of 8 output channels, each Kp/4 groups of 8x4 bytes. */
+typedef void (*efm_gemm_fn)(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp,
+                            const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c,
+                            int8_t *out, int64_t ldm, int64_t ldn);
+/* out[i*N + j] = requant(sum_k A[i*K+k] * B[j*K+k]) on centred int16 panels (attention matmul). */
+typedef void (*efm_mm16_fn)(int M, int N, int K, const int16_t *A, const int16_t *B, int32_t mult,
+                            int32_t shift, efm_clamp c, int8_t *out);
+/* One depthwise plane: padded centred int16 input [Hp][Wp], kh*kw taps -> int8 [Ho][Wo]. */
+typedef void (*efm_dw_fn)(const int16_t *plane, int Wp, const int8_t *w, int kh, int kw, int sh, int sw,
+                          int dh, int dw, int Ho, int Wo, int64_t bias, int32_t mult, int32_t shift,
+                          efm_clamp c, int8_t *out, int32_t *accrow);
+
+typedef struct {
+    const char *name;
+    efm_gemm_fn gemm;     /* any weights */
+    efm_gemm_fn gemm_w7;  /* weights with |w| <= 63 */
+    efm_mm16_fn mm16;
+    efm_dw_fn dw;
+} efm_kernels;
+
+extern const efm_kernels efm_kernels_portable;
+#if defined(__x86_64__) || defined(_M_X64)
+#define EFM_HAVE_AVX2_BUILD 1
+extern const efm_kernels efm_kernels_avx2;
+#endif
+
+/* The best table this CPU runs (AVX2 when the CPU and OS support it). */
+const efm_kernels *efm_select_kernels(int force_portable);
+
+#endif

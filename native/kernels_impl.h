@@ -1,0 +1,63 @@
+/* Portable kernel bodies, included by kernels_portable.c and (compiled for AVX2) kernels_avx2.c.
+ * KFN(name) gives each build its own symbol names. Plain integer C: whatever the compiler
+ * vectorises it into computes the same integers. */
+#include "kernels.h"
+
+static void KFN(gemm)(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp,
+                      const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c,
+                      int8_t *out, int64_t ldm, int64_t ldn) {
+    const int kq = Kp / 4;
+    for (int m = 0; m < M; m++) {
+        const int8_t *a = A + (int64_t)m * lda;
+        for (int nb = 0; nb * 8 < N; nb++) {
+            const int8_t *w = Wp + (int64_t)nb * kq * 32;
+            int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int q = 0; q < kq; q++) {
+                for (int j = 0; j < 8; j++) {
+                    int32_t s = 0;
+                    for (int t = 0; t < 4; t++)
+                        s += (int32_t)((uint8_t)a[4 * q + t] ^ 0x80u) * (int32_t)w[q * 32 + j * 4 + t];
+                    acc[j] += s;
+                }
+            }
+            for (int j = 0; j < 8 && nb * 8 + j < N; j++) {
+                int n = nb * 8 + j;
+                out[m * ldm + n * ldn] = efm_requant((int64_t)acc[j] + bias[n], mult[n], shift[n], c.zo, c.lo, c.hi);
+            }
+        }
+    }
+}
+
+static void KFN(mm16)(int M, int N, int K, const int16_t *A, const int16_t *B, int32_t mult, int32_t shift,
+                      efm_clamp c, int8_t *out) {
+    for (int i = 0; i < M; i++) {
+        const int16_t *a = A + (int64_t)i * K;
+        for (int j = 0; j < N; j++) {
+            const int16_t *b = B + (int64_t)j * K;
+            int32_t acc = 0;
+            for (int k = 0; k < K; k++) acc += (int32_t)a[k] * (int32_t)b[k];
+            out[(int64_t)i * N + j] = efm_requant(acc, mult, shift, c.zo, c.lo, c.hi);
+        }
+    }
+}
+
+static void KFN(dw)(const int16_t *plane, int Wp, const int8_t *w, int kh, int kw, int sh, int sw, int dh,
+                    int dw, int Ho, int Wo, int64_t bias, int32_t mult, int32_t shift, efm_clamp c,
+                    int8_t *out, int32_t *accrow) {
+    for (int oy = 0; oy < Ho; oy++) {
+        for (int ox = 0; ox < Wo; ox++) accrow[ox] = 0;
+        for (int i = 0; i < kh; i++) {
+            for (int j = 0; j < kw; j++) {
+                const int16_t *r = plane + (int64_t)(oy * sh + i * dh) * Wp + j * dw;
+                int32_t wv = w[i * kw + j];
+                if (sw == 1) {
+                    for (int ox = 0; ox < Wo; ox++) accrow[ox] += (int32_t)r[ox] * wv;
+                } else {
+                    for (int ox = 0; ox < Wo; ox++) accrow[ox] += (int32_t)r[ox * sw] * wv;
+                }
+            }
+        }
+        for (int ox = 0; ox < Wo; ox++)
+            out[(int64_t)oy * Wo + ox] = efm_requant((int64_t)accrow[ox] + bias, mult, shift, c.zo, c.lo, c.hi);
+    }
+}

@@ -1,0 +1,12 @@
+/* The portable kernel table: plain C, every target (and wasm32). */
+#define KFN(name) name##_portable
+#include "kernels_impl.h"
+
+const efm_kernels efm_kernels_portable = {"portable", gemm_portable, gemm_portable, mm16_portable, dw_portable};
+
+#ifndef EFM_HAVE_AVX2_BUILD
+const efm_kernels *efm_select_kernels(int force_portable) {
+    (void)force_portable;
+    return &efm_kernels_portable;
+}
+#endif
