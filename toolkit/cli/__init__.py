@@ -15,6 +15,8 @@ _COMMANDS = {
     "predict": "edgefleet.cli.predict_cmd",
     "bench": "edgefleet.cli.bench_cmd",
     "demo": "edgefleet.cli.demo_cmd",
+    "serve": "edgefleet.cli.serve_cmd",
+    "simulate": "edgefleet.cli.simulate_cmd",
 }
 
 

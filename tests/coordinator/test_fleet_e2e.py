@@ -1,0 +1,29 @@
+"""Acceptance: a real server on 127.0.0.1 and 20 simulated devices on real data; one cohort's inputs
+are shifted; the coordinator decides a fallback for that cohort only, its devices switch, and the
+decision is listed (over gRPC) with its evidence."""
+
+from __future__ import annotations
+
+from edgefleet.coordinator.simulate import format_summary, run_fleet_demo
+
+
+def test_shifted_cohort_falls_back_and_only_it(bundles, tmp_path):
+    summary = run_fleet_demo(bundles["1.0"], tmp_path, devices=20, seed=0)
+    shifted = summary["shifted_cohort"]
+    fallbacks = [d for d in summary["decisions"] if d["kind"] == "fallback"]
+    assert [d["cohort"] for d in fallbacks] == [shifted]
+    evidence = fallbacks[0]["evidence"]
+    assert evidence["statistics"]["devices"] == 5 and evidence["statistics"]["samples"] >= 200
+    assert evidence["statistics"]["psi_max"] > evidence["thresholds"]["psi_above"] or \
+        evidence["statistics"]["chi2_p"] < evidence["thresholds"]["chi2_p_below"]
+    assert evidence["action"] == {"fallback_artifact": "onnx-fp32"} and evidence["rule"] == "drift-fallback"
+    for name, cohort in summary["cohorts"].items():
+        if name == shifted:
+            assert cohort["serving"] == ["onnx-fp32"] and cohort["fallback"] == "onnx-fp32"
+        else:
+            assert cohort["serving"] == ["onnx-int8"] and cohort["fallback"] == ""
+            assert cohort["last_stats"]["psi_max"] < 0.25
+    assert sum(c["devices"] for c in summary["cohorts"].values()) == 20
+    assert summary["windows_stored"] >= 20 * 6 * 2
+    text = format_summary(summary)
+    assert shifted in text and "fallback" in text

@@ -1,0 +1,161 @@
+"""One store conformance suite, subclassed per backend (SQLite always; PostgreSQL where installed)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from edgefleet.coordinator.store_sqlite import SqliteStore
+
+
+def window(rid, version="1.0", n=3):
+    return {"report_id": rid, "model_version": version, "artifact": "onnx-int8", "count": n, "start_ms": 0,
+            "end_ms": 1, "class_counts": [n, 0], "confidence": [n], "projections": [], "latency": [],
+            "errors": {}, "confidence_sum": 0.9 * n, "merged": 1, "shadow_version": "", "shadow_count": 0,
+            "shadow_agree": 0}
+
+
+class StoreContract:
+    """Every backend must pass these. Subclasses provide the ``store`` fixture."""
+
+    def test_enrollment_token_uses(self, store):
+        store.create_enrollment_token("h1", "eu", 2)
+        assert store.consume_enrollment_token("h1") == "eu"
+        assert store.consume_enrollment_token("h1") == "eu"
+        assert store.consume_enrollment_token("h1") is None
+        assert store.consume_enrollment_token("nope") is None
+
+    def test_devices(self, store):
+        store.add_device("d1", "t1", "eu", "x86")
+        assert store.device_by_token("t1") == ("d1", "eu")
+        assert store.device_by_token("t2") is None
+        assert store.set_device_cohort("d1", "us") and not store.set_device_cohort("zz", "us")
+        assert store.device_by_token("t1") == ("d1", "us")
+        assert [d["device_id"] for d in store.list_devices()] == ["d1"]
+
+    def test_ingest_is_idempotent(self, store):
+        assert store.ingest_windows("d1", "eu", [window("a"), window("b")]) == 2
+        assert store.ingest_windows("d1", "eu", [window("a"), window("c")]) == 1
+        assert store.ingest_windows("d2", "eu", [window("a")]) == 1  # ids are per device
+        assert store.count_windows() == 4
+        assert sorted(store.window_ids()) == [("d1", "a"), ("d1", "b"), ("d1", "c"), ("d2", "a")]
+
+    def test_recent_windows_are_per_cohort_and_version_oldest_first(self, store):
+        store.ingest_windows("d1", "eu", [window(f"w{i}") for i in range(5)])
+        store.ingest_windows("d1", "eu", [window("v2", version="2.0")])
+        store.ingest_windows("d2", "us", [window("x")])
+        got = store.recent_windows("eu", "1.0", 3)
+        assert [w["report_id"] for w in got] == ["w2", "w3", "w4"]
+        assert got[0]["device_id"] == "d1" and got[0]["class_counts"] == [3, 0]
+
+    def test_labels(self, store):
+        labels = [{"prediction_id": "p1", "label": 1, "predicted": 1, "model_version": "1.0"},
+                  {"prediction_id": "p2", "label": 0, "predicted": 1, "model_version": "1.0"}]
+        assert store.add_labels("d1", "eu", labels) == 2
+        assert store.add_labels("d1", "eu", labels) == 0
+        assert store.label_stats("eu", "1.0") == (2, 1)
+        assert store.label_stats("us", "1.0") == (0, 0)
+
+    def test_bundles(self, store):
+        store.put_bundle("dig1", "1.0", {"m": 1}, b"\x00archive")
+        assert store.get_bundle("dig1") == ({"m": 1}, b"\x00archive")
+        assert store.bundle_by_version("1.0") == ("dig1", {"m": 1})
+        assert store.get_bundle("zz") is None and store.bundle_by_version("9") is None
+        with pytest.raises(Exception):
+            store.put_bundle("dig2", "1.0", {}, b"")  # a version names one bundle
+
+    def test_cohort_state_and_global_revisions(self, store):
+        assert store.get_cohort("eu") == ({}, 0)
+        state, r1 = store.update_cohort("eu", {"baseline": {"version": "1.0", "digest": "d"}})
+        _, r2 = store.update_cohort("us", {"fallback_artifact": "onnx-fp32"})
+        state, r3 = store.update_cohort("eu", {"fallback_artifact": "onnx-fp32", "baseline": None})
+        assert r1 < r2 < r3
+        assert state == {"fallback_artifact": "onnx-fp32"} == store.get_cohort("eu")[0]
+        assert store.list_cohorts() == ["eu", "us"]
+        with pytest.raises(ValueError):
+            store.update_cohort("eu", {"bogus": 1})
+
+    def test_concurrent_cohort_updates_get_distinct_revisions(self, store):
+        revisions, errors = [], []
+
+        def worker(i):
+            try:
+                for _ in range(5):
+                    revisions.append(store.update_cohort(f"c{i % 2}", {"reason": str(i)})[1])
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors and len(set(revisions)) == 20
+
+    def test_decisions_events_scores(self, store):
+        i = store.add_decision("eu", "fallback", "1.0", {"why": "drift"})
+        store.add_decision("us", "manual", "1.0", {})
+        assert [d["id"] for d in store.list_decisions("eu")] == [i]
+        assert store.list_decisions("eu")[0]["evidence"] == {"why": "drift"}
+        assert len(store.list_decisions()) == 2
+        store.add_event("d1", "bundle_refused", "bad digest", "abc")
+        assert store.list_events("d1")[0]["kind"] == "bundle_refused" and store.list_events("d9") == []
+        store.add_score("eu", "1.0", {"psi_max": 0.1})
+        assert store.list_scores("eu")[0]["stats"] == {"psi_max": 0.1}
+
+    def test_parallel_ingest_loses_nothing(self, store):
+        def worker(d):
+            for k in range(10):
+                store.ingest_windows(f"d{d}", "eu", [window(f"{k}-{j}") for j in range(5)])
+        threads = [threading.Thread(target=worker, args=(d,)) for d in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert store.count_windows() == 200
+
+
+class TestSqliteStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        s = SqliteStore(tmp_path / "fleet.db")
+        yield s
+        s.close()
+
+    def test_wal_and_full_sync(self, store):
+        with store._tx() as cur:
+            cur.execute("PRAGMA journal_mode")
+            assert cur.fetchone()[0] == "wal"
+            cur.execute("PRAGMA synchronous")
+            assert cur.fetchone()[0] == 2  # FULL
+
+    def test_reopen_keeps_data(self, tmp_path):
+        s = SqliteStore(tmp_path / "x.db")
+        s.ingest_windows("d1", "eu", [window("a")])
+        s.close()
+        s = SqliteStore(tmp_path / "x.db")
+        assert s.count_windows() == 1
+        s.close()
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    def store(self, pg_database):
+        from edgefleet.coordinator.store_postgres import PostgresStore
+        s = PostgresStore(pg_database)
+        yield s
+        s.close()
+
+    def test_two_replicas_share_one_store(self, pg_database):
+        from edgefleet.coordinator.store_postgres import PostgresStore
+        a, b = PostgresStore(pg_database), PostgresStore(pg_database)
+        try:
+            a.ingest_windows("d1", "eu", [window("x")])
+            assert b.ingest_windows("d1", "eu", [window("x")]) == 0
+            assert b.count_windows() == 1
+            _, r1 = a.update_cohort("eu", {"reason": "a"})
+            _, r2 = b.update_cohort("eu", {"reason": "b"})
+            assert r2 > r1 and a.get_cohort("eu")[0]["reason"] == "b"
+        finally:
+            a.close()
+            b.close()
