@@ -40,7 +40,7 @@ typedef struct {
     char magic[4];
     uint32_t version;
     uint32_t header_bytes;   /* sizeof(efm_header) */
-    uint32_t checksum;       /* FNV-1a 32 of the file with this field zeroed */
+    uint32_t checksum;       /* CRC-32 (zlib's) of the file with this field zeroed */
     uint64_t file_bytes;
     uint32_t n_tensors, n_ops, n_blobs, n_ids;
     uint32_t n_inputs, n_outputs;
@@ -112,7 +112,7 @@ uint64_t efm_arena_bytes(const efm_model *m, int64_t batch);
 int efm_run(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
             int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen);
 
-uint32_t efm_fnv1a(const uint8_t *p, uint64_t n, uint32_t h);
+uint32_t efm_crc32(const uint8_t *p, uint64_t n, uint32_t crc); /* zlib.crc32 compatible, chainable */
 const char *efm_kernel_path(const efm_model *m);
 
 #endif

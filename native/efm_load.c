@@ -312,9 +312,9 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
     const uint8_t *base = (const uint8_t *)buf;
     const efm_header *h = (const efm_header *)buf;
     if (verify_checksum) {
-        uint32_t zero = 0, c = efm_fnv1a(base, 12, 2166136261u);
-        c = efm_fnv1a((const uint8_t *)&zero, 4, c);
-        c = efm_fnv1a(base + 16, len - 16, c);
+        uint32_t zero = 0, c = efm_crc32(base, 12, 0);
+        c = efm_crc32((const uint8_t *)&zero, 4, c);
+        c = efm_crc32(base + 16, len - 16, c);
         if (c != h->checksum) FAIL(EFM_E_CHECKSUM, "checksum mismatch: the file is corrupted (stored", h->checksum, ")");
     }
     if (!section_ok(h->tensors_off, h->n_tensors, sizeof(efm_tensor), len) || !section_ok(h->ops_off, h->n_ops, sizeof(efm_op), len) ||
@@ -380,9 +380,16 @@ uint64_t efm_arena_bytes(const efm_model *m, int64_t batch) {
     return (uint64_t)batch * m->arena_per_sample + efm_round_up(m->scratch_bytes, EFM_ALIGN) + 64;
 }
 
-uint32_t efm_fnv1a(const uint8_t *p, uint64_t n, uint32_t h) {
-    for (uint64_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
-    return h;
+uint32_t efm_crc32(const uint8_t *p, uint64_t n, uint32_t crc) {
+    uint32_t table[256];
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    crc = ~crc;
+    for (uint64_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
 }
 
 const char *efm_kernel_path(const efm_model *m) { return efm_select_kernels(m->force_portable)->name; }

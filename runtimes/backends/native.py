@@ -1,0 +1,65 @@
+"""The ``native`` backend: edgefleet's own int8 runtime (C kernels via the ``edgefleet._native``
+extension) running a ``.efm`` artifact whole-graph in one call, with the GIL released.
+
+The extension is built by ``pip install`` (setup.py). Where it is missing, the backend reports
+itself unavailable with the reason (logged once) and the SDK picks another runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from edgefleet._errors import DataError
+
+from ..base import Runtime, TensorSpec
+
+_log = logging.getLogger(__name__)
+_warned = False
+
+
+class NativeRuntime(Runtime):
+    name = "native"
+    extra = ""
+    targets = ("efm-int8",)
+
+    @classmethod
+    def _available(cls):
+        global _warned
+        try:
+            from edgefleet import _native  # noqa: F401
+        except ImportError as e:
+            reason = (f"the native extension edgefleet._native is not built ({e}); "
+                      "reinstall edgefleet from source with a C compiler (bash scripts/setup.sh)")
+            if not _warned:
+                _log.warning("runtime 'native' unavailable: %s", reason)
+                _warned = True
+            return reason
+        return None
+
+    def _load(self, path: Path):
+        from edgefleet import _native
+
+        try:
+            self._model = _native.Model(str(path))
+        except _native.NativeError as e:
+            # the base class wraps this into RuntimeBackendError naming the backend and the file
+            raise ValueError(f"invalid .efm file: {e}") from e
+        specs = [TensorSpec(t["name"], t["dtype"], tuple(t["shape"])) for t in self._model.inputs]
+        return specs, [t["name"] for t in self._model.outputs]
+
+    @property
+    def kernel_path(self) -> str:
+        """``"avx2"`` or ``"portable"``: the kernel table this CPU runs."""
+        return self._model.kernel_path
+
+    def _run(self, feeds):
+        from edgefleet import _native
+
+        arrays = [feeds[s.name] for s in self.input_specs]
+        if any(a.shape[0] == 0 for a in arrays):
+            raise DataError("runtime 'native': the batch is empty")
+        try:
+            return self._model.run(arrays)
+        except _native.NativeError as e:
+            raise DataError(f"runtime 'native': {e}") from e

@@ -1,0 +1,347 @@
+"""The ``efm-int8`` exporter: a quantized IR graph as edgefleet's flat model format (``.efm``).
+
+One file serves the native runtime (``edgefleet._native``) and the wasm runtime. It holds the IR's
+own int8 parameters, rearranged for the kernels only where that is lossless: weights packed in
+8-channel x 4-deep blocks, and the zero point of a linear/conv input folded into the int64 bias
+(``bias - (128 + zx) * sum(w)``) because the kernels offset activations to unsigned bytes. The
+activation arena is planned here (per-sample offsets, scaled by the batch size at run time).
+The byte layout is specified in ``native/FORMAT.md``.
+
+>>> from edgefleet.runtimes import exporters
+>>> exporters.get("efm-int8")().export(qgraph, "model.int8.efm")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from edgefleet._errors import ModelError, UnsupportedOpError
+
+__all__ = ["EfmExporter", "pack_weights", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+MAGIC = b"EFM\x01"
+ALIGN, KPAD, NPAD, MAX_RANK = 64, 4, 8, 6
+T_ACT, T_INPUT_I64, T_CONST = 0, 1, 2
+DT_INT8, DT_INT32, DT_INT64, DT_FLOAT32 = 0, 1, 2, 3
+_BLOB_DTYPES = {np.dtype(np.int8): DT_INT8, np.dtype(np.int32): DT_INT32, np.dtype(np.int64): DT_INT64,
+                np.dtype(np.float32): DT_FLOAT32}
+OPCODES = {name: i for i, name in enumerate(
+    ["?", "linear", "conv2d", "max_pool2d", "avg_pool2d", "mean", "add", "mul", "lut", "softmax", "layer_norm",
+     "matmul", "reshape", "transpose", "concat", "embedding", "depthwise_conv2d"])}
+LUT_OPS = ("relu", "relu6", "hardswish", "sigmoid", "silu", "tanh", "gelu")
+
+HEADER = struct.Struct("<4sIIIQ6I5QQ8I")
+TENSOR = np.dtype([("kind", "<u4"), ("dtype", "<u4"), ("rank", "<u4"), ("name", "<u4"), ("dims", "<i4", 6),
+                   ("offset", "<u8"), ("scale", "<f4"), ("zero_point", "<i4"), ("reserved", "<u4", 2)])
+OP = np.dtype([("opcode", "<u4"), ("n_in", "<u4"), ("in_ids", "<u4"), ("out", "<u4"), ("attr", "<i4", 32),
+               ("param", "<i8", 4), ("blob", "<u4", 6)])
+BLOB = np.dtype([("offset", "<u8"), ("nbytes", "<u8"), ("dtype", "<u4"), ("count", "<u4")])
+NO_BLOB = 0xFFFFFFFF
+assert HEADER.size == 128 and TENSOR.itemsize == 64 and OP.itemsize == 200 and BLOB.itemsize == 24
+
+
+def _round_up(v: int, a: int) -> int:
+    return (v + a - 1) // a * a
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """int8 ``[N, K]`` -> the kernels' layout: zero-padded to ``[Np, Kp]`` (multiples of 8 and 4), then
+    ``[Np/8, Kp/4, 8, 4]``, so 8 output channels x 4 consecutive k are one 32-byte vector."""
+    n, k = w.shape
+    padded = np.zeros((_round_up(n, NPAD), _round_up(k, KPAD)), np.int8)
+    padded[:n, :k] = w
+    np_, kp = padded.shape
+    return np.ascontiguousarray(padded.reshape(np_ // 8, 8, kp // 4, 4).transpose(0, 2, 1, 3)).reshape(-1)
+
+
+class _Builder:
+    def __init__(self, graph):
+        self.g = graph
+        self.tensors: list[dict] = []
+        self.tid: dict[str, int] = {}
+        self.ops: list[np.void] = []
+        self.op_inputs: list[list[int]] = []
+        self.blobs: list[np.ndarray] = []
+        self.names = bytearray(b"\0")
+
+    # -- tables ---------------------------------------------------------------------------------
+    def name(self, s: str) -> int:
+        off = len(self.names)
+        self.names += s.encode("utf-8", "replace").replace(b"\0", b"?") + b"\0"
+        return off
+
+    def blob(self, arr) -> int:
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype not in _BLOB_DTYPES:
+            raise ModelError(f"efm: cannot store a constant of dtype {arr.dtype}")
+        self.blobs.append(arr.reshape(-1))
+        return len(self.blobs) - 1
+
+    def tensor(self, name: str, kind: int, shape, qp=None, blob: int = 0) -> int:
+        shape = tuple(1 if d is None else int(d) for d in shape) or (1,)
+        if len(shape) > MAX_RANK:
+            raise UnsupportedOpError(f"efm: tensor {name!r} has rank {len(shape)} (at most {MAX_RANK})")
+        t = {"kind": kind, "shape": shape, "name": self.name(name), "blob": blob,
+             "scale": float(qp.scalar_scale) if qp is not None else 1.0,
+             "zero_point": int(qp.scalar_zero_point) if qp is not None else 0}
+        self.tensors.append(t)
+        self.tid[name] = len(self.tensors) - 1
+        return len(self.tensors) - 1
+
+    def act(self, name: str) -> int:
+        if name not in self.tid:
+            self.tensor(name, T_ACT, self.g.values[name].shape, self.g.qparams[name])
+        return self.tid[name]
+
+    def op(self, opcode: str, inputs: list[int], out: int, attrs=(), params=(), blobs=()) -> None:
+        rec = np.zeros((), OP)
+        rec["opcode"], rec["n_in"], rec["out"] = OPCODES[opcode], len(inputs), out
+        rec["attr"][: len(attrs)] = attrs
+        rec["param"][: len(params)] = params
+        rec["blob"][:] = NO_BLOB
+        rec["blob"][: len(blobs)] = blobs
+        self.ops.append(rec)
+        self.op_inputs.append(list(inputs))
+
+
+def _rq(p) -> tuple[np.ndarray, np.ndarray]:
+    mult, shift = np.asarray(p["multiplier"], np.int64).reshape(-1), np.asarray(p["shift"], np.int64).reshape(-1)
+    if (mult < 0).any() or (mult >= 1 << 31).any() or (shift < 1).any() or (shift > 62).any():
+        raise ModelError("efm: requantization constants out of range")
+    return mult.astype(np.int32), shift.astype(np.int32)
+
+
+def _axis(axis: int, rank: int, node) -> int:
+    axis = axis + rank if axis < 0 else axis
+    if not 1 <= axis < rank:
+        raise UnsupportedOpError(f"efm: {node.op} over the batch axis is not supported ({node.where()})")
+    return axis
+
+
+def _clamp(node, qp) -> tuple[int, int]:
+    lo, hi = node.attrs.get("clamp", (qp.qmin, qp.qmax))
+    return int(lo), int(hi)
+
+
+def _emit(b: _Builder, node) -> None:
+    g, p, a = b.g, node.params, node.attrs
+    out_qp = g.qparams[node.outputs[0]]
+    x_name = node.inputs[0]
+    x_shape = g.values[x_name].shape
+    op = node.op
+    if op in ("linear", "conv2d"):
+        x = b.act(x_name)
+        y = b.act(node.outputs[0])
+        zx = g.qparams[x_name].scalar_zero_point
+        w = np.asarray(p["weight_q"], np.int8)
+        bias = np.asarray(p.get("bias_q", np.zeros(w.shape[0], np.int32)), np.int64)
+        mult, shift = _rq(p)
+        lo, hi = _clamp(node, out_qp)
+        if op == "linear":
+            n_out, k = w.shape
+            folded = bias - (128 + zx) * w.astype(np.int64).sum(axis=1)
+            blobs = [b.blob(pack_weights(w)), b.blob(folded), b.blob(mult), b.blob(shift)]
+            b.op("linear", [x], y, [k, n_out, lo, hi], blobs=blobs)
+            return
+        o, cg, kh, kw = w.shape
+        c, groups = x_shape[1], a["groups"]
+        geom = [c, o, kh, kw, *a["stride"], *a["padding"], *a["dilation"], groups, lo, hi]
+        if groups == c and o == c and cg == 1:
+            blobs = [b.blob(w.reshape(o, kh * kw)), b.blob(bias), b.blob(mult), b.blob(shift)]
+            b.op("depthwise_conv2d", [x], y, geom, blobs=blobs)
+            return
+        og = o // groups
+        w2 = w.reshape(o, cg * kh * kw)
+        packed = np.concatenate([pack_weights(w2[gi * og:(gi + 1) * og]) for gi in range(groups)])
+        folded = bias - (128 + zx) * w2.astype(np.int64).sum(axis=1)
+        b.op("conv2d", [x], y, geom, blobs=[b.blob(packed), b.blob(folded), b.blob(mult), b.blob(shift)])
+        return
+    if op in ("max_pool2d", "avg_pool2d"):
+        cip = int(a.get("count_include_pad", False))
+        b.op(op, [b.act(x_name)], b.act(node.outputs[0]), [*a["kernel"], *a["stride"], *a["padding"], cip])
+        return
+    if op == "mean":
+        rank = len(x_shape)
+        axes = sorted(_axis(ax, rank, node) for ax in a["axes"])
+        if axes != list(range(axes[0], axes[-1] + 1)):
+            raise UnsupportedOpError(f"efm: mean over non-adjacent axes {axes} ({node.where()})")
+        b.op("mean", [b.act(x_name)], b.act(node.outputs[0]), [axes[0], axes[-1]])
+        return
+    if op in ("add", "mul"):
+        ins = [b.act(x_name)]
+        if len(node.inputs) > 1:
+            if len(g.values[node.inputs[1]].shape) != len(x_shape):
+                raise UnsupportedOpError(f"efm: {op} of tensors with different ranks ({node.where()})")
+            ins.append(b.act(node.inputs[1]))
+        else:
+            from edgefleet.compress.ir.graph import QParams
+
+            cq = np.asarray(p["const_q"], np.int8)
+            if cq.ndim > len(x_shape) or (cq.ndim == len(x_shape) and cq.shape[0] != 1):
+                raise UnsupportedOpError(f"efm: {op} constant spans the batch axis ({node.where()})")
+            qp = QParams.per_tensor(float(p["const_scale"]), int(p["const_zero_point"]))
+            ins.append(b.tensor(f"{node.name}.const", T_CONST, cq.shape, qp, b.blob(cq)))
+        lo, hi = _clamp(node, out_qp)
+        if op == "add":
+            b.op("add", ins, b.act(node.outputs[0]), [lo, hi], params=[int(p["mult_a"]), int(p["mult_b"])])
+        else:
+            mult, shift = _rq(p)
+            b.op("mul", ins, b.act(node.outputs[0]), [lo, hi, int(mult[0]), int(shift[0])])
+        return
+    if op in LUT_OPS:
+        b.op("lut", [b.act(x_name)], b.act(node.outputs[0]), blobs=[b.blob(np.asarray(p["table"], np.int8))])
+        return
+    if op == "softmax":
+        axis = _axis(a["axis"], len(x_shape), node)
+        b.op("softmax", [b.act(x_name)], b.act(node.outputs[0]), [axis],
+             blobs=[b.blob(np.asarray(p["exp_table"], np.int32))])
+        return
+    if op == "layer_norm":
+        eps_bits = int(np.float32(a["eps"]).view(np.int32))
+        b.op("layer_norm", [b.act(x_name)], b.act(node.outputs[0]), [eps_bits],
+             blobs=[b.blob(np.asarray(p["gamma"], np.float32)), b.blob(np.asarray(p["beta"], np.float32))])
+        return
+    if op == "matmul":
+        sa, sb = x_shape, g.values[node.inputs[1]].shape
+        if len(sa) < 3 or len(sa) != len(sb) or tuple(sa[1:-2]) != tuple(sb[1:-2]):
+            raise UnsupportedOpError(f"efm: matmul needs equal batch dims and rank >= 3 ({node.where()})")
+        mult, shift = _rq(p)
+        lo, hi = _clamp(node, out_qp)
+        b.op("matmul", [b.act(x_name), b.act(node.inputs[1])], b.act(node.outputs[0]),
+             [int(mult[0]), int(shift[0]), lo, hi])
+        return
+    if op == "reshape":
+        b.op("reshape", [b.act(x_name)], b.act(node.outputs[0]))
+        return
+    if op == "transpose":
+        perm = [int(d) + len(x_shape) if d < 0 else int(d) for d in a["perm"]]
+        b.op("transpose", [b.act(x_name)], b.act(node.outputs[0]), perm)
+        return
+    if op == "concat":
+        if len(node.inputs) > 64:
+            raise UnsupportedOpError(f"efm: concat of more than 64 tensors ({node.where()})")
+        axis = _axis(a["axis"], len(x_shape), node)
+        same = [0, 0]
+        for k, name in enumerate(node.inputs):
+            if g.qparams[name].same_as(out_qp):
+                same[k // 32] |= 1 << (k % 32)
+        same = [int(np.uint32(s).view(np.int32)) for s in same]
+        b.op("concat", [b.act(i) for i in node.inputs], b.act(node.outputs[0]), [axis, *same],
+             blobs=[b.blob(np.asarray(p["mults"], np.int64))])
+        return
+    if op == "embedding":
+        wq = np.asarray(p["weight_q"], np.int8)
+        if x_name not in b.tid or b.tensors[b.tid[x_name]]["kind"] != T_INPUT_I64:
+            raise UnsupportedOpError(f"efm: embedding indices must be a graph input ({node.where()})")
+        b.op("embedding", [b.tid[x_name]], b.act(node.outputs[0]), [wq.shape[0], wq.shape[1]], blobs=[b.blob(wq)])
+        return
+    raise UnsupportedOpError(f"efm: op {op!r} has no native kernel ({node.where()})")
+
+
+def _plan_arena(b: _Builder, graph_outputs: list[int], n_inputs: list[int]) -> None:
+    """First-fit offsets for every activation: a tensor lives from the op that writes it (graph
+    inputs: from the start) to its last reader (graph outputs: to the end). Offsets are per sample;
+    the runtime multiplies them by the batch size, which keeps live tensors disjoint."""
+    n_ops = len(b.ops)
+    born = {t: -1 for t in n_inputs}
+    last = {t: -1 for t in n_inputs}
+    for i, (rec, ins) in enumerate(zip(b.ops, b.op_inputs)):
+        born[int(rec["out"])] = i
+        last.setdefault(int(rec["out"]), i)
+        for t in ins:
+            last[t] = max(last.get(t, i), i)
+    for t in graph_outputs:
+        last[t] = n_ops
+    live: list[tuple[int, int, int]] = []  # (offset, size, last use)
+    for t in sorted((t for t in born if b.tensors[t]["kind"] == T_ACT), key=lambda t: (born[t], t)):
+        live = [blk for blk in live if blk[2] >= born[t]]
+        size = _round_up(int(np.prod(b.tensors[t]["shape"][1:], dtype=np.int64)), ALIGN)
+        offset = 0
+        for off, sz, _ in sorted(live):
+            if off - offset >= size:
+                break
+            offset = max(offset, off + sz)
+        b.tensors[t]["offset"] = offset
+        live.append((offset, size, last[t]))
+
+
+def build_efm(graph) -> bytes:
+    """Serialize a quantized IR graph to ``.efm`` bytes."""
+    if not graph.quantized:
+        raise ModelError("efm-int8 export needs a quantized graph (run the quantize pass first)")
+    b = _Builder(graph)
+    inputs = []
+    for v in graph.inputs:
+        if v.dtype == "int64":
+            inputs.append(b.tensor(v.name, T_INPUT_I64, v.shape))
+        elif v.dtype == "float32":
+            inputs.append(b.act(v.name))
+        else:
+            raise UnsupportedOpError(f"efm: input {v.name!r} has dtype {v.dtype}")
+    for node in graph.nodes:
+        _emit(b, node)
+    outputs = [b.act(name) for name in graph.outputs]
+    _plan_arena(b, outputs, inputs)
+
+    ids: list[int] = inputs + outputs
+    for rec, ins in zip(b.ops, b.op_inputs):
+        rec["in_ids"] = len(ids)
+        ids.extend(ins)
+    tensors = np.zeros(len(b.tensors), TENSOR)
+    for i, t in enumerate(b.tensors):
+        rec = tensors[i]
+        rec["kind"], rec["name"], rec["rank"] = t["kind"], t["name"], len(t["shape"])
+        rec["dtype"] = DT_INT64 if t["kind"] == T_INPUT_I64 else DT_INT8
+        rec["dims"][: len(t["shape"])] = t["shape"]
+        rec["offset"] = t.get("offset", 0) if t["kind"] == T_ACT else (t["blob"] if t["kind"] == T_CONST else 0)
+        rec["scale"], rec["zero_point"] = t["scale"], t["zero_point"]
+    ops = np.array(b.ops, OP) if b.ops else np.zeros(0, OP)
+
+    # layout: header | tensors | ops | blob table | ids | names | (64-aligned) blob data
+    off = HEADER.size
+    sections = {}
+    for key, nbytes in (("tensors", tensors.nbytes), ("ops", ops.nbytes), ("blobs", len(b.blobs) * BLOB.itemsize),
+                        ("ids", 4 * len(ids)), ("names", len(b.names))):
+        sections[key] = off
+        off = _round_up(off + nbytes, 8)
+    table = np.zeros(len(b.blobs), BLOB)
+    data_off = _round_up(off, ALIGN)
+    for i, arr in enumerate(b.blobs):
+        table[i] = (data_off, arr.nbytes, _BLOB_DTYPES[arr.dtype], arr.size)
+        data_off = _round_up(data_off + arr.nbytes, ALIGN)
+    total = data_off if b.blobs else _round_up(off, ALIGN)
+    buf = bytearray(total)
+    for key, arr in (("tensors", tensors), ("ops", ops), ("blobs", table), ("ids", np.asarray(ids, "<u4"))):
+        raw = arr.tobytes()
+        buf[sections[key]:sections[key] + len(raw)] = raw
+    buf[sections["names"]:sections["names"] + len(b.names)] = b.names
+    for rec, arr in zip(table, b.blobs):
+        o = int(rec["offset"])
+        buf[o:o + arr.nbytes] = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, HEADER.size, 0, total, len(tensors), len(ops), len(b.blobs), len(ids),
+                         len(inputs), len(outputs), sections["tensors"], sections["ops"], sections["blobs"],
+                         sections["ids"], sections["names"], len(b.names), *([0] * 8))
+    buf[:HEADER.size] = header
+    crc = zlib.crc32(bytes(buf[16:]), zlib.crc32(b"\0\0\0\0", zlib.crc32(bytes(buf[:12]))))
+    buf[12:16] = struct.pack("<I", crc)
+    return bytes(buf)
+
+
+class EfmExporter:
+    """IR (quantized) -> ``model.int8.efm`` for the ``native`` (and ``wasm``) runtime."""
+
+    target = "efm-int8"
+    runtime = "native"
+    precision = "int8"
+    filename = "model.int8.efm"
+
+    def export(self, graph, path) -> Path:
+        path = Path(path)
+        data = build_efm(graph)
+        path.write_bytes(data)
+        return path
