@@ -22,6 +22,7 @@ _BACKENDS: dict[str, str] = {
     "onnxruntime": "edgefleet.runtimes.backends.ort:OnnxRuntime",
     "torch": "edgefleet.runtimes.backends.torch_ref:TorchRuntime",
     "litert": "edgefleet.runtimes.backends.litert:LiteRtRuntime",
+    "native": "edgefleet.runtimes.backends.native:NativeRuntime",
 }
 
 

@@ -22,6 +22,7 @@ _EXPORTERS: dict[str, str] = {
     "onnx-int8": "edgefleet.runtimes.exporters.onnx_export:OnnxInt8Exporter",
     "tflite-fp32": "edgefleet.runtimes.exporters.tflite_export:TfliteFp32Exporter",
     "tflite-int8": "edgefleet.runtimes.exporters.tflite_export:TfliteInt8Exporter",
+    "efm-int8": "edgefleet.runtimes.exporters.efm_export:EfmExporter",
 }
 
 
