@@ -162,7 +162,7 @@ class TfliteModel:
             b.StartVector(1, len(data), 16)
             b.head -= len(data)
             b.Bytes[b.head:b.head + len(data)] = data
-            vec = b.EndVector(len(data))
+            vec = b.EndVector()
         Buffer.Start(b)
         if vec is not None:
             Buffer.AddData(b, vec)
@@ -249,7 +249,7 @@ def _table_vector(b, start, offsets) -> int:
     start(b, len(offsets))
     for off in reversed(offsets):
         b.PrependUOffsetTRelative(off)
-    return b.EndVector(len(offsets))
+    return b.EndVector()
 
 
 __all__ = ["TfliteModel", "Quant", "BuiltinOperator", "TENSOR_TYPES"]
