@@ -38,7 +38,8 @@ class Prune(Pass):
         Param("amount", float, 0.5, "fraction of channels (or weights) to remove per prunable group",
               check=lambda v: 0.0 <= v <= 0.95, check_doc="in [0, 0.95]"),
         Param("structured", bool, True, "remove whole channels/neurons (true) or zero single weights (false)"),
-        Param("criterion", str, "l1", "channel importance: l1 or l2 norm of its weights", ("l1", "l2")),
+        Param("criterion", str, "l1", "structured channel importance: l1 or l2 norm of its weights (unstructured ranks by |w|)",
+              ("l1", "l2")),
         Param("min_channels", int, 4, "never prune a group below this many channels",
               check=lambda v: v >= 1, check_doc=">= 1"),
     )
