@@ -17,7 +17,7 @@ One call, :func:`quantize_graph`, computes the *one* set of int8 parameters ever
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -139,9 +139,11 @@ def _lut(fn, qin: QParams, qout: QParams, node) -> np.ndarray:
 
 def _assign_activation_qparams(graph: Graph, obs: _Observer, cfg: QuantConfig) -> dict[str, QParams]:
     qp: dict[str, QParams] = {}
+    # the model's inputs and outputs are never clipped: a saturated logit changes the answer
+    never_clip = replace(cfg, method="minmax")
     for v in graph.inputs:
         if v.dtype == "float32":
-            qp[v.name] = _calibrated_range(obs, v.name, cfg)
+            qp[v.name] = _calibrated_range(obs, v.name, never_clip)
     for node in graph.nodes:
         out = node.outputs[0]
         if node.op in PASSTHROUGH_OPS:
@@ -152,7 +154,7 @@ def _assign_activation_qparams(graph: Graph, obs: _Observer, cfg: QuantConfig) -
             w = node.params["weight"]
             qp[out] = range_qparams(float(w.min()), float(w.max()))
         else:
-            qp[out] = _calibrated_range(obs, out, cfg)
+            qp[out] = _calibrated_range(obs, out, never_clip if out in graph.outputs else cfg)
     return qp
 
 
