@@ -81,7 +81,9 @@ def fold_batchnorms(model: nn.Module, graph) -> None:
             if not bn_path or node.op not in ("conv2d", "linear"):
                 continue
             layer, bn = model.get_submodule(node.module), model.get_submodule(bn_path)
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
+            scale = 1.0 / torch.sqrt(bn.running_var + bn.eps)
+            if bn.affine:
+                scale = scale * bn.weight
             shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
             w = layer.weight
             layer.weight.copy_(w * scale.reshape(-1, *([1] * (w.ndim - 1))))
