@@ -106,7 +106,7 @@ def qat_finetune(state, weight_bits: int = 7, epochs: int = 8, *, lr: float = 5e
     handles, observers, layers = [], [], []
     input_q = _ActFakeQuant()
     observers.append(input_q)
-    handles.append(model.register_forward_pre_hook(lambda mod, args: (input_q(args[0], mod.training),)))
+    handles.append(model.register_forward_pre_hook(_quantize_input(input_q)))
     for node in graph.nodes:
         if node.op not in ("conv2d", "linear") or not node.module:
             continue
@@ -140,6 +140,14 @@ def qat_finetune(state, weight_bits: int = 7, epochs: int = 8, *, lr: float = 5e
         for layer in layers:  # keep the weights on the int grid that was trained
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
     return model.eval()
+
+
+def _quantize_input(fq: _ActFakeQuant):
+    def hook(mod, args):
+        if not args or not torch.is_tensor(args[0]) or not args[0].is_floating_point():
+            return None  # token ids and other integer inputs are not quantized
+        return (fq(args[0], mod.training), *args[1:])
+    return hook
 
 
 def _hook_output(module: nn.Module, fq: _ActFakeQuant, observers: list) -> torch.utils.hooks.RemovableHandle:
