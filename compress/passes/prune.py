@@ -65,9 +65,9 @@ class Prune(Pass):
         # work on a copy: a pipeline that backs off to a milder pass still holds the original model
         model = copy.deepcopy(state.model)
         changed = self._structured(state, model) if self.structured else self._unstructured(model)
-        state.model = model.eval()
         if self.structured:
-            _check_runs(state)
+            _check_runs(state, model)  # before replacing: a failure leaves the state as it was
+        state.model = model.eval()
         return changed
 
     def _structured(self, state, model: nn.Module) -> dict:
@@ -136,11 +136,11 @@ def _layer_params(model: nn.Module) -> dict[str, int]:
 
 
 @torch.no_grad()
-def _check_runs(state) -> None:
+def _check_runs(state, model: nn.Module) -> None:
     x = torch.from_numpy(np.ascontiguousarray(state.data.x_val[:2]))
     want = state.teacher.eval()(x).shape
     try:
-        got = state.model.eval()(x).shape
+        got = model.eval()(x).shape
     except RuntimeError as e:
         raise ModelError(f"the pruned model no longer runs: {e}") from e
     if got != want:
