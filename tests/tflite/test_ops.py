@@ -1,0 +1,113 @@
+"""Op coverage beyond the zoo: each small model exercises ops and attribute cases the zoo does not
+(padding TFLite cannot express implicitly, pooling variants, lookup-table activations, concat with
+differing scales, softmax and mean axes in NHWC, constants broadcast over channels, permutes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from _tfl_helpers import Built, export_and_run
+from edgefleet.compress.ir import run_float, run_int
+
+
+class Pools(nn.Module):
+    """conv with stride 2 / padding 1 (explicit PAD), dilation, max/avg pooling with padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=2, dilation=2)
+
+    def forward(self, x):
+        x = torch.relu(self.c1(x))
+        a = nn.functional.max_pool2d(x, 3, stride=2, padding=1)
+        b = nn.functional.avg_pool2d(self.c2(x), 3, stride=2, padding=1, count_include_pad=True)
+        c = nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+        return torch.cat([a, b], dim=1), c.mean(dim=(2, 3))
+
+
+class Activations(nn.Module):
+    """Standalone activations (not fused), concat of differently scaled maps, channel constants."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 1)
+        self.scale = nn.Parameter(torch.linspace(0.5, 2.0, 8).reshape(8, 1, 1))
+        self.shift = nn.Parameter(torch.linspace(-1.0, 1.0, 8).reshape(8, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x) * self.scale + self.shift
+        parts = [torch.sigmoid(y), torch.tanh(y), nn.functional.silu(y), nn.functional.hardswish(y),
+                 nn.functional.gelu(y, approximate="tanh"), torch.relu(y + x.mean(dim=1, keepdim=True))]
+        z = torch.cat(parts, dim=1)
+        return torch.softmax(z, dim=1)
+
+
+class Sequence(nn.Module):
+    """3-D tensors: layer norm, mean over the last axis, permutes, softmax over the last axis."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.ln = nn.LayerNorm(16)
+        self.out = nn.Linear(16, 8)
+
+    def forward(self, x):
+        y = self.ln(self.fc(x))
+        t = y.permute(0, 2, 1)
+        s = torch.softmax(torch.matmul(y, t), dim=-1)
+        return self.out(torch.matmul(s, y)).mean(dim=-1)
+
+
+class ImageThenPermute(nn.Module):
+    """A 4-D map that leaves NHWC through a permute and a flatten that is not followed by a linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y.permute(0, 2, 3, 1) * 2.0, torch.flatten(y, 1)
+
+
+CASES = {"pools": (Pools, (3, 16, 16)), "activations": (Activations, (4, 6, 6)),
+         "sequence": (Sequence, (10, 16)), "permute": (ImageThenPermute, (3, 5, 7))}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def built(request):
+    torch.manual_seed(1)
+    cls, shape = CASES[request.param]
+    return Built(cls(), shape, seed=1)
+
+
+def test_fp32(built, tmp_path):
+    from edgefleet import runtimes
+    from edgefleet.runtimes import exporters
+
+    path = exporters.get("tflite-fp32")().export(built.graph, tmp_path / "m.tflite")
+    outs = runtimes.load("litert", path).run(built.x)
+    ref = run_float(built.graph, built.x)
+    for name in built.graph.outputs:
+        assert outs[name].shape == ref[name].shape
+        assert np.abs(outs[name] - ref[name]).max() <= 1e-5, name
+
+
+def test_int8(built, tmp_path):
+    """Within 1 LSB: ops TFLite computes itself (HARD_SWISH, GELU, SOFTMAX, BATCH_MATMUL, MEAN,
+    requantizing QUANTIZE before CONCATENATION) round differently from the IR on ties only; sigmoid,
+    tanh and silu with calibrated output ranges use the IR's own table (CAST/ADD/GATHER) and are exact."""
+    from edgefleet import runtimes
+    from edgefleet.runtimes import exporters
+
+    path = exporters.get("tflite-int8")().export(built.qgraph, tmp_path / "m.int8.tflite")
+    outs = runtimes.load("litert", path).run(built.x)
+    ref = run_int(built.qgraph, built.x)
+    for name in built.graph.outputs:
+        lsb = built.qgraph.qparams[name].scalar_scale
+        assert outs[name].shape == ref[name].shape
+        assert np.abs(outs[name] - ref[name]).max() <= 1.0001 * lsb, name
