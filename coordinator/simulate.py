@@ -14,19 +14,24 @@ from pathlib import Path
 __all__ = ["run_fleet_demo", "format_summary", "shift_inputs", "load_inputs"]
 
 
-def load_inputs(bundle):
-    """Real inputs for the bundle: sklearn's digits for a 64-feature model (the demo's data)."""
+def load_inputs(bundle, seed: int = 0):
+    """Real inputs for the bundle, in its model-input space: the digits validation and test splits of
+    the export pipeline (never its training split) when available, else all of sklearn's digits / 16."""
     import numpy as np
-    features = 1
-    for d in bundle.manifest["inputs"][0]["shape"][1:]:
-        features *= d
-    if features != 64:
+    shape = tuple(bundle.manifest["inputs"][0]["shape"][1:])
+    if int(np.prod(shape)) != 64:
         from edgefleet._errors import DataError
         raise DataError(f"the simulator's data set (8x8 digits, 64 features) does not fit model input "
                         f"{bundle.manifest['inputs'][0]['shape']}; pass inputs=(x, y)")
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    return d.data.astype(np.float32).reshape((-1, *bundle.manifest["inputs"][0]["shape"][1:])), d.target
+    try:
+        from edgefleet.compress.data import load_dataset
+        ds = load_dataset("digits", seed=seed)
+        x, y = np.concatenate([ds.x_val, ds.x_test]), np.concatenate([ds.y_val, ds.y_test])
+    except ImportError:
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        x, y = d.data / 16.0, d.target
+    return x.astype(np.float32).reshape((-1, *shape)), y
 
 
 def shift_inputs(x, rng):

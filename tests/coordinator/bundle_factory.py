@@ -16,12 +16,12 @@ _DATA = None
 
 
 def digits():
-    """(x_train, y_train, x_ref, y_ref) as float32 in raw pixel units (0..16)."""
+    """(x_train, y_train, x_ref, y_ref) as float32 model inputs (pixels / 16, like the export pipeline)."""
     global _DATA
     if _DATA is None:
         from sklearn.datasets import load_digits
         d = load_digits()
-        x, y = d.data.astype(np.float32), d.target.astype(np.int64)
+        x, y = (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
         rng = np.random.default_rng(0)
         order = rng.permutation(len(x))
         x, y = x[order], y[order]
@@ -35,7 +35,7 @@ _WEIGHTS = {}
 def _train(x, y, quality):
     if "good" not in _WEIGHTS:
         from sklearn.linear_model import LogisticRegression
-        clf = LogisticRegression(max_iter=300).fit(x / 16.0, y)
+        clf = LogisticRegression(max_iter=300).fit(x, y)
         _WEIGHTS["good"] = clf.coef_.T.astype(np.float32), clf.intercept_.astype(np.float32)
     w, b = _WEIGHTS["good"]
     if quality == "bad":  # a broken candidate: classes permuted for half the labels
@@ -64,7 +64,7 @@ def _hist(values, edges):
 
 
 def monitoring_reference(w, b, x_ref):
-    xs = x_ref / 16.0  # the model input space (after the bundle's preprocessing)
+    xs = x_ref
     logits = xs @ w + b
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
@@ -98,7 +98,7 @@ def make_bundle(dest, *, version="1.0", signing_key=None, quality="good") -> Pat
         "model": {"name": "digits-linear", "version": version},
         "task": {"kind": "classifier", "labels": [str(i) for i in range(10)]},
         "inputs": [{"name": "input", "dtype": "float32", "shape": [None, 64],
-                    "preprocessing": {"layout": "flat", "scale": 1 / 16}}],
+                    "preprocessing": {"layout": "NC", "scale": 1.0, "mean": 0.0, "std": 1.0}}],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": [None, 10]}],
         "fallback_chain": ["onnx-int8", "onnx-fp32"],
         "monitoring": monitoring_reference(w, b, x_ref),

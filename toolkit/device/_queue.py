@@ -36,11 +36,13 @@ class DiskQueue:
         self._inflight: set[str] = set()
         self.compactions = 0
         self._recover()
-        names = self._names()
+        # name -> size, oldest first (names are zero-padded sequence numbers, so insertion order is age)
+        self._files = {n: (self.dir / n).stat().st_size for n in self._scan()}
+        names = list(self._files)
         self._next = int(names[-1].split(".")[0]) + 1 if names else 0
 
     # -- files ---------------------------------------------------------------------------------
-    def _names(self) -> list[str]:
+    def _scan(self) -> list[str]:
         return sorted(n for n in os.listdir(self.dir) if n.endswith(".json") and not n.startswith("."))
 
     def _read(self, name: str) -> dict:
@@ -49,18 +51,21 @@ class DiskQueue:
 
     def _write(self, name: str, window: dict) -> None:
         tmp = self.dir / f".{name}.tmp"
+        data = json.dumps(window, separators=(",", ":")).encode()
         with open(tmp, "wb") as f:
-            f.write(json.dumps(window, separators=(",", ":")).encode())
+            f.write(data)
             if self.fsync:
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, self.dir / name)
+        if hasattr(self, "_files"):
+            self._files[name] = len(data)
 
     def _recover(self) -> None:
         for n in os.listdir(self.dir):
             if n.endswith(".tmp"):
                 os.unlink(self.dir / n)
-        windows = {n: self._read(n) for n in self._names()}
+        windows = {n: self._read(n) for n in self._scan()}
         absorbed = {rid for w in windows.values() for rid in w.get("absorbed", ())}
         for name, w in windows.items():
             if w["report_id"] in absorbed:
@@ -79,7 +84,7 @@ class DiskQueue:
         """The ``n`` oldest windows not already handed out; they stay queued until :meth:`ack`."""
         with self._lock:
             out = []
-            for name in self._names():
+            for name in self._files:
                 if name in self._inflight:
                     continue
                 out.append((name, self._read(name)))
@@ -93,6 +98,7 @@ class DiskQueue:
         with self._lock:
             for name in names:
                 self._inflight.discard(name)
+                self._files.pop(name, None)
                 try:
                     os.unlink(self.dir / name)
                 except FileNotFoundError:
@@ -104,23 +110,22 @@ class DiskQueue:
             self._inflight.difference_update(names)
 
     def __len__(self) -> int:
-        return len(self._names())
+        return len(self._files)
 
     def bytes(self) -> int:
-        return sum((self.dir / n).stat().st_size for n in self._names())
+        return sum(self._files.values())
 
     @property
     def over_budget(self) -> bool:
         return self.bytes() > self.budget_bytes
 
     def windows(self) -> list[dict]:
-        return [self._read(n) for n in self._names()]
+        return [self._read(n) for n in self._files]
 
     # -- compaction ----------------------------------------------------------------------------
     def _compact(self) -> None:
-        sizes = {n: (self.dir / n).stat().st_size for n in self._names()}
-        while sum(sizes.values()) > self.budget_bytes:
-            names = [n for n in sorted(sizes) if n not in self._inflight]
+        while self.bytes() > self.budget_bytes:
+            names = [n for n in self._files if n not in self._inflight]
             pair = None
             loaded = {}
             for a, b in zip(names, names[1:]):
@@ -137,6 +142,5 @@ class DiskQueue:
             merged["absorbed"] = [wa["report_id"], wb["report_id"]]
             self._write(a, merged)          # atomic: either the pair or the merge plus b ...
             os.unlink(self.dir / b)         # ... and recovery deletes b if we die before this
-            sizes[a] = (self.dir / a).stat().st_size
-            del sizes[b]
+            del self._files[b]
             self.compactions += 1

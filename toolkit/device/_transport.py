@@ -35,7 +35,10 @@ def grpc_channel(target: str, root_cert: str | bytes | None = None, *, max_messa
 
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
-               ("grpc.enable_retries", 0)]
+               ("grpc.enable_retries", 0),
+               # a device reconnects within seconds of the coordinator coming back
+               ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+               ("grpc.max_reconnect_backoff_ms", 5000)]
     if root_cert is None:
         return grpc.insecure_channel(target, options=options)
     pem = root_cert if isinstance(root_cert, bytes) else Path(root_cert).read_bytes()
