@@ -10,6 +10,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    # one intra-op thread: on 2 cores shared with subprocess servers, torch's default thread pool
+    # oversubscribes and multiplies wall time; results do not depend on it.
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
 @pytest.fixture(scope="session")
 def digits_data():
     from edgefleet.compress.data import load_dataset

@@ -35,8 +35,10 @@ def test_export_is_reproducible(tmp_path, digits_teacher_weights):
 
 
 def test_impossible_budget_fails_listing_every_attempt(tmp_path, digits_teacher_weights):
+    from edgefleet.compress.recipe import Recipe
+    recipe = Recipe.from_dict({"passes": [{"name": "quantize", "qat_epochs": 1}]})
     with pytest.raises(BudgetError) as e:
-        run_export(_cfg(tmp_path, weights=str(digits_teacher_weights), max_drop=-5.0, max_attempts=2))
+        run_export(_cfg(tmp_path, weights=str(digits_teacher_weights), recipe=recipe, max_drop=-5.0, max_attempts=2))
     msg = str(e.value)
     assert "#1" in msg and "#2" in msg and "qat=True" in msg
     assert not (tmp_path / "b").exists()  # nothing half-written
