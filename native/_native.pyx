@@ -74,9 +74,9 @@ class NativeError(ValueError):
     """The native runtime refused a model file or an input (the message says why)."""
 
 
-def _aligned(nbytes):
-    """A zeroed uint8 array whose data starts on a 64-byte boundary."""
-    raw = np.zeros(nbytes + 64, np.uint8)
+def _aligned(nbytes, zero=True):
+    """A uint8 array whose data starts on a 64-byte boundary."""
+    raw = (np.zeros if zero else np.empty)(nbytes + 64, np.uint8)
     off = (-raw.ctypes.data) % 64
     return raw[off:off + nbytes]
 
@@ -229,7 +229,7 @@ cdef class Model:
                     need = efm_arena_bytes(&self.m, batch)
                     if need == 0:
                         raise NativeError(f"batch size {batch} is too large for this model")
-                    arena = self._arenas[batch] = _aligned(need)
+                    arena = self._arenas[batch] = _aligned(need, zero=False)
                     while len(self._arenas) > 4:  # keep a few batch sizes, not every one ever seen
                         self._arenas.pop(next(iter(self._arenas)))
                 alen = arena.size

@@ -337,6 +337,7 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
             (uint64_t)bl->count * DTYPE_SIZE[bl->dtype] != bl->nbytes)
             CORRUPT("bad blob entry", b, "");
     }
+    uint64_t act_total = 0; /* no plan needs more than every activation side by side */
     for (uint32_t t = 0; t < h->n_tensors; t++) {
         const efm_tensor *ts = &m->tensors[t];
         if (ts->kind > EFM_T_CONST || ts->rank < 1 || ts->rank > EFM_MAX_RANK || ts->name >= h->names_bytes)
@@ -354,6 +355,7 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
                 CORRUPT("bad quantization parameters in tensor", t, "");
             uint64_t end = ts->offset + efm_round_up(n, EFM_ALIGN);
             if (end > m->arena_per_sample) m->arena_per_sample = end;
+            act_total += efm_round_up(n, EFM_ALIGN);
         } else if (ts->kind == EFM_T_INPUT_I64) {
             if (ts->dtype != EFM_INT64) CORRUPT("bad index tensor", t, "");
         } else {
@@ -362,6 +364,7 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
                 CORRUPT("bad constant tensor", t, "");
         }
     }
+    if (m->arena_per_sample > act_total) CORRUPT("activation offsets exceed the sum of all activations; bytes", (int64_t)m->arena_per_sample, "");
     for (uint32_t k = 0; k < h->n_inputs + h->n_outputs; k++) {
         uint32_t id = m->ids[k];
         if (id >= h->n_tensors || (k >= h->n_inputs && m->tensors[id].kind != EFM_T_ACT) || m->tensors[id].kind == EFM_T_CONST)
@@ -370,6 +373,7 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
     for (uint32_t i = 0; i < h->n_ops; i++)
         if ((rc = check_op(m, i, err, errlen))) return rc;
     if ((rc = check_order(m, err, errlen))) return rc;
+    if (m->scratch_bytes > ((uint64_t)1 << 30)) CORRUPT("an op needs more than 1 GiB of scratch; bytes", (int64_t)m->scratch_bytes, "");
     return EFM_OK;
 }
 
