@@ -17,10 +17,10 @@ from pathlib import Path
 
 import grpc
 
-from . import fleet_pb2_grpc as pb_grpc
 from .connect import ConnectServer
 from .dashboard import Dashboard
 from .errors import StoreError
+from .handlers import generic_handler
 from .metrics import Metrics
 from .rules import Rules, load_rules
 from .service import Coordinator
@@ -69,8 +69,7 @@ class Server:
                    ("grpc.so_reuseport", 0)]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="edgefleet"),
                                 options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
-        pb_grpc.add_FleetServicer_to_server(self.fleet, self.grpc)
-        pb_grpc.add_AdminServicer_to_server(self.admin, self.grpc)
+        self.grpc.add_generic_rpc_handlers((generic_handler("Fleet", self.fleet), generic_handler("Admin", self.admin)))
         address = f"{config.host}:{config.port}"
         if config.tls_cert:
             creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
