@@ -27,7 +27,7 @@ from edgefleet.bundle import Bundle, BundleWriter
 
 from . import report as report_mod
 from .data import Dataset, load_dataset
-from .ir import run_float, run_int
+from .ir import run_int
 from .model_loading import load_model
 from .monitoring_ref import build_reference
 from .passes import get_pass
@@ -36,7 +36,8 @@ from .state import State, count_nonzero, count_parameters
 from .train import accuracy, fit, predict_logits, seed_everything
 from .verify import INT8_MAX_LSB, Verdict, machine_info, verify_artifact
 
-#: preferred order of the fallback chain: fastest int8 first, fp32 last (the safest)
+#: fallback-chain order when no latency was measured; with latency, each precision group is
+#: ordered by measured batch-1 p50 (int8 first, fp32 last: the safest fallback)
 CHAIN_ORDER = ("efm-int8", "tflite-int8", "onnx-int8", "tflite-fp32", "onnx-fp32")
 
 
@@ -146,8 +147,12 @@ def _backoff(recipe: Recipe, number: int) -> Recipe | None:
     return Recipe(recipe.name, passes) if changed else None
 
 
-def _fallback_chain(shipped: list[str]) -> list[str]:
-    return [t for t in CHAIN_ORDER if t in shipped] + [t for t in shipped if t not in CHAIN_ORDER]
+def _fallback_chain(verdicts: list[Verdict]) -> list[str]:
+    def key(v: Verdict):
+        static = CHAIN_ORDER.index(v.target) if v.target in CHAIN_ORDER else len(CHAIN_ORDER)
+        lat = v.metrics.get("latency", {}).get("batch1", {}).get("p50_ms", float("inf"))
+        return (v.target.endswith("fp32"), lat, static)
+    return [v.target for v in sorted((v for v in verdicts if v.shipped), key=key)]
 
 
 def run_export(cfg: ExportConfig) -> ExportResult:
@@ -205,7 +210,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
         result = ExportResult(None, {k: v for k, v in teacher.items() if k != "model"} | {"onnx_bytes": teacher_graph_size},
                               stages, attempts, verdicts, machine_info(), _config_dict(cfg, recipe))
         ref_logits = run_int(qgraph, data.x_val)["output"]
-        fields = _manifest_fields(cfg, name, data, graph, shipped, build_reference(data.x_val, ref_logits, data.y_val,
+        fields = _manifest_fields(cfg, name, data, graph, _fallback_chain(verdicts), build_reference(data.x_val, ref_logits, data.y_val,
                                                                                      len(data.labels)), result)
         writer.add_file("card.md", report_mod.model_card(result, fields))
         writer.add_file("report.html", report_mod.html_report(result, fields))
@@ -250,7 +255,7 @@ def _config_dict(cfg: ExportConfig, recipe: Recipe) -> dict:
             "max_drop": cfg.max_drop, "seed": cfg.seed, "train_epochs": cfg.train_epochs, "parity_lsb": cfg.parity_lsb}
 
 
-def _manifest_fields(cfg, name, data, graph, shipped, monitoring, result) -> dict:
+def _manifest_fields(cfg, name, data, graph, chain, monitoring, result) -> dict:
     import onnx
     import torch
 
@@ -264,7 +269,7 @@ def _manifest_fields(cfg, name, data, graph, shipped, monitoring, result) -> dic
         "inputs": [{"name": spec_in.name, "dtype": "float32", "shape": [None, *spec_in.shape[1:]],
                     "preprocessing": {"layout": data.layout, "scale": 1.0, "mean": 0.0, "std": 1.0}}],
         "outputs": [{"name": graph.outputs[0], "dtype": "float32", "shape": [None, *out_shape[1:]], "kind": "logits"}],
-        "fallback_chain": _fallback_chain(shipped),
+        "fallback_chain": chain,
         "monitoring": monitoring,
         "provenance": {
             "recipe": result.config["recipe"], "data": {"name": data.name, "sha256": data.digest,
