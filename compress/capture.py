@@ -11,7 +11,7 @@ other ATen op is refused with its name and the user's source line.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 

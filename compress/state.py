@@ -40,6 +40,22 @@ class State:
         from .train import accuracy, predict_logits
         return accuracy(predict_logits(model or self.model, self.data.x_val), self.data.y_val)
 
+    def check_replacement(self, model: nn.Module, what: str) -> None:
+        """Raise ModelError unless ``model`` runs on the data with the teacher's output shape."""
+        import torch
+
+        from edgefleet._errors import ModelError
+
+        x = torch.from_numpy(np.ascontiguousarray(self.data.x_val[:2]))
+        with torch.no_grad():
+            want = self.teacher.eval()(x).shape
+            try:
+                got = model.eval()(x).shape
+            except Exception as e:
+                raise ModelError(f"{what} does not run on the data ({type(e).__name__}: {e})") from e
+        if got != want:
+            raise ModelError(f"{what} outputs {list(got)}, the teacher {list(want)}")
+
     def calibration_batches(self, samples: int, batch: int = 128) -> list[np.ndarray]:
         rng = np.random.default_rng(self.seed)
         x = self.data.x_train

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import importlib
 
-import numpy as np
 import torch
 from torch import nn
 
 from edgefleet._errors import ConfigError, ModelError
 
+from ..model_loading import load_model
 from ..train import fit, seed_everything
 from ._channels import channel_groups, channel_scores, keep_indices, prune_groups
 from ._sparsity import keep_sparsity
@@ -71,7 +70,7 @@ class Distill(Pass):
     def _run(self, state) -> dict:
         seed_everything(state.seed)
         student, info = self._build_student(state)
-        _check_outputs(student, state)
+        state.check_replacement(student, "the student")
         for p in student.parameters():
             p.requires_grad_(True)
         before = state.val_accuracy(student)
@@ -88,28 +87,9 @@ class Distill(Pass):
 
 
 def _from_factory(spec: str, state) -> nn.Module:
-    mod_name, fn_name = spec.split(":")
-    try:
-        factory = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"student {spec!r}: cannot import ({e})") from e
     torch.manual_seed(state.seed)  # the student's initial weights are part of the recipe's determinism
     try:
-        model = factory()
-    except Exception as e:
-        raise ModelError(f"student {spec!r}: the factory raised {type(e).__name__}: {e}") from e
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"student {spec!r}: the factory returned {type(model).__name__}, not an nn.Module")
-    return model
+        return load_model(spec)
+    except ModelError as e:
+        raise ModelError(f"student: {e}") from e
 
-
-@torch.no_grad()
-def _check_outputs(student: nn.Module, state) -> None:
-    x = torch.from_numpy(np.ascontiguousarray(state.data.x_val[:2]))
-    want = state.teacher.eval()(x).shape
-    try:
-        got = student.eval()(x).shape
-    except Exception as e:
-        raise ModelError(f"the student does not run on the data ({type(e).__name__}: {e})") from e
-    if got != want:
-        raise ModelError(f"the student outputs {list(got)}, the teacher {list(want)}")

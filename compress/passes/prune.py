@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -66,7 +65,7 @@ class Prune(Pass):
         model = copy.deepcopy(state.model)
         changed = self._structured(state, model) if self.structured else self._unstructured(model)
         if self.structured:
-            _check_runs(state, model)  # before replacing: a failure leaves the state as it was
+            state.check_replacement(model, "the pruned model")  # before replacing: a failure leaves the state as it was
         state.model = model.eval()
         return changed
 
@@ -134,14 +133,3 @@ def _layer_params(model: nn.Module) -> dict[str, int]:
     return {name: sum(p.numel() for p in m.parameters(recurse=False))
             for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))}
 
-
-@torch.no_grad()
-def _check_runs(state, model: nn.Module) -> None:
-    x = torch.from_numpy(np.ascontiguousarray(state.data.x_val[:2]))
-    want = state.teacher.eval()(x).shape
-    try:
-        got = model.eval()(x).shape
-    except RuntimeError as e:
-        raise ModelError(f"the pruned model no longer runs: {e}") from e
-    if got != want:
-        raise ModelError(f"pruning changed the output shape from {list(want)} to {list(got)}")
