@@ -9,7 +9,9 @@ installed by ``pip install 'edgefleet[tflite]'``.
 Both artifacts take and return float32 in the IR's own layout (NCHW images, as the user's PyTorch
 model), with named inputs and outputs in a ``serving_default`` SignatureDef; the int8 one quantizes
 at its input and dequantizes at its outputs, and holds int8 weights (per-channel) and int8
-activations with exactly the graph's quantization parameters. See :mod:`.tflite_lower` for the
+activations with exactly the graph's quantization parameters (a matmul of two activations whose
+right-hand zero point is not 0 runs in float between DEQUANTIZE and QUANTIZE, because XNNPACK only
+accelerates the int8 one with a zero right-hand zero point; ``full_integer=True`` keeps it int8). See :mod:`.tflite_lower` for the
 NCHW -> NHWC choice.
 """
 
@@ -37,6 +39,11 @@ class _TfliteExporter:
     precision = ""
     file_name = ""
 
+    def __init__(self, *, full_integer: bool = False):
+        #: keep matmuls of two activations in int8 even where XNNPACK would only run them in float
+        #: (integer-only accelerators); the default computes those between DEQUANTIZE/QUANTIZE
+        self.full_integer = full_integer
+
     def export(self, graph, path) -> Path:
         """Write ``graph`` as a ``.tflite`` file at ``path``; returns the path.
 
@@ -44,7 +51,7 @@ class _TfliteExporter:
         :class:`~edgefleet.ModelError` for a dynamic axis other than the batch, and
         :class:`~edgefleet.ConfigError` for int8 asked of an unquantized graph.
         """
-        model = _lower_module().lower(graph, int8=self.precision == "int8")
+        model = _lower_module().lower(graph, int8=self.precision == "int8", full_integer=self.full_integer)
         path = Path(path)
         path.write_bytes(model.to_bytes())
         return path

@@ -110,3 +110,17 @@ def test_op_vocabulary_of_the_encoder(zoo_built, tmp_path):
     ops = set(n for n, _ in _ops(_read(path)[1]))
     assert {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "RESHAPE", "TRANSPOSE", "MUL", "ADD", "MEAN",
             "RSQRT", "QUANTIZE", "DEQUANTIZE"} <= ops
+
+
+def test_full_integer_keeps_attention_matmuls_int8(zoo_built, tmp_path):
+    """Default: a matmul whose right operand has a non-zero zero point runs in float (XNNPACK);
+    ``full_integer=True``: every BATCH_MATMUL takes int8 operands."""
+    from edgefleet.runtimes.exporters.tflite_export import TfliteInt8Exporter
+
+    b = zoo_built("bert_encoder")
+    for full_integer in (False, True):
+        path = TfliteInt8Exporter(full_integer=full_integer).export(b.qgraph, tmp_path / f"{full_integer}.tflite")
+        model = _read(path)[1]
+        kinds = {_tensor(model, op.Inputs(0)).Type() for name, op in _ops(model) if name == "BATCH_MATMUL"}
+        assert kinds == ({TensorType.INT8} if full_integer else {TensorType.FLOAT32})
+

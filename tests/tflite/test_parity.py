@@ -1,8 +1,8 @@
 """The cross-runtime parity suite for the ``litert`` backend, both TFLite targets.
 
-bert_encoder int8: TFLite's BATCH_MATMUL rounds twice where the IR rounds once and its SOFTMAX uses
-its own exp table; attention amplifies those 1-LSB differences through two layers (see test_zoo.py),
-so a few LSB at the output by design, as for onnxruntime.
+bert_encoder int8: TFLite's SOFTMAX uses its own exp table and the attention matmuls run in float
+between DEQUANTIZE/QUANTIZE (see tflite_lower); attention amplifies those rare 1-LSB differences
+through two layers (see test_zoo.py), so a few LSB at the output by design, as for onnxruntime.
 """
 
 from runtimes.parity_suite import RuntimeParitySuite
@@ -11,7 +11,7 @@ from runtimes.parity_suite import RuntimeParitySuite
 class TestLiteRtInt8Parity(RuntimeParitySuite):
     runtime, target, precision = "litert", "tflite-int8", "int8"
     int8_max_lsb = 1.0  # XNNPACK is bit-exact on the CNNs and the MLP
-    int8_tolerance = {"bert_encoder": (6.0, 0.35)}
+    int8_tolerance = {"bert_encoder": (4.0, 0.1)}
 
 
 class TestLiteRtFp32Parity(RuntimeParitySuite):

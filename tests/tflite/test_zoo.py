@@ -5,13 +5,14 @@ Tolerances:
 - fp32: within 1e-5 (absolute) of ``run_float``.
 - int8, digits CNN / MLP / MobileNetV2 stack: within 1 LSB of ``run_int`` (XNNPACK, LiteRT's default,
   is bit-exact on these; TFLite's own kernels differ by 1 LSB on rounding ties).
-- int8, BERT-like encoder: a documented, looser tolerance. TFLite's int8 BATCH_MATMUL requantizes
-  with two roundings (``SaturatingRoundingDoublingHighMul`` then a rounding shift) where the IR rounds
-  once, and its int8 SOFTMAX uses its own exp table: each differs from the IR by <= 1 LSB on a few
-  tenths of a percent of elements. Attention amplifies a 1-LSB probability change by ``|v| / scale``
-  and two layers compound it, so outputs reach 3-4 LSB on ~2 % of elements (measured over seeds
-  0-2: max 4, beyond-1-LSB 0.8-2.4 %, mean 0.21-0.23 LSB). What matters is that the artifact is as
-  faithful as the reference: its error against the float model must equal ``run_int``'s within 5 %.
+- int8, BERT-like encoder: a documented, looser tolerance. TFLite's SOFTMAX uses its own exp table
+  and its int8 BATCH_MATMUL requantizes with two roundings where the IR rounds once (by default the
+  attention matmuls run in float between DEQUANTIZE/QUANTIZE instead, see ``tflite_lower``); each
+  differs from the IR by <= 1 LSB on a fraction of a percent of elements. Attention amplifies a 1-LSB
+  probability change by ``|v| / scale`` and two layers compound it. Measured over seeds 0-2: default
+  max 2-3 LSB, < 0.05 % beyond 1 LSB; ``full_integer=True`` max 4 LSB, ~2 % beyond 1 LSB. What matters
+  is that the artifact is as faithful as the reference: its error against the float model must equal
+  ``run_int``'s within 5 %.
 """
 
 from __future__ import annotations
@@ -44,14 +45,19 @@ def test_int8_within_one_lsb_of_integer_reference(name, zoo_built, tmp_path):
     assert np.abs(out - ref).max() <= 1.0001 * b.lsb
 
 
-def test_int8_bert_within_documented_tolerance(zoo_built, tmp_path):
+@pytest.mark.parametrize("full_integer, max_lsb, beyond_one, mean_lsb", [(False, 4, 0.005, 0.1), (True, 6, 0.05, 0.35)])
+def test_int8_bert_within_documented_tolerance(full_integer, max_lsb, beyond_one, mean_lsb, zoo_built, tmp_path):
+    from edgefleet import runtimes
+    from edgefleet.runtimes.exporters.tflite_export import TfliteInt8Exporter
+
     b = zoo_built("bert_encoder")
-    _, out = export_and_run(b.qgraph, "tflite-int8", b.x, tmp_path)
+    path = TfliteInt8Exporter(full_integer=full_integer).export(b.qgraph, tmp_path / "bert.int8.tflite")
+    out = runtimes.load("litert", path).run(b.x)[b.output]
     ref = run_int(b.qgraph, b.x)[b.output]
     lsb = np.abs(out - ref) / b.lsb
-    assert lsb.max() <= 6.0001
-    assert np.mean(lsb > 1.0001) <= 0.05
-    assert lsb.mean() <= 0.35
+    assert lsb.max() <= max_lsb + 1e-4
+    assert np.mean(lsb > 1.0001) <= beyond_one
+    assert lsb.mean() <= mean_lsb
     truth = run_float(b.graph, b.x)[b.output]
     ours, reference = np.abs(out - truth).mean(), np.abs(ref - truth).mean()
     assert ours <= 1.05 * reference
