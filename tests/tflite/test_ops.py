@@ -111,3 +111,39 @@ def test_int8(built, tmp_path):
         lsb = built.qgraph.qparams[name].scalar_scale
         assert outs[name].shape == ref[name].shape
         assert np.abs(outs[name] - ref[name]).max() <= 1.0001 * lsb, name
+
+
+class Embedding(nn.Module):
+    """Token ids (int64) -> GATHER of the (int8) table; the ids stay int64 at the boundary."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 16)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, ids):
+        return self.fc(self.emb(ids)).mean(dim=1)
+
+
+@pytest.mark.parametrize("target", ["tflite-fp32", "tflite-int8"])
+def test_embedding_with_int64_ids(target, tmp_path):
+    from edgefleet import runtimes
+    from edgefleet.compress.capture import capture
+    from edgefleet.compress.ir import quantize_graph
+    from edgefleet.runtimes import exporters
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    graph = capture(Embedding().eval(), (10,), input_dtype="int64")
+    ids = rng.integers(0, 50, (5, 10)).astype(np.int64)
+    if target == "tflite-int8":
+        graph = quantize_graph(graph, [rng.integers(0, 50, (8, 10)).astype(np.int64)])
+    path = exporters.get(target)().export(graph, tmp_path / "m.tflite")
+    rt = runtimes.load("litert", path)
+    assert rt.input_specs[0].dtype == "int64"
+    out = rt.run(ids)["output"]
+    if target == "tflite-int8":
+        ref = run_int(graph, ids)["output"]
+        assert np.abs(out - ref).max() <= 1.0001 * graph.qparams["output"].scalar_scale
+    else:
+        assert np.abs(out - run_float(graph, ids)["output"]).max() <= 1e-5
