@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from _tfl_helpers import Built, export_and_run
+from _tfl_helpers import Built
 from edgefleet.compress.ir import run_float, run_int
 
 
