@@ -13,6 +13,7 @@ Errors raise :class:`NativeError` (a ``ValueError``) with the loader's message.
 
 import mmap
 import threading
+import time
 
 import numpy as np
 cimport numpy as cnp
@@ -50,13 +51,17 @@ cdef extern from "efm.h":
     int efm_run(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
                 int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen) nogil
     const char *efm_kernel_path(const efm_model *m)
+    ctypedef void (*efm_op_hook)(void *user, uint32_t op_index)
+    int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
+                       int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen,
+                       efm_op_hook hook, void *user)
 
 cdef extern from "kernels.h":
     ctypedef struct efm_clamp:
         int32_t zo, lo, hi
     ctypedef void (*efm_gemm_fn)(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp,
                                  const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c,
-                                 int8_t *out, int64_t ldm, int64_t ldn) nogil
+                                 int8_t *out, int64_t ldm, int64_t ldn, uint32_t flags) nogil
     ctypedef struct efm_kernels:
         const char *name
         efm_gemm_fn gemm
@@ -94,7 +99,7 @@ cdef class Model:
     cdef efm_opinfo *info
     cdef object buf          # keeps the mapped/copied bytes alive
     cdef object _mm
-    cdef object _arenas
+    cdef public object _arenas
     cdef object _lock
     cdef readonly object path
 
@@ -247,10 +252,42 @@ cdef class Model:
         return outs
 
 
-def gemm(a, w_packed, int n, bias, mult, shift, int zo, int lo, int hi, kernel="best"):
+cdef void _profile_hook(void *user, uint32_t op_index) noexcept with gil:
+    (<list>user).append(time.perf_counter_ns())
+
+
+def profile(Model model, inputs, int repeats=20):
+    """Median wall time of each op in microseconds over ``repeats`` runs: a list of
+    ``(index, op, microseconds)`` (for the benchmark's profile; holds the GIL between ops)."""
+    feeds = [np.ascontiguousarray(x) for x in inputs]
+    model.run(feeds)  # validates the inputs and allocates the arena
+    batch = feeds[0].shape[0]
+    arena = model._arenas[batch]
+    cdef uint32_t n_in = len(feeds)
+    cdef const void **pin = <const void **>malloc(sizeof(void *) * n_in)
+    cdef char err[_ERRLEN]
+    times = []
+    try:
+        for k in range(n_in):
+            pin[k] = <const void *><size_t>feeds[k].ctypes.data
+        for _ in range(repeats):
+            stamps = [time.perf_counter_ns()]
+            rc = efm_run_hooked(&model.m, batch, pin, NULL, NULL, <void *><size_t>arena.ctypes.data, arena.size,
+                                err, _ERRLEN, _profile_hook, <void *>stamps)
+            if rc:
+                raise NativeError(err.decode("utf-8", "replace"))
+            times.append(np.diff(stamps))
+    finally:
+        free(pin)
+    med = np.median(np.array(times), axis=0) / 1e3
+    return [(i, op, float(us)) for i, (op, us) in enumerate(zip(model.ops, med))]
+
+
+def gemm(a, w_packed, int n, bias, mult, shift, int zo, int lo, int hi, kernel="best", vector_requant=None):
     """Direct entry to the GEMM kernel (for tests): ``a`` int8 [M, Kp], ``w_packed`` the packed int8
     weights of ``n`` output channels, ``bias`` int64, ``mult``/``shift`` int32 per channel.
-    ``kernel``: ``"portable"``, ``"best"`` (this CPU's general kernel) or ``"w7"`` (its 7-bit one)."""
+    ``kernel``: ``"portable"``, ``"best"`` (this CPU's general kernel) or ``"w7"`` (its 7-bit one).
+    ``vector_requant``: allow the int32-lane requantization (default: when the bound of the loader holds)."""
     cdef const int8_t[:, ::1] A = np.ascontiguousarray(a, np.int8)
     cdef int M = A.shape[0], Kp = A.shape[1]
     if Kp % 4 or M < 1:
@@ -271,6 +308,10 @@ def gemm(a, w_packed, int n, bias, mult, shift, int zo, int lo, int hi, kernel="
     for s in SH:
         if not 1 <= s <= 62:
             raise NativeError("gemm: shift out of range")
+    if vector_requant is None:
+        wmax = int(np.abs(wp.astype(np.int32)).max()) if wp.size else 0
+        vector_requant = int(np.abs(np.asarray(B)).max()) + Kp * 255 * wmax < 2 ** 31
+    cdef uint32_t flags = 2 if vector_requant else 0
     out = np.empty((M, n), np.int8)
     cdef int8_t[:, ::1] O = out
     cdef const efm_kernels *k = efm_select_kernels(1 if kernel == "portable" else 0)
@@ -280,5 +321,5 @@ def gemm(a, w_packed, int n, bias, mult, shift, int zo, int lo, int hi, kernel="
     cdef const int8_t *ap = <const int8_t *><size_t>abuf.ctypes.data
     cdef const int8_t *wptr = <const int8_t *><size_t>wbuf.ctypes.data
     with nogil:
-        f(M, n, Kp, ap, Kp, wptr, &B[0], &MU[0], &SH[0], c, &O[0, 0], n, 1)
+        f(M, n, Kp, ap, Kp, wptr, &B[0], &MU[0], &SH[0], c, &O[0, 0], n, 1, flags)
     return out

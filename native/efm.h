@@ -84,6 +84,7 @@ typedef struct {
     uint32_t reserved;
 } efm_opinfo;
 #define EFM_OPF_W7 1u        /* every weight |w| <= 63: the u8 x s8 pairwise multiply-add is exact */
+#define EFM_OPF_RQ32 2u      /* = EFM_KF_RQ32: accumulator + bias always fits int32 */
 
 typedef struct {
     const uint8_t *base;
@@ -111,6 +112,12 @@ uint64_t efm_arena_bytes(const efm_model *m, int64_t batch);
  * outputs_f[i] float32 (may be NULL), outputs_q[i] int8 (may be NULL; the pointer arrays too). */
 int efm_run(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
             int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen);
+
+/* efm_run with a hook called after every op (profilers; NULL for none). */
+typedef void (*efm_op_hook)(void *user, uint32_t op_index);
+int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
+                   int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen,
+                   efm_op_hook hook, void *user);
 
 uint32_t efm_crc32(const uint8_t *p, uint64_t n, uint32_t crc); /* zlib.crc32 compatible, chainable */
 const char *efm_kernel_path(const efm_model *m);

@@ -74,10 +74,23 @@ static int check_rq_blobs(const efm_model *m, const efm_op *op, uint64_t n, char
     return EFM_OK;
 }
 
-static uint32_t weights_flag(const int8_t *w, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++)
-        if (w[i] > 63 || w[i] < -63) return 0;
-    return EFM_OPF_W7;
+/* EFM_OPF_W7 when every |w| <= 63; EFM_OPF_RQ32 when |bias| + taps * xmax * max|w| < 2^31, so the
+ * kernels may requantize in int32 lanes (xmax: 255, the largest unsigned or centred activation). */
+static uint32_t weight_flags(const int8_t *w, uint64_t n, const int64_t *bias, uint64_t nb, uint64_t taps) {
+    int32_t wmax = 0;
+    int64_t bmax = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        int32_t a = w[i] < 0 ? -w[i] : w[i];
+        wmax = a > wmax ? a : wmax;
+    }
+    for (uint64_t i = 0; i < nb; i++) {
+        if (bias[i] > ((int64_t)1 << 40) || bias[i] < -((int64_t)1 << 40)) return wmax <= 63 ? EFM_OPF_W7 : 0;
+        int64_t a = bias[i] < 0 ? -bias[i] : bias[i];
+        bmax = a > bmax ? a : bmax;
+    }
+    uint32_t f = wmax <= 63 ? EFM_OPF_W7 : 0;
+    if ((uint64_t)bmax + taps * 255u * (uint64_t)wmax < ((uint64_t)1 << 31)) f |= EFM_OPF_RQ32;
+    return f;
 }
 
 /* Output spatial size of a window op; 0 when the attributes are impossible. */
@@ -119,7 +132,8 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         if ((rc = check_blob(m, op, 0, EFM_INT8, Np * Kp, err, errlen)) || (rc = check_rq_blobs(m, op, N, err, errlen)))
             return rc;
         if (!check_clamp(a[2], a[3])) CORRUPT("linear: bad clamp, op", i, "");
-        m->info[i].flags = weights_flag((const int8_t *)efm_blob_ptr(m, op->blob[0]), Np * Kp);
+        m->info[i].flags = weight_flags((const int8_t *)efm_blob_ptr(m, op->blob[0]), Np * Kp,
+                                        (const int64_t *)efm_blob_ptr(m, op->blob[1]), (uint64_t)N, Kp);
         break;
     }
     case EFM_OP_CONV2D:
@@ -145,16 +159,20 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
             if ((rc = check_blob(m, op, 0, EFM_INT8, (uint64_t)C * taps, err, errlen)) ||
                 (rc = check_rq_blobs(m, op, O, err, errlen)))
                 return rc;
+            m->info[i].flags = weight_flags((const int8_t *)efm_blob_ptr(m, op->blob[0]), (uint64_t)C * taps,
+                                            (const int64_t *)efm_blob_ptr(m, op->blob[1]), (uint64_t)O, taps) & EFM_OPF_RQ32;
             uint64_t Hp = (uint64_t)H + 2 * w[4], Wp = (uint64_t)W + 2 * w[5];
-            scratch = Hp * Wp * 2 + efm_round_up((uint64_t)Wo * 4, 64) + 64;
+            scratch = efm_round_up(Hp * Wp * 2, 64) + efm_round_up((uint64_t)Wo * 4, 64) + 64;
         } else {
-            uint64_t K = (uint64_t)(C / g) * taps, Kp = efm_round_up(K, EFM_KPAD), Np = efm_round_up(O / g, EFM_NPAD);
+            uint64_t K = (uint64_t)(C / g) * taps, Kp = efm_round_up(K, EFM_KPAD);
             if (K > 65536) CORRUPT("conv2d: reduction too long for int32 accumulation, op", i, "");
-            if ((rc = check_blob(m, op, 0, EFM_INT8, (uint64_t)g * Np * Kp, err, errlen)) ||
+            if ((rc = check_blob(m, op, 0, EFM_INT8, (uint64_t)O * Kp, err, errlen)) ||
                 (rc = check_rq_blobs(m, op, O, err, errlen)))
                 return rc;
-            m->info[i].flags = weights_flag((const int8_t *)efm_blob_ptr(m, op->blob[0]), (uint64_t)g * Np * Kp);
-            scratch = (uint64_t)Ho * Wo * Kp + 64;
+            m->info[i].flags = weight_flags((const int8_t *)efm_blob_ptr(m, op->blob[0]), (uint64_t)O * Kp,
+                                            (const int64_t *)efm_blob_ptr(m, op->blob[1]), (uint64_t)O, Kp);
+            /* im2col rows [K][P] then their packed form [P/8][Kp/4][8][4], one image and group at a time */
+            scratch = efm_round_up(efm_round_up((uint64_t)Ho * Wo, 8) * Kp, 64) + (uint64_t)Kp * Ho * Wo + 64;
         }
         break;
     }

@@ -49,7 +49,78 @@ static void op_linear(const run_ctx *c, const efm_op *op, uint32_t flags) {
     f((int)rows, N, (int)efm_round_up(K, EFM_KPAD), act(c, xi), K, (const int8_t *)efm_blob_ptr(m, op->blob[0]),
       (const int64_t *)efm_blob_ptr(m, op->blob[1]), (const int32_t *)efm_blob_ptr(m, op->blob[2]),
       (const int32_t *)efm_blob_ptr(m, op->blob[3]), clamp_of(T(c, op->out), op->attr[2], op->attr[3]), act(c, op->out),
-      N, 1);
+      N, 1, flags & EFM_OPF_RQ32);
+}
+
+/* Packed activations (see efm_conv_fn): element (p, k) of the im2col matrix, offset to unsigned. */
+static inline uint64_t xp_at(int64_t p, int64_t k, int64_t kq) { return (uint64_t)(((p >> 3) * kq + (k >> 2)) * 32 + (p & 7) * 4 + (k & 3)); }
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* 1x1 stride-1 convolution input [C][P] -> packed, 4 channels x 8 pixels at a time. */
+static void pack_pointwise(const int8_t *x, int64_t C, int64_t P, int64_t Kp, uint8_t *Xp) {
+    int64_t kq = Kp / 4, pblk = (P + 7) / 8;
+    for (int64_t cq = 0; cq < kq; cq++) {
+        const int8_t *r[4];
+        int full_rows = 1;
+        for (int t = 0; t < 4; t++) {
+            r[t] = 4 * cq + t < C ? x + (4 * cq + t) * P : 0;
+            full_rows &= r[t] != 0;
+        }
+        for (int64_t pb = 0; pb < pblk; pb++) {
+            uint8_t *dst = Xp + (pb * kq + cq) * 32;
+#if defined(__SSE2__)
+            if (full_rows && pb * 8 + 8 <= P) {
+                const __m128i flip = _mm_set1_epi8((char)0x80);
+                __m128i a0 = _mm_loadl_epi64((const __m128i *)(r[0] + pb * 8)), a1 = _mm_loadl_epi64((const __m128i *)(r[1] + pb * 8));
+                __m128i a2 = _mm_loadl_epi64((const __m128i *)(r[2] + pb * 8)), a3 = _mm_loadl_epi64((const __m128i *)(r[3] + pb * 8));
+                __m128i t01 = _mm_unpacklo_epi8(a0, a1), t23 = _mm_unpacklo_epi8(a2, a3);
+                _mm_storeu_si128((__m128i *)dst, _mm_xor_si128(_mm_unpacklo_epi16(t01, t23), flip));
+                _mm_storeu_si128((__m128i *)(dst + 16), _mm_xor_si128(_mm_unpackhi_epi16(t01, t23), flip));
+                continue;
+            }
+#endif
+            for (int j = 0; j < 8; j++)
+                for (int t = 0; t < 4; t++) {
+                    int64_t p = pb * 8 + j;
+                    dst[j * 4 + t] = (r[t] && p < P) ? (uint8_t)((uint8_t)r[t][p] ^ 0x80u) : 0;
+                }
+        }
+    }
+}
+
+/* General im2col as rows: row k = (c, i, j) holds, for every output pixel, the input value under
+ * that tap (the zero point where it falls in the padding), so that pack_pointwise can pack it. */
+static void im2col_rows(const int8_t *x, int32_t cg, int32_t H, int32_t W, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
+                        int32_t ph, int32_t pw, int32_t dh, int32_t dw, int32_t Ho, int32_t Wo, int8_t zx, int8_t *rows) {
+    int64_t P = (int64_t)Ho * Wo;
+    int8_t *dst = rows;
+    for (int32_t ci = 0; ci < cg; ci++)
+        for (int32_t i = 0; i < kh; i++)
+            for (int32_t j = 0; j < kw; j++, dst += P) {
+                /* output columns whose input column ix = ox*sw + j*dw - pw lies inside [0, W) */
+                int32_t off = j * dw - pw, lo = 0, hi = Wo;
+                while (lo < Wo && lo * sw + off < 0) lo++;
+                while (hi > lo && (hi - 1) * sw + off >= W) hi--;
+                for (int32_t oy = 0; oy < Ho; oy++) {
+                    int32_t iy = oy * sh + i * dh - ph;
+                    int8_t *d = dst + (int64_t)oy * Wo;
+                    if (iy < 0 || iy >= H) {
+                        for (int32_t ox = 0; ox < Wo; ox++) d[ox] = zx;
+                        continue;
+                    }
+                    const int8_t *row = x + ((int64_t)ci * H + iy) * W + off;
+                    for (int32_t ox = 0; ox < lo; ox++) d[ox] = zx;
+                    if (sw == 1) {
+                        for (int32_t ox = lo; ox < hi; ox++) d[ox] = row[ox];
+                    } else {
+                        for (int32_t ox = lo; ox < hi; ox++) d[ox] = row[ox * sw];
+                    }
+                    for (int32_t ox = hi; ox < Wo; ox++) d[ox] = zx;
+                }
+            }
 }
 
 static void op_conv(const run_ctx *c, const efm_op *op, uint32_t flags) {
@@ -61,13 +132,11 @@ static void op_conv(const run_ctx *c, const efm_op *op, uint32_t flags) {
     int32_t ph = a[6], pw = a[7], dh = a[8], dw = a[9], g = a[10], Ho = y->dims[2], Wo = y->dims[3];
     int32_t cg = C / g, og = O / g;
     int64_t K = (int64_t)cg * kh * kw, Kp = (int64_t)efm_round_up((uint64_t)K, EFM_KPAD), P = (int64_t)Ho * Wo;
-    int64_t wstride = (int64_t)efm_round_up((uint64_t)og, EFM_NPAD) * Kp;
-    int8_t zx = (int8_t)x->zero_point;
-    int8_t *col = (int8_t *)c->scratch;
+    uint8_t *col = c->scratch;
     const int8_t *Wq = (const int8_t *)efm_blob_ptr(m, op->blob[0]);
     const int64_t *bias = (const int64_t *)efm_blob_ptr(m, op->blob[1]);
     const int32_t *mult = (const int32_t *)efm_blob_ptr(m, op->blob[2]), *shift = (const int32_t *)efm_blob_ptr(m, op->blob[3]);
-    efm_gemm_fn f = (flags & EFM_OPF_W7) ? c->k->gemm_w7 : c->k->gemm;
+    efm_conv_fn f = (flags & EFM_OPF_W7) ? c->k->conv_w7 : c->k->conv;
     efm_clamp cl = clamp_of(y, a[11], a[12]);
     int pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
     for (int64_t n = 0; n < c->batch; n++) {
@@ -75,30 +144,14 @@ static void op_conv(const run_ctx *c, const efm_op *op, uint32_t flags) {
         int8_t *yn = act(c, op->out) + n * (int64_t)O * P;
         for (int32_t gi = 0; gi < g; gi++) {
             const int8_t *xg = xn + (int64_t)gi * cg * H * W;
-            /* im2col: row p holds the patch of output pixel p in the weight's (c, i, j) order;
-             * padding cells hold the zero point, so they add nothing after centring */
-            if (pointwise) {
-                for (int64_t ci = 0; ci < cg; ci++)
-                    for (int64_t p = 0; p < P; p++) col[p * Kp + ci] = xg[ci * P + p];
-            } else {
-                for (int32_t oy = 0; oy < Ho; oy++)
-                    for (int32_t ox = 0; ox < Wo; ox++) {
-                        int8_t *row = col + ((int64_t)oy * Wo + ox) * Kp;
-                        int64_t k = 0;
-                        for (int32_t ci = 0; ci < cg; ci++)
-                            for (int32_t i = 0; i < kh; i++) {
-                                int32_t iy = oy * sh + i * dh - ph;
-                                for (int32_t j = 0; j < kw; j++, k++) {
-                                    int32_t ix = ox * sw + j * dw - pw;
-                                    row[k] = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? zx : xg[((int64_t)ci * H + iy) * W + ix];
-                                }
-                            }
-                    }
+            if (pointwise) pack_pointwise(xg, cg, P, Kp, col);
+            else {
+                int8_t *rows = (int8_t *)col + efm_round_up(efm_round_up((uint64_t)P, 8) * (uint64_t)Kp, 64);
+                im2col_rows(xg, cg, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, (int8_t)x->zero_point, rows);
+                pack_pointwise(rows, K, P, Kp, col);
             }
-            for (int64_t p = 0; p < P; p++)
-                for (int64_t k = K; k < Kp; k++) col[p * Kp + k] = 0;
-            f((int)P, og, (int)Kp, col, Kp, Wq + gi * wstride, bias + gi * og, mult + gi * og, shift + gi * og, cl,
-              yn + (int64_t)gi * og * P, 1, P);
+            f(og, (int)P, (int)Kp, col, Wq + (int64_t)gi * og * Kp, bias + gi * og, mult + gi * og, shift + gi * og, cl,
+              yn + (int64_t)gi * og * P, flags & EFM_OPF_RQ32);
         }
     }
 }
@@ -125,7 +178,7 @@ static void op_dwconv(const run_ctx *c, const efm_op *op) {
             for (int32_t iy = 0; iy < H; iy++)
                 for (int32_t ix = 0; ix < W; ix++) plane[(int64_t)(iy + ph) * Wp + ix + pw] = (int16_t)(xc[(int64_t)iy * W + ix] - zx);
             c->k->dw(plane, Wp, Wq + (int64_t)ch * kh * kw, kh, kw, sh, sw, dh, dw, Ho, Wo, bias[ch], mult[ch], shift[ch], cl,
-                     act(c, op->out) + (n * C + ch) * (int64_t)Ho * Wo, accrow);
+                     act(c, op->out) + (n * C + ch) * (int64_t)Ho * Wo, accrow, m->info[op - m->ops].flags);
         }
 }
 
@@ -382,6 +435,12 @@ static int op_embedding(const run_ctx *c, const efm_op *op, uint32_t graph_input
 
 int efm_run(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f, int8_t *const *outputs_q,
             void *arena, uint64_t arena_len, char *err, size_t errlen) {
+    return efm_run_hooked(m, batch, inputs, outputs_f, outputs_q, arena, arena_len, err, errlen, 0, 0);
+}
+
+int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
+                   int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen,
+                   efm_op_hook hook, void *user) {
     uint64_t need = efm_arena_bytes(m, batch);
     if (!need) { efm_err(err, errlen, "batch size out of range:", batch, ""); return EFM_E_ARG; }
     if (arena_len < need || (uintptr_t)arena % EFM_ALIGN) {
@@ -430,6 +489,7 @@ int efm_run(const efm_model *m, int64_t batch, const void *const *inputs, float 
             break;
         }
         }
+        if (hook) hook(user, i);
     }
     for (uint32_t k = 0; k < h->n_outputs; k++) {
         uint32_t id = m->ids[h->n_inputs + k];

@@ -15,6 +15,9 @@ static inline int8_t efm_requant(int64_t acc, int32_t mult, int32_t shift, int32
     return (int8_t)(v < lo ? lo : v > hi ? hi : v);
 }
 
+/* flags passed to kernels (also stored per op in efm_opinfo) */
+#define EFM_KF_RQ32 2u  /* |bias| + the largest possible dot product < 2^31: vector requantization is exact */
+
 /* Requantization of one output channel (or of a whole tensor). */
 typedef struct {
     int32_t zo, lo, hi;
@@ -24,19 +27,26 @@ typedef struct {
  * W is packed (see FORMAT.md): blocks of 8 output channels, each Kp/4 groups of 8x4 bytes. */
 typedef void (*efm_gemm_fn)(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp,
                             const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c,
-                            int8_t *out, int64_t ldm, int64_t ldn);
+                            int8_t *out, int64_t ldm, int64_t ldn, uint32_t flags);
+/* Convolution as out[o*P + p] = requant(sum_k Xp(p, k) * W[o*Kp + k] + bias[o]) with the
+ * activations packed (unsigned, already offset by 128) in blocks of 8 pixels x 4 k:
+ * Xp(p, k) = Xp[((p/8)*(Kp/4) + k/4)*32 + (p%8)*4 + k%4]; W is plain [O][Kp]. */
+typedef void (*efm_conv_fn)(int O, int P, int Kp, const uint8_t *Xp, const int8_t *W, const int64_t *bias,
+                            const int32_t *mult, const int32_t *shift, efm_clamp c, int8_t *out, uint32_t flags);
 /* out[i*N + j] = requant(sum_k A[i*K+k] * B[j*K+k]) on centred int16 panels (attention matmul). */
 typedef void (*efm_mm16_fn)(int M, int N, int K, const int16_t *A, const int16_t *B, int32_t mult,
                             int32_t shift, efm_clamp c, int8_t *out);
 /* One depthwise plane: padded centred int16 input [Hp][Wp], kh*kw taps -> int8 [Ho][Wo]. */
 typedef void (*efm_dw_fn)(const int16_t *plane, int Wp, const int8_t *w, int kh, int kw, int sh, int sw,
                           int dh, int dw, int Ho, int Wo, int64_t bias, int32_t mult, int32_t shift,
-                          efm_clamp c, int8_t *out, int32_t *accrow);
+                          efm_clamp c, int8_t *out, int32_t *accrow, uint32_t flags);
 
 typedef struct {
     const char *name;
     efm_gemm_fn gemm;     /* any weights */
     efm_gemm_fn gemm_w7;  /* weights with |w| <= 63 */
+    efm_conv_fn conv;     /* any weights */
+    efm_conv_fn conv_w7;  /* weights with |w| <= 63 */
     efm_mm16_fn mm16;
     efm_dw_fn dw;
 } efm_kernels;

@@ -20,6 +20,114 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels.h"
+
+/* ---- exact vector requantization ------------------------------------------------------------
+ * Valid when every S = acc + bias fits int32 (EFM_KF_RQ32, checked at load): then vpmuldq gives
+ * the exact 64-bit S*M (|S*M| < 2^62, plus the rounding term < 2^63), and the arithmetic shift
+ * AVX2 lacks is done exactly as a logical shift of S*M + 2^63 minus 2^(63-s). */
+static inline __m256i rq4(__m256i S, __m256i M, __m256i sh, __m256i zo, __m256i lo, __m256i hi) {
+    const __m256i one = _mm256_set1_epi64x(1), sign = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
+    __m256i p = _mm256_mul_epi32(S, M);
+    p = _mm256_add_epi64(p, _mm256_sllv_epi64(one, _mm256_sub_epi64(sh, one)));
+    __m256i q = _mm256_sub_epi64(_mm256_srlv_epi64(_mm256_xor_si256(p, sign), sh), _mm256_srlv_epi64(sign, sh));
+    q = _mm256_add_epi64(q, zo);
+    q = _mm256_blendv_epi8(q, lo, _mm256_cmpgt_epi64(lo, q));
+    return _mm256_blendv_epi8(q, hi, _mm256_cmpgt_epi64(q, hi));
+}
+
+/* two int64x4 in [-128, 127] -> 8 int8 in the low half */
+static inline __m128i pack8(__m256i q0, __m256i q1) {
+    const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    __m128i a = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(q0, idx));
+    __m128i b = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(q1, idx));
+    __m128i w = _mm_packs_epi32(a, b);
+    return _mm_packs_epi16(w, w);
+}
+
+typedef struct {
+    __m256i b0, b1, m0, m1, s0, s1, zo, lo, hi;
+} rqv;
+
+static inline rqv rq_bcast(int64_t bias, int32_t mult, int32_t shift, efm_clamp c) {
+    rqv r;
+    r.b0 = r.b1 = _mm256_set1_epi64x(bias);
+    r.m0 = r.m1 = _mm256_set1_epi64x(mult);
+    r.s0 = r.s1 = _mm256_set1_epi64x(shift);
+    r.zo = _mm256_set1_epi64x(c.zo); r.lo = _mm256_set1_epi64x(c.lo); r.hi = _mm256_set1_epi64x(c.hi);
+    return r;
+}
+
+/* per-channel constants of channels n..n+7 */
+static inline rqv rq_lanes(const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c) {
+    rqv r;
+    r.b0 = _mm256_loadu_si256((const __m256i *)bias);
+    r.b1 = _mm256_loadu_si256((const __m256i *)(bias + 4));
+    r.m0 = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)mult));
+    r.m1 = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(mult + 4)));
+    r.s0 = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)shift));
+    r.s1 = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(shift + 4)));
+    r.zo = _mm256_set1_epi64x(c.zo); r.lo = _mm256_set1_epi64x(c.lo); r.hi = _mm256_set1_epi64x(c.hi);
+    return r;
+}
+
+static inline __m128i rq8(__m256i acc, const rqv *r) {
+    __m256i S0 = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)), r->b0);
+    __m256i S1 = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc, 1)), r->b1);
+    return pack8(rq4(S0, r->m0, r->s0, r->zo, r->lo, r->hi), rq4(S1, r->m1, r->s1, r->zo, r->lo, r->hi));
+}
+
+#define EFM_RQ_ROW_DEFINED
+static void rq_row_avx2(const int32_t *acc, int n, int64_t bias, int32_t mult, int32_t shift, efm_clamp c, int8_t *out,
+                        uint32_t flags) {
+    int i = 0;
+    if (flags & EFM_KF_RQ32) {
+        rqv r = rq_bcast(bias, mult, shift, c);
+        for (; i + 8 <= n; i += 8)
+            _mm_storel_epi64((__m128i *)(out + i), rq8(_mm256_loadu_si256((const __m256i *)(acc + i)), &r));
+    }
+    for (; i < n; i++) out[i] = efm_requant((int64_t)acc[i] + bias, mult, shift, c.zo, c.lo, c.hi);
+}
+
+/* Depthwise plane. Each tap multiplies int16 activations by a weight placed in the low half of a
+ * 32-bit lane with a zero high half, so vpmaddwd gives exactly x*w per lane: for stride 2 the
+ * lane's low half already is x[2*ox] (the odd neighbour meets the zero); for stride 1 the
+ * activations are sign-extended first. Other strides take the scalar loop. Reads may run up to 15
+ * int16 past a row; the plane is followed by slack in the scratch buffer. */
+#define EFM_DW_DEFINED
+static void dw_avx2(const int16_t *plane, int Wp, const int8_t *w, int kh, int kw, int sh, int sw, int dh, int dw,
+                    int Ho, int Wo, int64_t bias, int32_t mult, int32_t shift, efm_clamp c, int8_t *out,
+                    int32_t *accrow, uint32_t flags) {
+    __m256i wv[64];
+    int taps = kh * kw <= 64 ? kh * kw : 0;
+    for (int t = 0; t < taps; t++) wv[t] = _mm256_set1_epi32((int32_t)(uint16_t)(int16_t)w[t]);
+    for (int oy = 0; oy < Ho; oy++) {
+        int ox = 0;
+        if (taps && (sw == 1 || sw == 2)) {
+            for (; ox + 8 <= Wo; ox += 8) {
+                __m256i acc = _mm256_setzero_si256();
+                for (int i = 0; i < kh; i++) {
+                    const int16_t *r = plane + (int64_t)(oy * sh + i * dh) * Wp + ox * sw;
+                    for (int j = 0; j < kw; j++) {
+                        __m256i xv = sw == 2 ? _mm256_loadu_si256((const __m256i *)(r + j * dw))
+                                             : _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(r + j * dw)));
+                        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wv[i * kw + j]));
+                    }
+                }
+                _mm256_storeu_si256((__m256i *)(accrow + ox), acc);
+            }
+        }
+        for (; ox < Wo; ox++) {
+            int32_t a = 0;
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kw; j++)
+                    a += (int32_t)plane[(int64_t)(oy * sh + i * dh) * Wp + ox * sw + j * dw] * w[i * kw + j];
+            accrow[ox] = a;
+        }
+        rq_row_avx2(accrow, Wo, bias, mult, shift, c, out + (int64_t)oy * Wo, flags);
+    }
+}
+
 #define KFN(name) name##_avx2
 #include "kernels_impl.h"
 
@@ -46,10 +154,16 @@ static inline __attribute__((always_inline)) void w7_block(int R, int NB, int kq
 static inline __attribute__((always_inline)) void w7_store(int R, int NB, int m, int n0, int N, __m256i acc[4][4],
                                                            const int64_t *bias, const int32_t *mult,
                                                            const int32_t *shift, efm_clamp c, int8_t *out,
-                                                           int64_t ldm, int64_t ldn) {
+                                                           int64_t ldm, int64_t ldn, uint32_t flags) {
     int32_t tmp[8];
-    for (int r = 0; r < R; r++)
-        for (int b = 0; b < NB; b++) {
+    for (int b = 0; b < NB; b++) {
+        int nb0 = n0 + b * 8;
+        if ((flags & EFM_KF_RQ32) && ldn == 1 && nb0 + 8 <= N) {
+            rqv rv = rq_lanes(bias + nb0, mult + nb0, shift + nb0, c);
+            for (int r = 0; r < R; r++) _mm_storel_epi64((__m128i *)(out + (m + r) * ldm + nb0), rq8(acc[r][b], &rv));
+            continue;
+        }
+        for (int r = 0; r < R; r++) {
             _mm256_storeu_si256((__m256i *)tmp, acc[r][b]);
             for (int j = 0; j < 8; j++) {
                 int n = n0 + b * 8 + j;
@@ -58,11 +172,12 @@ static inline __attribute__((always_inline)) void w7_store(int R, int NB, int m,
                         efm_requant((int64_t)tmp[j] + bias[n], mult[n], shift[n], c.zo, c.lo, c.hi);
             }
         }
+    }
 }
 
 static void gemm_w7_avx2(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp,
                          const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c,
-                         int8_t *out, int64_t ldm, int64_t ldn) {
+                         int8_t *out, int64_t ldm, int64_t ldn, uint32_t flags) {
     const int kq = Kp / 4, nblk = (N + 7) / 8;
     const int64_t ws = (int64_t)kq * 32;
     __m256i acc[4][4];
@@ -72,11 +187,11 @@ static void gemm_w7_avx2(int M, int N, int Kp, const int8_t *A, int64_t lda, con
         int nb = 0;
         for (; nb + 2 <= nblk; nb += 2) {
             w7_block(4, 2, kq, a, lda, Wp + nb * ws, ws, acc);
-            w7_store(4, 2, m, nb * 8, N, acc, bias, mult, shift, c, out, ldm, ldn);
+            w7_store(4, 2, m, nb * 8, N, acc, bias, mult, shift, c, out, ldm, ldn, flags);
         }
         for (; nb < nblk; nb++) {
             w7_block(4, 1, kq, a, lda, Wp + nb * ws, ws, acc);
-            w7_store(4, 1, m, nb * 8, N, acc, bias, mult, shift, c, out, ldm, ldn);
+            w7_store(4, 1, m, nb * 8, N, acc, bias, mult, shift, c, out, ldm, ldn, flags);
         }
     }
     for (; m < M; m++) {
@@ -84,16 +199,89 @@ static void gemm_w7_avx2(int M, int N, int Kp, const int8_t *A, int64_t lda, con
         int nb = 0;
         for (; nb + 4 <= nblk; nb += 4) {
             w7_block(1, 4, kq, a, lda, Wp + nb * ws, ws, acc);
-            w7_store(1, 4, m, nb * 8, N, acc, bias, mult, shift, c, out, ldm, ldn);
+            w7_store(1, 4, m, nb * 8, N, acc, bias, mult, shift, c, out, ldm, ldn, flags);
         }
         for (; nb < nblk; nb++) {
             w7_block(1, 1, kq, a, lda, Wp + nb * ws, ws, acc);
-            w7_store(1, 1, m, nb * 8, N, acc, bias, mult, shift, c, out, ldm, ldn);
+            w7_store(1, 1, m, nb * 8, N, acc, bias, mult, shift, c, out, ldm, ldn, flags);
         }
     }
 }
 
-const efm_kernels efm_kernels_avx2 = {"avx2", gemm_avx2, gemm_w7_avx2, mm16_avx2, dw_avx2};
+/* R output channels x NB blocks of 8 pixels; the activations are the vector operand (u8), each
+ * channel's 4 weights the broadcast one (s8). */
+static inline __attribute__((always_inline)) void conv_block(int R, int NB, int kq, const uint8_t *X, int64_t xs,
+                                                             const int8_t *W, int64_t Kp, __m256i acc[4][2]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < NB; b++) acc[r][b] = _mm256_setzero_si256();
+    for (int q = 0; q < kq; q++) {
+        __m256i xv[2];
+        for (int b = 0; b < NB; b++) xv[b] = _mm256_load_si256((const __m256i *)(X + b * xs + q * 32));
+        for (int r = 0; r < R; r++) {
+            int32_t w4;
+            memcpy(&w4, W + r * Kp + 4 * q, 4);
+            __m256i wv = _mm256_set1_epi32(w4);
+            for (int b = 0; b < NB; b++)
+                acc[r][b] = _mm256_add_epi32(acc[r][b], _mm256_madd_epi16(_mm256_maddubs_epi16(xv[b], wv), ones));
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void conv_store(int R, int NB, int o, int p0, int P, __m256i acc[4][2],
+                                                             const int64_t *bias, const int32_t *mult,
+                                                             const int32_t *shift, efm_clamp c, int8_t *out,
+                                                             uint32_t flags) {
+    int32_t tmp[8];
+    for (int r = 0; r < R; r++) {
+        rqv rv = rq_bcast(bias[o + r], mult[o + r], shift[o + r], c);
+        for (int b = 0; b < NB; b++) {
+            int pb = p0 + b * 8;
+            int8_t *dst = out + (int64_t)(o + r) * P + pb;
+            if ((flags & EFM_KF_RQ32) && pb + 8 <= P) {
+                _mm_storel_epi64((__m128i *)dst, rq8(acc[r][b], &rv));
+                continue;
+            }
+            _mm256_storeu_si256((__m256i *)tmp, acc[r][b]);
+            for (int j = 0; j < 8 && pb + j < P; j++)
+                dst[j] = efm_requant((int64_t)tmp[j] + bias[o + r], mult[o + r], shift[o + r], c.zo, c.lo, c.hi);
+        }
+    }
+}
+
+static void conv_w7_avx2(int O, int P, int Kp, const uint8_t *Xp, const int8_t *W, const int64_t *bias,
+                         const int32_t *mult, const int32_t *shift, efm_clamp c, int8_t *out, uint32_t flags) {
+    const int kq = Kp / 4, pblk = (P + 7) / 8;
+    const int64_t xs = (int64_t)kq * 32;
+    __m256i acc[4][2];
+    int o = 0;
+    for (; o + 4 <= O; o += 4) {
+        const int8_t *w = W + (int64_t)o * Kp;
+        int pb = 0;
+        for (; pb + 2 <= pblk; pb += 2) {
+            conv_block(4, 2, kq, Xp + pb * xs, xs, w, Kp, acc);
+            conv_store(4, 2, o, pb * 8, P, acc, bias, mult, shift, c, out, flags);
+        }
+        for (; pb < pblk; pb++) {
+            conv_block(4, 1, kq, Xp + pb * xs, xs, w, Kp, acc);
+            conv_store(4, 1, o, pb * 8, P, acc, bias, mult, shift, c, out, flags);
+        }
+    }
+    for (; o < O; o++) {
+        const int8_t *w = W + (int64_t)o * Kp;
+        int pb = 0;
+        for (; pb + 2 <= pblk; pb += 2) {
+            conv_block(1, 2, kq, Xp + pb * xs, xs, w, Kp, acc);
+            conv_store(1, 2, o, pb * 8, P, acc, bias, mult, shift, c, out, flags);
+        }
+        for (; pb < pblk; pb++) {
+            conv_block(1, 1, kq, Xp + pb * xs, xs, w, Kp, acc);
+            conv_store(1, 1, o, pb * 8, P, acc, bias, mult, shift, c, out, flags);
+        }
+    }
+}
+
+const efm_kernels efm_kernels_avx2 = {"avx2", gemm_avx2, gemm_w7_avx2, conv_avx2, conv_w7_avx2, mm16_avx2, dw_avx2};
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -5,8 +5,9 @@
 
 static void KFN(gemm)(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp,
                       const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c,
-                      int8_t *out, int64_t ldm, int64_t ldn) {
+                      int8_t *out, int64_t ldm, int64_t ldn, uint32_t flags) {
     const int kq = Kp / 4;
+    (void)flags;
     for (int m = 0; m < M; m++) {
         const int8_t *a = A + (int64_t)m * lda;
         for (int nb = 0; nb * 8 < N; nb++) {
@@ -28,6 +29,27 @@ static void KFN(gemm)(int M, int N, int Kp, const int8_t *A, int64_t lda, const 
     }
 }
 
+static void KFN(conv)(int O, int P, int Kp, const uint8_t *Xp, const int8_t *W, const int64_t *bias,
+                      const int32_t *mult, const int32_t *shift, efm_clamp c, int8_t *out, uint32_t flags) {
+    const int kq = Kp / 4;
+    (void)flags;
+    for (int o = 0; o < O; o++) {
+        const int8_t *w = W + (int64_t)o * Kp;
+        for (int pb = 0; pb * 8 < P; pb++) {
+            const uint8_t *x = Xp + (int64_t)pb * kq * 32;
+            int32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int q = 0; q < kq; q++)
+                for (int j = 0; j < 8; j++) {
+                    int32_t s = 0;
+                    for (int t = 0; t < 4; t++) s += (int32_t)x[q * 32 + j * 4 + t] * (int32_t)w[4 * q + t];
+                    acc[j] += s;
+                }
+            for (int j = 0; j < 8 && pb * 8 + j < P; j++)
+                out[(int64_t)o * P + pb * 8 + j] = efm_requant((int64_t)acc[j] + bias[o], mult[o], shift[o], c.zo, c.lo, c.hi);
+        }
+    }
+}
+
 static void KFN(mm16)(int M, int N, int K, const int16_t *A, const int16_t *B, int32_t mult, int32_t shift,
                       efm_clamp c, int8_t *out) {
     for (int i = 0; i < M; i++) {
@@ -41,9 +63,19 @@ static void KFN(mm16)(int M, int N, int K, const int16_t *A, const int16_t *B, i
     }
 }
 
+#ifndef EFM_RQ_ROW_DEFINED
+/* out[i] = requant(acc[i] + bias) for one channel's row (the AVX2 build replaces it). */
+static void KFN(rq_row)(const int32_t *acc, int n, int64_t bias, int32_t mult, int32_t shift, efm_clamp c, int8_t *out,
+                        uint32_t flags) {
+    (void)flags;
+    for (int i = 0; i < n; i++) out[i] = efm_requant((int64_t)acc[i] + bias, mult, shift, c.zo, c.lo, c.hi);
+}
+#endif
+
+#ifndef EFM_DW_DEFINED
 static void KFN(dw)(const int16_t *plane, int Wp, const int8_t *w, int kh, int kw, int sh, int sw, int dh,
                     int dw, int Ho, int Wo, int64_t bias, int32_t mult, int32_t shift, efm_clamp c,
-                    int8_t *out, int32_t *accrow) {
+                    int8_t *out, int32_t *accrow, uint32_t flags) {
     for (int oy = 0; oy < Ho; oy++) {
         for (int ox = 0; ox < Wo; ox++) accrow[ox] = 0;
         for (int i = 0; i < kh; i++) {
@@ -57,7 +89,7 @@ static void KFN(dw)(const int16_t *plane, int Wp, const int8_t *w, int kh, int k
                 }
             }
         }
-        for (int ox = 0; ox < Wo; ox++)
-            out[(int64_t)oy * Wo + ox] = efm_requant((int64_t)accrow[ox] + bias, mult, shift, c.zo, c.lo, c.hi);
+        KFN(rq_row)(accrow, Wo, bias, mult, shift, c, out + (int64_t)oy * Wo, flags);
     }
 }
+#endif

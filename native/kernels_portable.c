@@ -2,7 +2,8 @@
 #define KFN(name) name##_portable
 #include "kernels_impl.h"
 
-const efm_kernels efm_kernels_portable = {"portable", gemm_portable, gemm_portable, mm16_portable, dw_portable};
+const efm_kernels efm_kernels_portable = {"portable", gemm_portable, gemm_portable, conv_portable, conv_portable,
+                                          mm16_portable, dw_portable};
 
 #ifndef EFM_HAVE_AVX2_BUILD
 const efm_kernels *efm_select_kernels(int force_portable) {

@@ -155,11 +155,12 @@ def _emit(b: _Builder, node) -> None:
             blobs = [b.blob(w.reshape(o, kh * kw)), b.blob(bias), b.blob(mult), b.blob(shift)]
             b.op("depthwise_conv2d", [x], y, geom, blobs=blobs)
             return
-        og = o // groups
+        # conv weights stay plain [O, Kp]: the kernel broadcasts them and packs the activations instead
         w2 = w.reshape(o, cg * kh * kw)
-        packed = np.concatenate([pack_weights(w2[gi * og:(gi + 1) * og]) for gi in range(groups)])
+        plain = np.zeros((o, _round_up(w2.shape[1], KPAD)), np.int8)
+        plain[:, :w2.shape[1]] = w2
         folded = bias - (128 + zx) * w2.astype(np.int64).sum(axis=1)
-        b.op("conv2d", [x], y, geom, blobs=[b.blob(packed), b.blob(folded), b.blob(mult), b.blob(shift)])
+        b.op("conv2d", [x], y, geom, blobs=[b.blob(plain), b.blob(folded), b.blob(mult), b.blob(shift)])
         return
     if op in ("max_pool2d", "avg_pool2d"):
         cip = int(a.get("count_include_pad", False))
