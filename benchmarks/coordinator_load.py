@@ -246,14 +246,14 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=50, help="windows per Report call")
     p.add_argument("--concurrency", type=int, default=16, help="Report calls in flight (max phase)")
     p.add_argument("--workers", type=int, default=16)
-    p.add_argument("--out", default="benchmarks/results/coordinator_load.json")
+    p.add_argument("--out", default=str(REPO / "bench-results" / "coordinator_load.json"))
     args = p.parse_args(argv)
     sizes = args.devices or ([1000, 10000, 50000] if args.full else [1000, 10000])
     args.seconds = args.seconds or (15.0 if args.full else 4.0)
     from bundle_factory import make_bundle
     from edgefleet.bundle import pack
     rng = random.Random(0)
-    root = Path(tempfile.mkdtemp(prefix="edgefleet-bench-", dir=REPO / "benchmarks" if os.access(REPO / "benchmarks", os.W_OK) else None))
+    root = Path(tempfile.mkdtemp(prefix="edgefleet-bench-"))
     results = []
     pg_proc = None
     try:

@@ -71,7 +71,7 @@ class ConnectServer:
     """HTTP/1.1 server for Connect unary calls, ``/metrics`` and ``/dashboard`` (optionally TLS)."""
 
     def __init__(self, servicers: dict, metrics, dashboard, *, host: str = "127.0.0.1", port: int = 0,
-                 max_body: int = 4 * 1024 * 1024, tls: tuple[bytes, bytes] | None = None, cert_dir=None):
+                 max_body: int = 4 * 1024 * 1024, tls: tuple[str, str] | None = None):
         routes = _routes(servicers)
         outer = self
 

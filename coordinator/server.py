@@ -19,6 +19,8 @@ import grpc
 
 from .connect import ConnectServer
 from .dashboard import Dashboard
+from edgefleet._errors import ConfigError
+
 from .errors import StoreError
 from .handlers import generic_handler
 from .metrics import Metrics
@@ -55,7 +57,9 @@ class ServerConfig:
 class Server:
     def __init__(self, config: ServerConfig):
         if bool(config.tls_cert) != bool(config.tls_key):
-            raise StoreError("TLS needs both a certificate and a key")  # a config error, reported like one
+            raise ConfigError("serve: TLS needs both --tls-cert and --tls-key")
+        if not config.admin_token:
+            raise ConfigError("serve: an admin token is required")
         self.config = config
         self.store = open_store(config.store)
         self.metrics = Metrics()
@@ -72,7 +76,11 @@ class Server:
         self.grpc.add_generic_rpc_handlers((generic_handler("Fleet", self.fleet), generic_handler("Admin", self.admin)))
         address = f"{config.host}:{config.port}"
         if config.tls_cert:
-            creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
+            try:
+                pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
+            except OSError as e:
+                raise ConfigError(f"serve: cannot read the TLS certificate or key ({e})") from e
+            creds = grpc.ssl_server_credentials([pair])
             self.port = self.grpc.add_secure_port(address, creds)
         else:
             self.port = self.grpc.add_insecure_port(address)

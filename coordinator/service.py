@@ -11,6 +11,7 @@ import hmac
 import secrets
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -41,15 +42,30 @@ class Coordinator:
         self.trusted_key = trusted_key
         self._admin_hash = _hash(admin_token)
         self._manifests: dict[str, dict | None] = {}
+        # token hash -> (device_id, cohort, expiry): saves a store round trip per call; a cohort change
+        # made on another replica is seen within TOKEN_CACHE_S
+        self._tokens: dict[str, tuple[str, str, float]] = {}
         self._lock = threading.Lock()
         self.policy_changed = threading.Condition()
 
     # -- authentication ------------------------------------------------------------------------
+    TOKEN_CACHE_S = 2.0
+
     def device_for(self, token: str) -> tuple[str, str]:
         """(device_id, cohort) of a device token; Unauthenticated when unknown."""
-        found = self.store.device_by_token(_hash(token)) if token else None
+        if not token:
+            raise Unauthenticated("unknown or missing device token")
+        key = _hash(token)
+        cached = self._tokens.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[2] > now:
+            return cached[0], cached[1]
+        found = self.store.device_by_token(key)
         if found is None:
             raise Unauthenticated("unknown or missing device token")
+        if len(self._tokens) > 200_000:
+            self._tokens.clear()
+        self._tokens[key] = (found[0], found[1], now + self.TOKEN_CACHE_S)
         return found
 
     def check_admin(self, token: str) -> None:
@@ -155,6 +171,7 @@ class Coordinator:
             raise InvalidRequest("cohort: expected 1..64 characters")
         if not self.store.set_device_cohort(device_id, cohort):
             raise NotFound(f"no device {device_id!r}")
+        self._tokens.clear()
         self._notify()
         return self.policy(device_id, cohort)
 

@@ -46,12 +46,10 @@ class PostgresStore(SqlStore):
         self._local = threading.local()
         self._all: list = []
         self._all_lock = threading.Lock()
-        psycopg = _psycopg()
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(4242)")  # replicas may start together
             for stmt in schema("BIGSERIAL PRIMARY KEY", "BYTEA"):
                 cur.execute(stmt)
-        self._errors = (psycopg.Error,)
 
     def _conn(self):
         conn = getattr(self._local, "conn", None)

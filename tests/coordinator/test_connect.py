@@ -71,8 +71,8 @@ def test_connect_errors_carry_codes(server, device, bundles):
     assert post(server.http_url, "/edgefleet.v1.Admin/ListDecisions", {}, device["deviceToken"])[0] == 401
     assert post(server.http_url, "/edgefleet.v1.Admin/ListDecisions", {}, ADMIN)[0] == 200
     assert post(server.http_url, "/edgefleet.v1.Fleet/Nope", {}, "")[0] == 404
-    assert post(server.http_url, "/edgefleet.v1.Fleet/GetPolicy", b"{not json", device["deviceToken"],
-                ctype="application/json" if False else "application/proto")[0] == 400
+    assert post(server.http_url, "/edgefleet.v1.Fleet/GetPolicy", b"\xff\xff not proto", device["deviceToken"],
+                ctype="application/proto")[0] == 400
     status, body = post(server.http_url, "/edgefleet.v1.Fleet/Report", {"windows": "nope"}, device["deviceToken"])
     assert (status, body["code"]) == (400, "invalid_argument")
 
