@@ -27,3 +27,10 @@ def test_shifted_cohort_falls_back_and_only_it(bundles, tmp_path):
     assert summary["windows_stored"] >= 20 * 6 * 2
     text = format_summary(summary)
     assert shifted in text and "fallback" in text
+
+
+def test_the_export_pipelines_bundle_drops_in(digits_bundle, tmp_path):
+    """The same acceptance on the real exported digits bundle (every target it shipped)."""
+    summary = run_fleet_demo(digits_bundle, tmp_path, devices=20, seed=1)
+    fallbacks = [d["cohort"] for d in summary["decisions"] if d["kind"] == "fallback"]
+    assert fallbacks == [summary["shifted_cohort"]], format_summary(summary)
