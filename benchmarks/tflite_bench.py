@@ -5,13 +5,15 @@
 litert-torch (~2 GB: jax, transformers, torchao, ...) is never an edgefleet dependency: this script
 makes its own venv, ``bench-venv/litert-torch`` (``torch==2.13.0`` pinned beside it), and runs the
 conversion there through ``benchmarks/_litert_torch_convert.py``. Both sides get the same weights and
-the same calibration samples; litert-torch quantizes with its PT2E static int8 recipe (per-channel
-symmetric weights). Every file then runs in *this* venv's ai-edge-litert Interpreter (default XNNPACK
+the same calibration samples. Ours is the quantize pass's defaults (MSE-calibrated activations, 7-bit
+per-channel weights) written as full-integer int8; litert-torch quantizes with its PT2E static int8
+recipe (8-bit per-channel symmetric weights) and leaves softmax, layer norm and residual adds in
+float. Every file then runs in *this* venv's ai-edge-litert Interpreter (default XNNPACK
 delegate, one thread), so the runtime is identical.
 
-Per model and file: bytes, operator count, batch-1 latency (median of 5 rounds, ``invoke`` only;
-litert-torch's int8 model takes and returns int8, so its (de)quantization happens outside the timed
-call while ours runs QUANTIZE/DEQUANTIZE inside it), and fidelity against the PyTorch fp32 output
+Per model and file: bytes, operator count, batch-1 latency (all files of a model timed in alternation,
+median over rounds, ``invoke`` only; litert-torch's int8 CNN/MLP files take and return int8, so their
+(de)quantization happens outside the timed call while ours runs QUANTIZE/DEQUANTIZE inside it), and fidelity against the PyTorch fp32 output
 (max |diff|; for the trained digits CNN also test accuracy and top-1 agreement). Writes
 ``bench-results/tflite.json``.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, time_call, write_json  # noqa: E402
+from _common import print_table, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / "bench-venv" / "litert-torch"
@@ -95,6 +97,29 @@ class _Runner:
         return self.result()
 
 
+def interleaved_latency(runners: dict, x1: np.ndarray, rounds: int, budget_s: float = 0.05) -> dict:
+    """Batch-1 ``invoke`` latency of several files, measured in alternation (A B C A B C ...) so that
+    load from other processes on the machine falls on all of them alike, rotating the order: per file the median over
+    rounds of the per-round median (ms)."""
+    per_round: dict = {label: [] for label in runners}
+    for r in runners.values():
+        r.feed(x1)
+        for _ in range(3):
+            r.it.invoke()
+    labels = list(runners)
+    for i in range(rounds):
+        for label in labels[i % len(labels):] + labels[:i % len(labels)]:  # rotate: no file always first
+            r = runners[label]
+            times, start = [], time.perf_counter()
+            while time.perf_counter() - start < budget_s or len(times) < 3:
+                t0 = time.perf_counter()
+                r.it.invoke()
+                times.append(time.perf_counter() - t0)
+            per_round[label].append(float(np.median(times)) * 1e3)
+    return {label: {"median_ms": float(np.median(v)), "min_round_ms": min(v), "max_round_ms": max(v), "rounds": rounds}
+            for label, v in per_round.items()}
+
+
 def _data(name: str, epochs: int):
     """(torch model, calibration, test inputs, test labels or None) with seeded weights; digits is trained."""
     import torch
@@ -122,6 +147,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="digits_cnn,mlp,mobilenet_v2_stack,bert_encoder")
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=15, help="alternating latency rounds per model")
     args = ap.parse_args()
 
     import torch
@@ -171,12 +197,12 @@ def main() -> None:
     rows, results = [], {}
     for name, c in cases.items():
         results[name] = {}
+        runners = {label: _Runner(path) for label, path in c["files"].items()}
+        latencies = interleaved_latency(runners, c["x"][:1], args.rounds)
         for label, path in c["files"].items():
-            runner = _Runner(path)
+            runner = runners[label]
             out = np.concatenate([runner(c["x"][i:i + 1]) for i in range(len(c["x"]))])
-            x1 = c["x"][:1]
-            runner.feed(x1)
-            lat = time_call(runner.it.invoke)
+            lat = latencies[label]
             ops = _ops(path)
             entry = {"bytes": path.stat().st_size, "ops": sum(ops.values()), "op_histogram": dict(ops),
                      "latency_batch1_ms": lat, "max_abs_vs_torch": float(np.abs(out - c["ref"]).max()),
