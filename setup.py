@@ -16,7 +16,7 @@ ext = Extension(
     sources=SOURCES,
     include_dirs=["native", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", "-fvisibility=hidden"],
+    extra_compile_args=["-O3", "-std=c11", "-fno-strict-aliasing", "-fno-math-errno", "-fvisibility=hidden"],
 )
 
 # generated C goes to build/ so native/*.c holds only our sources (scripts/setup.sh hashes them)

@@ -85,6 +85,7 @@ typedef struct {
 } efm_opinfo;
 #define EFM_OPF_W7 1u        /* every weight |w| <= 63: the u8 x s8 pairwise multiply-add is exact */
 #define EFM_OPF_RQ32 2u      /* = EFM_KF_RQ32: accumulator + bias always fits int32 */
+#define EFM_OPF_RQF 4u       /* = EFM_KF_RQF: and every multiplier is below 1 (shift >= 31) */
 
 typedef struct {
     const uint8_t *base;

@@ -62,6 +62,13 @@ static int check_blob(const efm_model *m, const efm_op *op, int slot, uint32_t d
 static int check_rq(int64_t mult, int64_t shift) { return mult >= 0 && mult < ((int64_t)1 << 31) && shift >= 1 && shift <= 62; }
 static int check_clamp(int32_t lo, int32_t hi) { return lo >= -128 && hi <= 127 && lo <= hi; }
 
+static uint32_t shift_flags(const efm_model *m, const efm_op *op, uint64_t n) {
+    const int32_t *shift = (const int32_t *)efm_blob_ptr(m, op->blob[3]);
+    for (uint64_t i = 0; i < n; i++)
+        if (shift[i] < 31) return 0;
+    return EFM_OPF_RQF;
+}
+
 static int check_rq_blobs(const efm_model *m, const efm_op *op, uint64_t n, char *err, size_t errlen) {
     int rc;
     if ((rc = check_blob(m, op, 1, EFM_INT64, n, err, errlen)) || (rc = check_blob(m, op, 2, EFM_INT32, n, err, errlen)) ||
@@ -162,7 +169,7 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
             m->info[i].flags = weight_flags((const int8_t *)efm_blob_ptr(m, op->blob[0]), (uint64_t)C * taps,
                                             (const int64_t *)efm_blob_ptr(m, op->blob[1]), (uint64_t)O, taps) & EFM_OPF_RQ32;
             uint64_t Hp = (uint64_t)H + 2 * w[4], Wp = (uint64_t)W + 2 * w[5];
-            scratch = efm_round_up(Hp * Wp * 2, 64) + efm_round_up((uint64_t)Wo * 4, 64) + 64;
+            scratch = efm_round_up(Hp * Wp * 2, 64) + 256 + efm_round_up(((uint64_t)Wo + 8) * 4, 64) + 64;
         } else {
             uint64_t K = (uint64_t)(C / g) * taps, Kp = efm_round_up(K, EFM_KPAD);
             if (K > 65536) CORRUPT("conv2d: reduction too long for int32 accumulation, op", i, "");
@@ -290,6 +297,9 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         break;
     }
     }
+    if ((op->opcode == EFM_OP_LINEAR || op->opcode == EFM_OP_CONV2D || op->opcode == EFM_OP_DWCONV) &&
+        (m->info[i].flags & EFM_OPF_RQ32))
+        m->info[i].flags |= shift_flags(m, op, (uint64_t)a[1]); /* a[1]: output channels of all three */
     if (scratch > m->scratch_bytes) m->scratch_bytes = scratch;
     return EFM_OK;
 }

@@ -4,6 +4,17 @@
 #include "efm_util.h"
 #include "kernels.h"
 
+/* Optional cycle counters per phase (a development aid: build with -DEFM_PROF, never shipped). */
+#ifdef EFM_PROF
+#include <x86intrin.h>
+extern unsigned long long prof_t[8];
+#define EFM_PROF_BEGIN unsigned long long prof_last = __rdtsc()
+#define EFM_PROF_MARK(i) do { unsigned long long now = __rdtsc(); prof_t[i] += now - prof_last; prof_last = now; } while (0)
+#else
+#define EFM_PROF_BEGIN do { } while (0)
+#define EFM_PROF_MARK(i) do { } while (0)
+#endif
+
 typedef struct {
     const efm_model *m;
     const efm_kernels *k;
@@ -49,7 +60,7 @@ static void op_linear(const run_ctx *c, const efm_op *op, uint32_t flags) {
     f((int)rows, N, (int)efm_round_up(K, EFM_KPAD), act(c, xi), K, (const int8_t *)efm_blob_ptr(m, op->blob[0]),
       (const int64_t *)efm_blob_ptr(m, op->blob[1]), (const int32_t *)efm_blob_ptr(m, op->blob[2]),
       (const int32_t *)efm_blob_ptr(m, op->blob[3]), clamp_of(T(c, op->out), op->attr[2], op->attr[3]), act(c, op->out),
-      N, 1, flags & EFM_OPF_RQ32);
+      N, 1, flags & (EFM_OPF_RQ32 | EFM_OPF_RQF));
 }
 
 /* Packed activations (see efm_conv_fn): element (p, k) of the im2col matrix, offset to unsigned. */
@@ -144,14 +155,18 @@ static void op_conv(const run_ctx *c, const efm_op *op, uint32_t flags) {
         int8_t *yn = act(c, op->out) + n * (int64_t)O * P;
         for (int32_t gi = 0; gi < g; gi++) {
             const int8_t *xg = xn + (int64_t)gi * cg * H * W;
+            EFM_PROF_BEGIN;
             if (pointwise) pack_pointwise(xg, cg, P, Kp, col);
             else {
                 int8_t *rows = (int8_t *)col + efm_round_up(efm_round_up((uint64_t)P, 8) * (uint64_t)Kp, 64);
                 im2col_rows(xg, cg, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, (int8_t)x->zero_point, rows);
+                EFM_PROF_MARK(pointwise ? 0 : 1);
                 pack_pointwise(rows, K, P, Kp, col);
             }
+            EFM_PROF_MARK(pointwise ? 2 : 3);
             f(og, (int)P, (int)Kp, col, Wq + (int64_t)gi * og * Kp, bias + gi * og, mult + gi * og, shift + gi * og, cl,
-              yn + (int64_t)gi * og * P, flags & EFM_OPF_RQ32);
+              yn + (int64_t)gi * og * P, flags & (EFM_OPF_RQ32 | EFM_OPF_RQF));
+            EFM_PROF_MARK(pointwise ? 4 : 5);
         }
     }
 }
@@ -165,7 +180,7 @@ static void op_dwconv(const run_ctx *c, const efm_op *op) {
     int32_t ph = a[6], pw = a[7], dh = a[8], dw = a[9], Ho = y->dims[2], Wo = y->dims[3];
     int32_t Hp = H + 2 * ph, Wp = W + 2 * pw;
     int16_t *plane = (int16_t *)c->scratch;
-    int32_t *accrow = (int32_t *)(c->scratch + efm_round_up((uint64_t)Hp * Wp * 2, 64));
+    int32_t *accrow = (int32_t *)(c->scratch + efm_round_up((uint64_t)Hp * Wp * 2, 64) + 256);
     const int8_t *Wq = (const int8_t *)efm_blob_ptr(m, op->blob[0]);
     const int64_t *bias = (const int64_t *)efm_blob_ptr(m, op->blob[1]);
     const int32_t *mult = (const int32_t *)efm_blob_ptr(m, op->blob[2]), *shift = (const int32_t *)efm_blob_ptr(m, op->blob[3]);

@@ -17,6 +17,7 @@ static inline int8_t efm_requant(int64_t acc, int32_t mult, int32_t shift, int32
 
 /* flags passed to kernels (also stored per op in efm_opinfo) */
 #define EFM_KF_RQ32 2u  /* |bias| + the largest possible dot product < 2^31: vector requantization is exact */
+#define EFM_KF_RQF 4u   /* ... and every shift >= 31 (multipliers < 1): the shorter int32-lane sequence is exact */
 
 /* Requantization of one output channel (or of a whole tensor). */
 typedef struct {

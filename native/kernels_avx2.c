@@ -77,11 +77,49 @@ static inline __m128i rq8(__m256i acc, const rqv *r) {
     return pack8(rq4(S0, r->m0, r->s0, r->zo, r->lo, r->hi), rq4(S1, r->m1, r->s1, r->zo, r->lo, r->hi));
 }
 
+/* The short sequence (EFM_KF_RQF): S = acc + bias in int32 lanes, even and odd lanes multiplied
+ * by M in 64 bits (vpmuldq), 2^62 added so the logical shift acts as an arithmetic one, and 2^(62-s)
+ * taken off again in wrapping int32 arithmetic (the result fits int32 since M * 2^-s < 1). */
+typedef struct {
+    __m256i bias, mult, c1, k32, lo, hi, zo;
+    __m128i cnt;
+} rqf;
+
+static inline rqf rqf_bcast(int64_t bias, int32_t mult, int32_t shift, efm_clamp c) {
+    rqf r;
+    r.bias = _mm256_set1_epi32((int32_t)bias);
+    r.mult = _mm256_set1_epi32(mult);
+    r.c1 = _mm256_set1_epi64x((long long)(((uint64_t)1 << (shift - 1)) + ((uint64_t)1 << 62)));
+    r.k32 = _mm256_set1_epi32((int32_t)(uint32_t)((uint64_t)1 << (62 - shift)));
+    r.cnt = _mm_cvtsi32_si128(shift);
+    r.lo = _mm256_set1_epi32(c.lo - c.zo);
+    r.hi = _mm256_set1_epi32(c.hi - c.zo);
+    r.zo = _mm256_set1_epi32(c.zo);
+    return r;
+}
+
+static inline __m128i rqf8(__m256i acc, const rqf *r) {
+    __m256i S = _mm256_add_epi32(acc, r->bias);
+    __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(S, r->mult), r->c1);
+    __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(S, 32), r->mult), r->c1);
+    pe = _mm256_srl_epi64(pe, r->cnt);
+    po = _mm256_slli_epi64(_mm256_srl_epi64(po, r->cnt), 32);
+    __m256i v = _mm256_sub_epi32(_mm256_blend_epi32(pe, po, 0xAA), r->k32);
+    v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, r->lo), r->hi), r->zo);
+    __m256i p16 = _mm256_packs_epi32(v, v);
+    __m256i p8 = _mm256_packs_epi16(p16, p16);
+    return _mm_unpacklo_epi32(_mm256_castsi256_si128(p8), _mm256_extracti128_si256(p8, 1));
+}
+
 #define EFM_RQ_ROW_DEFINED
 static void rq_row_avx2(const int32_t *acc, int n, int64_t bias, int32_t mult, int32_t shift, efm_clamp c, int8_t *out,
                         uint32_t flags) {
     int i = 0;
-    if (flags & EFM_KF_RQ32) {
+    if (flags & EFM_KF_RQF) {
+        rqf r = rqf_bcast(bias, mult, shift, c);
+        for (; i + 8 <= n; i += 8)
+            _mm_storel_epi64((__m128i *)(out + i), rqf8(_mm256_loadu_si256((const __m256i *)(acc + i)), &r));
+    } else if (flags & EFM_KF_RQ32) {
         rqv r = rq_bcast(bias, mult, shift, c);
         for (; i + 8 <= n; i += 8)
             _mm_storel_epi64((__m128i *)(out + i), rq8(_mm256_loadu_si256((const __m256i *)(acc + i)), &r));
@@ -92,8 +130,9 @@ static void rq_row_avx2(const int32_t *acc, int n, int64_t bias, int32_t mult, i
 /* Depthwise plane. Each tap multiplies int16 activations by a weight placed in the low half of a
  * 32-bit lane with a zero high half, so vpmaddwd gives exactly x*w per lane: for stride 2 the
  * lane's low half already is x[2*ox] (the odd neighbour meets the zero); for stride 1 the
- * activations are sign-extended first. Other strides take the scalar loop. Reads may run up to 15
- * int16 past a row; the plane is followed by slack in the scratch buffer. */
+ * activations are sign-extended first. Other strides take the scalar loop. A chunk of 8 outputs may
+ * run past Wo: those lanes read up to 32 int16 past a row (the plane is followed by 256 bytes of
+ * slack in the scratch buffer) and are written to accrow's 8 spare entries, never to the output. */
 #define EFM_DW_DEFINED
 static void dw_avx2(const int16_t *plane, int Wp, const int8_t *w, int kh, int kw, int sh, int sw, int dh, int dw,
                     int Ho, int Wo, int64_t bias, int32_t mult, int32_t shift, efm_clamp c, int8_t *out,
@@ -104,7 +143,8 @@ static void dw_avx2(const int16_t *plane, int Wp, const int8_t *w, int kh, int k
     for (int oy = 0; oy < Ho; oy++) {
         int ox = 0;
         if (taps && (sw == 1 || sw == 2)) {
-            for (; ox + 8 <= Wo; ox += 8) {
+            /* the last chunk may run past Wo: its extra lanes read padding/slack and are not used */
+            for (; ox < Wo; ox += 8) {
                 __m256i acc = _mm256_setzero_si256();
                 for (int i = 0; i < kh; i++) {
                     const int16_t *r = plane + (int64_t)(oy * sh + i * dh) * Wp + ox * sw;
@@ -116,6 +156,7 @@ static void dw_avx2(const int16_t *plane, int Wp, const int8_t *w, int kh, int k
                 }
                 _mm256_storeu_si256((__m256i *)(accrow + ox), acc);
             }
+            ox = Wo;
         }
         for (; ox < Wo; ox++) {
             int32_t a = 0;
@@ -231,13 +272,17 @@ static inline __attribute__((always_inline)) void conv_block(int R, int NB, int 
 static inline __attribute__((always_inline)) void conv_store(int R, int NB, int o, int p0, int P, __m256i acc[4][2],
                                                              const int64_t *bias, const int32_t *mult,
                                                              const int32_t *shift, efm_clamp c, int8_t *out,
-                                                             uint32_t flags) {
+                                                             uint32_t flags, const rqf *rf) {
     int32_t tmp[8];
     for (int r = 0; r < R; r++) {
         rqv rv = rq_bcast(bias[o + r], mult[o + r], shift[o + r], c);
         for (int b = 0; b < NB; b++) {
             int pb = p0 + b * 8;
             int8_t *dst = out + (int64_t)(o + r) * P + pb;
+            if ((flags & EFM_KF_RQF) && pb + 8 <= P) {
+                _mm_storel_epi64((__m128i *)dst, rqf8(acc[r][b], &rf[r]));
+                continue;
+            }
             if ((flags & EFM_KF_RQ32) && pb + 8 <= P) {
                 _mm_storel_epi64((__m128i *)dst, rq8(acc[r][b], &rv));
                 continue;
@@ -254,29 +299,32 @@ static void conv_w7_avx2(int O, int P, int Kp, const uint8_t *Xp, const int8_t *
     const int kq = Kp / 4, pblk = (P + 7) / 8;
     const int64_t xs = (int64_t)kq * 32;
     __m256i acc[4][2];
+    rqf rf[4];
     int o = 0;
     for (; o + 4 <= O; o += 4) {
         const int8_t *w = W + (int64_t)o * Kp;
+        for (int r = 0; r < 4; r++) rf[r] = rqf_bcast(bias[o + r], mult[o + r], shift[o + r], c);
         int pb = 0;
         for (; pb + 2 <= pblk; pb += 2) {
             conv_block(4, 2, kq, Xp + pb * xs, xs, w, Kp, acc);
-            conv_store(4, 2, o, pb * 8, P, acc, bias, mult, shift, c, out, flags);
+            conv_store(4, 2, o, pb * 8, P, acc, bias, mult, shift, c, out, flags, rf);
         }
         for (; pb < pblk; pb++) {
             conv_block(4, 1, kq, Xp + pb * xs, xs, w, Kp, acc);
-            conv_store(4, 1, o, pb * 8, P, acc, bias, mult, shift, c, out, flags);
+            conv_store(4, 1, o, pb * 8, P, acc, bias, mult, shift, c, out, flags, rf);
         }
     }
     for (; o < O; o++) {
         const int8_t *w = W + (int64_t)o * Kp;
+        rf[0] = rqf_bcast(bias[o], mult[o], shift[o], c);
         int pb = 0;
         for (; pb + 2 <= pblk; pb += 2) {
             conv_block(1, 2, kq, Xp + pb * xs, xs, w, Kp, acc);
-            conv_store(1, 2, o, pb * 8, P, acc, bias, mult, shift, c, out, flags);
+            conv_store(1, 2, o, pb * 8, P, acc, bias, mult, shift, c, out, flags, rf);
         }
         for (; pb < pblk; pb++) {
             conv_block(1, 1, kq, Xp + pb * xs, xs, w, Kp, acc);
-            conv_store(1, 1, o, pb * 8, P, acc, bias, mult, shift, c, out, flags);
+            conv_store(1, 1, o, pb * 8, P, acc, bias, mult, shift, c, out, flags, rf);
         }
     }
 }

@@ -66,7 +66,7 @@ def test_encoder_is_within_tolerance_of_fp32_and_one_lsb_of_the_reference():
     >= 0.995 with fp32 and the RMS error is <= 5% of the output's RMS. Against run_int: within 1 LSB
     (layer norm is float32 in both, summed in a different order), and almost everywhere equal."""
     model, graph, qgraph, rng = captured("bert_encoder")
-    x = rng.standard_normal((2, 128, 384)).astype(np.float32)
+    x = rng.standard_normal((1, 128, 384)).astype(np.float32)
     y = run_native(qgraph, x, raw=False)
     ref = run_float(graph, x)["output"]
     cos = (y * ref).sum(-1) / np.linalg.norm(y, axis=-1) / np.linalg.norm(ref, axis=-1)
