@@ -125,8 +125,9 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
     def _i32(self, name: str, values) -> int:
         return self.m.const(name, np.asarray(values, np.int32), "int32")
 
-    def _get(self, value: str, nhwc: bool) -> Stored:
-        """``value`` stored in the asked layout, adding a TRANSPOSE (once, cached) when needed."""
+    def _get(self, value: str, nhwc: bool, name: str | None = None) -> Stored:
+        """``value`` stored in the asked layout, adding a TRANSPOSE (once, cached) when needed;
+        ``name`` names that TRANSPOSE's output (default: the value's name with a layout suffix)."""
         have = self.env[value]
         if nhwc in have:
             return have[nhwc]
@@ -138,7 +139,7 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
             raise ModelError(f"TFLite export: {value!r} holds a permuted flatten and cannot change layout")
         perm = L.TO_NHWC if nhwc else L.TO_NCHW
         shape = tuple(self.m.shape_of(src.index)[p] for p in perm)
-        dst = self._temp(f"{value}/{'nhwc' if nhwc else 'nchw'}", shape, like=src.index)
+        dst = self._temp(name or f"{value}/{'nhwc' if nhwc else 'nchw'}", shape, like=src.index)
         self.m.op(B.TRANSPOSE, [src.index, self._i32(f"{value}/perm", perm)], [dst], "TransposeOptions")
         have[nhwc] = Stored(dst, nhwc)
         return have[nhwc]
@@ -168,8 +169,8 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
 
     def _output(self, name: str) -> None:
         stored = self.env[name].get(False)
-        if stored is None:  # only NHWC exists
-            stored = self._get(name, False)
+        if stored is None:  # only NHWC exists: the TRANSPOSE back writes the float output itself
+            stored = self._get(name, False, None if self.int8 else name)
         if stored.feature_order is not None:
             raise ModelError(f"TFLite export: graph output {name!r} is a permuted flatten")
         t = self.m.tensors[stored.index]
