@@ -26,9 +26,10 @@ def run(a, w, bias, mult, shift, zo, lo, hi, kernel):
 KERNELS = [*PATHS, *(("w7",) if "best" in PATHS else ())]
 
 
+@pytest.mark.parametrize("small_bias", [False, True])  # True: the int32-lane requantization applies
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (4, 32, 8), (5, 37, 19), (9, 256, 17), (3, 1024, 64)])
-def test_gemm_matches_int64_numpy(m, k, n, kernel):
+def test_gemm_matches_int64_numpy(m, k, n, kernel, small_bias):
     rng = np.random.default_rng(m * k * n)
     qmax = 63 if kernel == "w7" else 127
     a = rng.integers(-128, 128, (m, k)).astype(np.int8)
@@ -37,6 +38,9 @@ def test_gemm_matches_int64_numpy(m, k, n, kernel):
     w[0, :] = -qmax
     bias = rng.integers(-2 ** 31, 2 ** 31, n).astype(np.int64)
     mult, shift = K.quantize_multiplier(rng.uniform(1e-5, 1e-2, n))
+    if small_bias:
+        bias //= 2 ** 12
+        mult, shift = K.quantize_multiplier(rng.uniform(1e-4, 4.0, n))  # some multipliers above 1
     args = (bias, mult.astype(np.int32), shift.astype(np.int32), -3, -128, 127)
     np.testing.assert_array_equal(run(a, w, *args, kernel), reference(a, w, *args))
 

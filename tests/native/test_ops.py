@@ -165,3 +165,26 @@ def test_embedding_gathers_rows_and_refuses_bad_indices(kernels):
         with pytest.raises(_native.NativeError, match="embedding index out of range"):
             model.run([idx])
     del run_native
+
+
+@pytest.mark.parametrize("op", ["linear", "conv2d", "depthwise"])
+@pytest.mark.parametrize("scale_up", [0, 3, 12])
+def test_every_requantization_path(op, scale_up, kernels):
+    """Multipliers below 1 take the short vector sequence, larger ones (shift < 31) the general one;
+    here shifts are lowered after quantization (the reference uses the same numbers)."""
+    rng = np.random.default_rng(21)
+    if op == "linear":
+        shape = (40,)
+        nodes = [("linear", ["x"], "y", {"act": "none"}, {"weight": weights(rng, 24, 40), "bias": weights(rng, 24)})]
+    else:
+        c, g = (4, 1) if op == "conv2d" else (8, 8)
+        shape = (c, 9, 11)
+        attrs = {"stride": (1, 1), "padding": (1, 1), "dilation": (1, 1), "groups": g, "act": "none"}
+        nodes = [("conv2d", ["x"], "y", attrs, {"weight": weights(rng, 8, c // g, 3, 3), "bias": weights(rng, 8)})]
+    g_ = build(shape, nodes, "y")
+    qg = quantized(g_, rng, shape)
+    node = qg.nodes[0]
+    node.params["shift"] = np.maximum(node.params["shift"] - scale_up, 1)
+    ref, _ = assert_bit_exact(qg, edge_batch(rng, shape, n=3), kernels)
+    if scale_up == 12:
+        assert (ref == 127).any() and (ref == -128).any()  # saturates both ways
