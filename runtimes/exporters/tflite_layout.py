@@ -2,12 +2,14 @@
 
 TFLite's convolution and pooling kernels are NHWC; edgefleet's IR is NCHW as in PyTorch. A 4-D IR
 tensor may therefore be *stored* NHWC in the ``.tflite`` file: stored axis ``i`` holds IR axis
-``TO_NHWC[i]``. These helpers translate shapes, axes, permutations and constants between the two.
+``TO_NHWC[i]``. These helpers translate shapes, axes, permutations and constants between the two;
+:class:`Stored` records which tensor holds an IR value in which layout.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,3 +65,13 @@ def tflite_padding(size: int, kernel: int, stride: int, dilation: int, pad: int)
 def nhwc_flatten_order(c: int, h: int, w: int) -> np.ndarray:
     """For a flatten of an NHWC-stored [N, C, H, W]: stored feature j holds IR feature order[j]."""
     return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+@dataclass
+class Stored:
+    """One IR value as written: a tensor index, stored NHWC or not, and (for a 2-D flatten of an NHWC
+    map) the IR feature held by each stored column."""
+
+    index: int
+    nhwc: bool = False
+    feature_order: np.ndarray | None = None

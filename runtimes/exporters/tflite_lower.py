@@ -15,28 +15,17 @@ columns are permuted to the stored order instead (see :func:`~.tflite_layout.nhw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from edgefleet._errors import ConfigError, ModelError, UnsupportedOpError
 
 from . import tflite_layout as L
+from .tflite_layout import Stored
 from .tflite_writer import BuiltinOperator as B
 from .tflite_ops_elementwise import ElementwiseOps
 from .tflite_ops_layers import LayerOps
 from .tflite_ops_shape import ShapeOps
 from .tflite_writer import Quant, TfliteModel
-
-
-@dataclass
-class Stored:
-    """One IR value as written: a tensor index, stored NHWC or not, and (for a 2-D flatten of an NHWC
-    map) the IR feature held by each stored column."""
-
-    index: int
-    nhwc: bool = False
-    feature_order: np.ndarray | None = None
 
 
 class Lowering(LayerOps, ElementwiseOps, ShapeOps):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from . import tflite_layout as L
+from .tflite_layout import Stored
 from .tflite_writer import BuiltinOperator as B
 
 
@@ -51,6 +52,10 @@ class ShapeOps:
         nhwc = False not in self.env[node.inputs[0]]
         x = self._get(node.inputs[0], nhwc)
         perm = L.stored_perm(node.attrs["perm"], nhwc)
+        if perm == tuple(range(len(perm))) and node.outputs[0] not in self.g.outputs:
+            # e.g. x.permute(0, 2, 3, 1) of an NHWC-stored map: already in that order, no op at all
+            self.env[node.outputs[0]] = {False: Stored(x.index)}
+            return
         self.m.op(B.TRANSPOSE, [x.index, self._i32(f"{node.name}/perm", perm)], [self._out(node)], "TransposeOptions")
 
     def _op_concat(self, node) -> None:

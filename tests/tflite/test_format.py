@@ -124,3 +124,32 @@ def test_full_integer_keeps_attention_matmuls_int8(zoo_built, tmp_path):
         kinds = {_tensor(model, op.Inputs(0)).Type() for name, op in _ops(model) if name == "BATCH_MATMUL"}
         assert kinds == ({TensorType.INT8} if full_integer else {TensorType.FLOAT32})
 
+
+
+def test_channels_last_permute_costs_no_op(tmp_path):
+    """``x.permute(0, 2, 3, 1)`` of a map already stored NHWC is free: the only TRANSPOSE left is the
+    input's, and the answer is still right."""
+    import torch
+    from _tfl_helpers import Built
+    from torch import nn
+
+    from edgefleet import runtimes
+    from edgefleet.compress.ir import run_float, run_int
+    from edgefleet.runtimes import exporters
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).permute(0, 2, 3, 1))
+
+    torch.manual_seed(0)
+    b = Built(Head(), (3, 5, 6))
+    for target, graph, run in (("tflite-fp32", b.graph, run_float), ("tflite-int8", b.qgraph, run_int)):
+        path = exporters.get(target)().export(graph, tmp_path / f"{target}.tflite")
+        assert [n for n, _ in _ops(_read(path)[1])].count("TRANSPOSE") == 1
+        out = runtimes.load("litert", path).run(b.x)["output"]
+        tol = 1e-5 if target == "tflite-fp32" else 1.0001 * b.lsb
+        assert np.abs(out - run(graph, b.x)["output"]).max() <= tol
