@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgefleet._errors import UnsupportedOpError
 
 from . import tflite_layout as L
 from .tflite_writer import BuiltinOperator as B
@@ -97,11 +96,23 @@ class ElementwiseOps:
         rank = len(self.g.values[node.inputs[0]].shape)
         axis = node.attrs["axis"] % rank
         nhwc = rank == 4 and axis == 1 and True in self.env[node.inputs[0]]
-        if L.stored_axis(axis, rank, nhwc) != rank - 1:
-            raise UnsupportedOpError(f"TFLite export: softmax over axis {axis} of a {rank}-D tensor; TFLite's "
-                                     f"SOFTMAX works on the last axis only ({node.where()})")
         x = self._get(node.inputs[0], nhwc)
-        self.m.op(B.SOFTMAX, [x.index], [self._out(node, nhwc)], "SoftmaxOptions", Beta=1.0)
+        stored = L.stored_axis(axis, rank, nhwc)
+        if stored == rank - 1:
+            self.m.op(B.SOFTMAX, [x.index], [self._out(node, nhwc)], "SoftmaxOptions", Beta=1.0)
+            return
+        # TFLite's SOFTMAX reduces the last axis only: swap the axis there and back (a permutation
+        # changes no value, so int8 parameters carry through unchanged)
+        perm = list(range(rank))
+        perm[stored], perm[-1] = perm[-1], perm[stored]
+        shape = self.m.shape_of(x.index)
+        swapped_shape = tuple(shape[p] for p in perm)
+        perm_const = self._i32(f"{node.name}/perm", perm)
+        swapped = self._temp(f"{node.name}/swapped", swapped_shape, like=x.index)
+        self.m.op(B.TRANSPOSE, [x.index, perm_const], [swapped], "TransposeOptions")
+        soft = self._temp(f"{node.name}/softmax", swapped_shape, quant=self._quant(node.outputs[0]), like=x.index)
+        self.m.op(B.SOFTMAX, [swapped], [soft], "SoftmaxOptions", Beta=1.0)
+        self.m.op(B.TRANSPOSE, [soft, perm_const], [self._out(node, nhwc)], "TransposeOptions")
 
     def _op_layer_norm(self, node) -> None:
         """Float32 between DEQUANTIZE and QUANTIZE in int8 (as the IR defines it)."""

@@ -18,9 +18,16 @@ class Built:
         from edgefleet.compress.capture import capture
         from edgefleet.compress.ir import quantize_graph
 
-        self.graph = capture(model.eval(), shape)
+        self.model = model.eval()
+        self.graph = capture(self.model, shape)
         self.qgraph = quantize_graph(self.graph, calibration(shape, seed))
         self.x = np.random.default_rng(seed + 100).standard_normal((3, *shape)).astype(np.float32)
+
+    def torch_output(self, x):
+        import torch
+
+        with torch.no_grad():
+            return self.model(torch.from_numpy(x)).numpy()
 
     @property
     def output(self) -> str:

@@ -47,7 +47,7 @@ class Activations(nn.Module):
 
 
 class Sequence(nn.Module):
-    """3-D tensors: layer norm, mean over the last axis, permutes, softmax over the last axis."""
+    """3-D tensors: layer norm, mean over the last axis, permutes, softmax over the last and another axis."""
 
     def __init__(self):
         super().__init__()
@@ -59,7 +59,7 @@ class Sequence(nn.Module):
         y = self.ln(self.fc(x))
         t = y.permute(0, 2, 1)
         s = torch.softmax(torch.matmul(y, t), dim=-1)
-        return self.out(torch.matmul(s, y)).mean(dim=-1)
+        return self.out(torch.matmul(s, y)).mean(dim=-1), torch.softmax(y, dim=1)  # softmax off the last axis
 
 
 class ImageThenPermute(nn.Module):

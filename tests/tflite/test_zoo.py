@@ -2,7 +2,7 @@
 
 Tolerances:
 
-- fp32: within 1e-5 (absolute) of ``run_float``.
+- fp32: within 1e-5 (absolute) of ``run_float`` and of the PyTorch model.
 - int8, digits CNN / MLP / MobileNetV2 stack: within 1 LSB of ``run_int`` (XNNPACK, LiteRT's default,
   is bit-exact on these; TFLite's own kernels differ by 1 LSB on rounding ties).
 - int8, BERT-like encoder: a documented, looser tolerance. TFLite's SOFTMAX uses its own exp table
@@ -34,6 +34,7 @@ def test_fp32_matches_float_reference(name, zoo_built, tmp_path):
     ref = run_float(b.graph, b.x)[b.output]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-5
+    assert np.abs(out - b.torch_output(b.x)).max() <= 1e-5  # and the PyTorch source itself
 
 
 @pytest.mark.parametrize("name", EXACT_INT8)
