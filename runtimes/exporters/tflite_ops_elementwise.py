@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 from . import tflite_layout as L
 from .tflite_writer import BuiltinOperator as B
 from .tflite_writer import Quant
