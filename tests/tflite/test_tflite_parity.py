@@ -2,7 +2,7 @@
 
 bert_encoder int8: TFLite's SOFTMAX uses its own exp table and the attention matmuls run in float
 between DEQUANTIZE/QUANTIZE (see tflite_lower); attention amplifies those rare 1-LSB differences
-through two layers (see test_zoo.py), so a few LSB at the output by design, as for onnxruntime.
+through two layers (see test_tflite_zoo.py), so a few LSB at the output by design, as for onnxruntime.
 """
 
 from runtimes.parity_suite import RuntimeParitySuite
