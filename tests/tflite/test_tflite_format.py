@@ -153,3 +153,21 @@ def test_channels_last_permute_costs_no_op(tmp_path):
         out = runtimes.load("litert", path).run(b.x)["output"]
         tol = 1e-5 if target == "tflite-fp32" else 1.0001 * b.lsb
         assert np.abs(out - run(graph, b.x)["output"]).max() <= tol
+
+
+def test_parity_gate_rejects_a_mis_quantized_tflite(zoo_built, tmp_path):
+    """If the file's quantization disagreed with the graph's, the pipeline's parity gate would see it."""
+    from edgefleet import runtimes
+    from edgefleet.compress.verify import parity, parity_ok
+    from edgefleet.runtimes import exporters
+
+    b = zoo_built("digits_cnn")
+    bad = b.qgraph.copy()
+    conv = next(n for n in bad.nodes if n.op == "conv2d")
+    conv.params["weight_scale"] = conv.params["weight_scale"] * 1.3  # the artifact lies about its weights
+    conv.params["bias_scale"] = conv.params["bias_scale"] * 1.3
+    for graph, expect in ((bad, False), (b.qgraph, True)):
+        path = exporters.get("tflite-int8")().export(graph, tmp_path / f"{expect}.tflite")
+        out = runtimes.load("litert", path).run(b.x)["output"]
+        ok, reason = parity_ok("int8", parity("int8", out, b.graph, b.qgraph, b.x))
+        assert ok is expect, reason
