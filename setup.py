@@ -1,15 +1,16 @@
 """Builds the native runtime extension ``edgefleet._native`` (everything else is in pyproject.toml).
 
-The C kernels are compiled for the baseline x86-64 / target ISA; AVX2 code is enabled per function
-(native/kernels_avx2.c) and chosen at run time by CPU detection. Never add -march=native here.
+The C kernels are compiled for the baseline x86-64 / target ISA; AVX2 and AVX-VNNI code is enabled per
+function (native/kernels_avx2.c, kernels_vnni.c) and chosen at run time by CPU detection (native/cpu.c).
+Never add -march=native here.
 """
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-SOURCES = ["native/_native.pyx", "native/efm_load.c", "native/efm_run.c", "native/kernels_portable.c",
-           "native/kernels_avx2.c"]
+SOURCES = ["native/_native.pyx", "native/efm_load.c", "native/efm_run.c", "native/cpu.c", "native/kernels_portable.c",
+           "native/kernels_avx2.c", "native/kernels_vnni.c"]
 
 ext = Extension(
     "edgefleet._native",

@@ -43,7 +43,7 @@ cdef extern from "efm.h":
         const char *names
         efm_opinfo *info
         uint64_t arena_per_sample, scratch_bytes
-        int force_portable
+        const void *kernels
     int efm_peek(const void *buf, uint64_t len, uint32_t *n_ops, char *err, size_t errlen)
     int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, efm_opinfo *info,
                  uint32_t n_info, char *err, size_t errlen)
@@ -51,6 +51,7 @@ cdef extern from "efm.h":
     int efm_run(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
                 int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen) nogil
     const char *efm_kernel_path(const efm_model *m)
+    int efm_use_kernels(efm_model *m, int which)
     ctypedef void (*efm_op_hook)(void *user, uint32_t op_index)
     int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
                        int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen,
@@ -66,7 +67,7 @@ cdef extern from "kernels.h":
         const char *name
         efm_gemm_fn gemm
         efm_gemm_fn gemm_w7
-    const efm_kernels *efm_select_kernels(int force_portable)
+    const efm_kernels *efm_kernels_named(int which)
 
 OPCODES = ("?", "linear", "conv2d", "max_pool2d", "avg_pool2d", "mean", "add", "mul", "lut", "softmax",
            "layer_norm", "matmul", "reshape", "transpose", "concat", "embedding", "depthwise_conv2d")
@@ -86,14 +87,28 @@ def _aligned(nbytes, zero=True):
     return raw[off:off + nbytes]
 
 
-def kernel_path(portable=False):
-    """Name of the kernel table this CPU gets: ``"avx2"`` or ``"portable"``."""
-    return efm_select_kernels(1 if portable else 0).name.decode()
+KERNEL_TABLES = ("best", "portable", "avx2", "avxvnni")
+
+
+def _table(name):
+    if name not in KERNEL_TABLES:
+        raise NativeError(f"unknown kernel table {name!r}; known: {', '.join(KERNEL_TABLES)}")
+    return KERNEL_TABLES.index(name)
+
+
+def kernel_path():
+    """Name of the kernel table this CPU gets: ``"avxvnni"``, ``"avx2"`` or ``"portable"``."""
+    return efm_kernels_named(0).name.decode()
+
+
+def kernel_tables():
+    """Every kernel table this CPU can run (tests run them all)."""
+    return [n for n in KERNEL_TABLES[1:] if efm_kernels_named(KERNEL_TABLES.index(n)) != NULL]
 
 
 cdef class Model:
     """A loaded ``.efm`` model. ``verify=False`` skips the checksum (tests of the validators);
-    ``portable=True`` never takes the AVX2 path (tests compare both paths)."""
+    ``kernels`` picks a kernel table by name (default: the best this CPU runs; tests run each)."""
 
     cdef efm_model m
     cdef efm_opinfo *info
@@ -106,7 +121,7 @@ cdef class Model:
     def __cinit__(self):
         self.info = NULL
 
-    def __init__(self, path=None, *, verify=True, portable=False, _data=None):
+    def __init__(self, path=None, *, verify=True, kernels="best", _data=None):
         self._arenas = {}
         self._lock = threading.Lock()
         self.path = path
@@ -124,14 +139,14 @@ cdef class Model:
             copy[:] = data
             data = copy
         self.buf = data
-        self._load(verify, portable)
+        self._load(verify, _table(kernels))
 
     @classmethod
-    def from_bytes(cls, data, *, verify=True, portable=False):
+    def from_bytes(cls, data, *, verify=True, kernels="best"):
         """Load from one buffer (bytes, bytearray, memoryview); copied only if not 64-byte aligned."""
-        return cls(None, verify=verify, portable=portable, _data=data)
+        return cls(None, verify=verify, kernels=kernels, _data=data)
 
-    cdef _load(self, bint verify, bint portable):
+    cdef _load(self, bint verify, int table):
         cdef char err[_ERRLEN]
         cdef uint32_t n_ops = 0
         cdef const uint8_t[::1] view = self.buf
@@ -146,7 +161,8 @@ cdef class Model:
             rc = efm_load(ptr, n, 1 if verify else 0, &self.m, self.info, n_ops + 1, err, _ERRLEN)
         if rc != 0:
             raise NativeError(err.decode("utf-8", "replace"))
-        self.m.force_portable = 1 if portable else 0
+        if efm_use_kernels(&self.m, table) != 0:
+            raise NativeError(f"this CPU cannot run the {KERNEL_TABLES[table]} kernels")
 
     def __dealloc__(self):
         free(self.info)
@@ -286,7 +302,8 @@ def profile(Model model, inputs, int repeats=20):
 def gemm(a, w_packed, int n, bias, mult, shift, int zo, int lo, int hi, kernel="best", vector_requant=None):
     """Direct entry to the GEMM kernel (for tests): ``a`` int8 [M, Kp], ``w_packed`` the packed int8
     weights of ``n`` output channels, ``bias`` int64, ``mult``/``shift`` int32 per channel.
-    ``kernel``: ``"portable"``, ``"best"`` (this CPU's general kernel) or ``"w7"`` (its 7-bit one).
+    ``kernel``: a table name (``"portable"``, ``"avx2"``, ``"avxvnni"``, ``"best"``) for its general GEMM, or
+    ``"<table>-w7"`` for its 7-bit one (exact only when every |w| <= 63 on avx2).
     ``vector_requant``: allow the int32-lane requantization (default: when the bound of the loader holds)."""
     cdef const int8_t[:, ::1] A = np.ascontiguousarray(a, np.int8)
     cdef int M = A.shape[0], Kp = A.shape[1]
@@ -314,8 +331,11 @@ def gemm(a, w_packed, int n, bias, mult, shift, int zo, int lo, int hi, kernel="
     cdef uint32_t flags = 2 if vector_requant else 0
     out = np.empty((M, n), np.int8)
     cdef int8_t[:, ::1] O = out
-    cdef const efm_kernels *k = efm_select_kernels(1 if kernel == "portable" else 0)
-    cdef efm_gemm_fn f = k.gemm_w7 if kernel == "w7" else k.gemm
+    table, _, w7 = kernel.partition("-")
+    cdef const efm_kernels *k = efm_kernels_named(_table(table))
+    if k == NULL:
+        raise NativeError(f"this CPU cannot run the {table} kernels")
+    cdef efm_gemm_fn f = k.gemm_w7 if w7 == "w7" else k.gemm
     cdef efm_clamp c
     c.zo, c.lo, c.hi = zo, lo, hi
     cdef const int8_t *ap = <const int8_t *><size_t>abuf.ctypes.data

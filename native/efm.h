@@ -99,7 +99,7 @@ typedef struct {
     efm_opinfo *info;        /* caller-provided, n_ops entries */
     uint64_t arena_per_sample; /* bytes of activations per batch item */
     uint64_t scratch_bytes;  /* batch-independent scratch (im2col, int16 panels, float rows) */
-    int force_portable;      /* 1: never take the AVX2 path (tests compare both) */
+    const void *kernels;     /* kernel table: the best this CPU runs, or one set by efm_use_kernels */
 } efm_model;
 
 /* Read the header counts before load (to size the opinfo array). */
@@ -122,5 +122,7 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
 
 uint32_t efm_crc32(const uint8_t *p, uint64_t n, uint32_t crc); /* zlib.crc32 compatible, chainable */
 const char *efm_kernel_path(const efm_model *m);
+/* Use kernel table `which` (0 best, 1 portable, 2 avx2, 3 avxvnni); EFM_E_ARG if this CPU lacks it. */
+int efm_use_kernels(efm_model *m, int which);
 
 #endif

@@ -358,7 +358,7 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
     m->blobs = (const efm_blob *)(base + h->blobs_off);
     m->ids = (const uint32_t *)(base + h->ids_off);
     m->names = (const char *)(base + h->names_off);
-    m->info = info; m->arena_per_sample = 0; m->scratch_bytes = 0; m->force_portable = 0;
+    m->info = info; m->arena_per_sample = 0; m->scratch_bytes = 0; m->kernels = efm_kernels_named(EFM_K_BEST);
     for (uint32_t b = 0; b < h->n_blobs; b++) {
         const efm_blob *bl = &m->blobs[b];
         if (bl->dtype > EFM_FLOAT32 || bl->offset % EFM_ALIGN || bl->offset > len || bl->nbytes > len - bl->offset ||
@@ -424,4 +424,11 @@ uint32_t efm_crc32(const uint8_t *p, uint64_t n, uint32_t crc) {
     return ~crc;
 }
 
-const char *efm_kernel_path(const efm_model *m) { return efm_select_kernels(m->force_portable)->name; }
+const char *efm_kernel_path(const efm_model *m) { return ((const efm_kernels *)m->kernels)->name; }
+
+int efm_use_kernels(efm_model *m, int which) {
+    const efm_kernels *k = efm_kernels_named(which);
+    if (!k) return EFM_E_ARG;
+    m->kernels = k;
+    return EFM_OK;
+}

@@ -56,9 +56,11 @@ extern const efm_kernels efm_kernels_portable;
 #if defined(__x86_64__) || defined(_M_X64)
 #define EFM_HAVE_AVX2_BUILD 1
 extern const efm_kernels efm_kernels_avx2;
+extern const efm_kernels efm_kernels_avxvnni;
 #endif
 
-/* The best table this CPU runs (AVX2 when the CPU and OS support it). */
-const efm_kernels *efm_select_kernels(int force_portable);
+/* Kernel tables by name; efm_kernels_named returns NULL for one this CPU cannot run. */
+enum { EFM_K_BEST = 0, EFM_K_PORTABLE = 1, EFM_K_AVX2 = 2, EFM_K_AVXVNNI = 3 };
+const efm_kernels *efm_kernels_named(int which);
 
 #endif

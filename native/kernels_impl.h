@@ -3,6 +3,9 @@
  * vectorises it into computes the same integers. */
 #include "kernels.h"
 
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
 static void KFN(gemm)(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp,
                       const int64_t *bias, const int32_t *mult, const int32_t *shift, efm_clamp c,
                       int8_t *out, int64_t ldm, int64_t ldn, uint32_t flags) {
@@ -29,6 +32,9 @@ static void KFN(gemm)(int M, int N, int Kp, const int8_t *A, int64_t lda, const 
     }
 }
 
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
 static void KFN(conv)(int O, int P, int Kp, const uint8_t *Xp, const int8_t *W, const int64_t *bias,
                       const int32_t *mult, const int32_t *shift, efm_clamp c, int8_t *out, uint32_t flags) {
     const int kq = Kp / 4;

@@ -4,10 +4,3 @@
 
 const efm_kernels efm_kernels_portable = {"portable", gemm_portable, gemm_portable, conv_portable, conv_portable,
                                           mm16_portable, dw_portable};
-
-#ifndef EFM_HAVE_AVX2_BUILD
-const efm_kernels *efm_select_kernels(int force_portable) {
-    (void)force_portable;
-    return &efm_kernels_portable;
-}
-#endif

@@ -5,8 +5,8 @@ from edgefleet import _native  # the native tests need the built extension: fail
 from edgefleet.compress.ir.reference import run_int
 from edgefleet.runtimes.exporters.efm_export import build_efm
 
-#: both kernel tables on an AVX2 machine; the portable one elsewhere
-PATHS = ("portable", "best") if _native.kernel_path() != "portable" else ("portable",)
+#: every kernel table this CPU runs (portable everywhere; avx2, avxvnni where the CPU has them)
+PATHS = tuple(_native.kernel_tables())
 
 
 @pytest.fixture(params=PATHS)
@@ -15,7 +15,7 @@ def kernels(request):
 
 
 def run_native(qgraph, x, kernels="best", raw=True):
-    model = _native.Model.from_bytes(build_efm(qgraph), portable=(kernels == "portable"))
+    model = _native.Model.from_bytes(build_efm(qgraph), kernels=kernels)
     return model.run([x], raw=raw)[0]
 
 

@@ -23,7 +23,7 @@ def run(a, w, bias, mult, shift, zo, lo, hi, kernel):
     return _native.gemm(ap, pack_weights(w), w.shape[0], bias, mult, shift, zo, lo, hi, kernel=kernel)
 
 
-KERNELS = [*PATHS, *(("w7",) if "best" in PATHS else ())]
+KERNELS = [*PATHS, *(f"{p}-w7" for p in PATHS if p != "portable")]
 
 
 @pytest.mark.parametrize("small_bias", [False, True])  # True: the int32-lane requantization applies
@@ -31,7 +31,7 @@ KERNELS = [*PATHS, *(("w7",) if "best" in PATHS else ())]
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (4, 32, 8), (5, 37, 19), (9, 256, 17), (3, 1024, 64)])
 def test_gemm_matches_int64_numpy(m, k, n, kernel, small_bias):
     rng = np.random.default_rng(m * k * n)
-    qmax = 63 if kernel == "w7" else 127
+    qmax = 63 if kernel == "avx2-w7" else 127  # vpdpbusd (avxvnni) is exact for 8-bit weights
     a = rng.integers(-128, 128, (m, k)).astype(np.int8)
     w = rng.integers(-qmax, qmax + 1, (n, k)).astype(np.int8)
     a[0, :] = 127  # the extremes: every product at its largest magnitude
@@ -57,17 +57,19 @@ def test_requantization_rounds_exact_halves_up(kernel):
     np.testing.assert_array_equal(got, reference(a, w, bias, mult, shift, 0, -128, 127))
 
 
-@pytest.mark.skipif("best" not in PATHS, reason="no AVX2 on this CPU")
+@pytest.mark.skipif("avx2" not in PATHS, reason="no AVX2 on this CPU")
 def test_why_weights_are_7_bit():
-    """vpmaddubsw saturates int16 pair sums: with 8-bit weights the 7-bit kernel is wrong, which is
-    why the loader takes it only when every |w| <= 63 (the general kernel stays exact)."""
+    """vpmaddubsw saturates int16 pair sums: with 8-bit weights the AVX2 7-bit kernel is wrong, which
+    is why the loader takes it only when every |w| <= 63 (the general kernel stays exact)."""
     a = np.full((1, 8), 127, np.int8)             # u8 255
     w = np.full((1, 8), 127, np.int8)             # 255*127*2 = 64770 > 32767
     args = (np.zeros(1, np.int64), np.array([1 << 30], np.int32), np.array([43], np.int32), 0, -128, 127)
     exact = reference(a, w, *args)
     assert exact[0, 0] == 32  # 8 * 255 * 127 / 2^13, far from the clamp (saturated sums give 16)
-    assert (run(a, w, *args, "best") == exact).all()
-    assert (run(a, w, *args, "w7") != exact).all()
+    assert (run(a, w, *args, "avx2") == exact).all()
+    assert (run(a, w, *args, "avx2-w7") != exact).all()
+    if "avxvnni" in PATHS:
+        assert (run(a, w, *args, "avxvnni-w7") == exact).all()
 
 
 def test_gemm_entry_point_checks_its_arguments():

@@ -1,0 +1,35 @@
+/* Run-time choice of the kernel table: the best one this CPU (and OS) supports, or a named one
+ * (tests run every table the machine has). Only x86-64 detects; other targets are portable. */
+#include "kernels.h"
+
+#if defined(EFM_HAVE_AVX2_BUILD) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+
+static int has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2"); /* also checks that the OS saves the YMM state */
+}
+
+static int has_avxvnni(void) {
+    unsigned a, b, c, d;
+    if (!has_avx2() || __get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 4) & 1; /* CPUID.(EAX=7,ECX=1):EAX bit 4 = AVX-VNNI */
+}
+
+const efm_kernels *efm_kernels_named(int which) {
+    switch (which) {
+    case EFM_K_PORTABLE: return &efm_kernels_portable;
+    case EFM_K_AVX2: return has_avx2() ? &efm_kernels_avx2 : 0;
+    case EFM_K_AVXVNNI: return has_avxvnni() ? &efm_kernels_avxvnni : 0;
+    default:
+        if (has_avxvnni()) return &efm_kernels_avxvnni;
+        if (has_avx2()) return &efm_kernels_avx2;
+        return &efm_kernels_portable;
+    }
+}
+#else
+const efm_kernels *efm_kernels_named(int which) {
+    return which == EFM_K_BEST || which == EFM_K_PORTABLE ? &efm_kernels_portable : 0;
+}
+#endif
