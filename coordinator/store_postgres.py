@@ -83,8 +83,11 @@ class PostgresStore(SqlStore):
         cur.execute("SELECT pg_advisory_xact_lock(4243)")
 
     def _insert_windows(self, cur, rows):
-        cur.executemany("INSERT INTO windows (device_id, report_id, cohort, model_version, artifact, n, received_ms,"
-                        " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, report_id) DO NOTHING", rows)
+        # one multi-row statement: one round trip per report, whatever its size
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+        cur.execute("INSERT INTO windows (device_id, report_id, cohort, model_version, artifact, n, received_ms,"
+                    f" payload) VALUES {values} ON CONFLICT (device_id, report_id) DO NOTHING",
+                    [v for row in rows for v in row])
         return max(cur.rowcount, 0)
 
     def close(self) -> None:

@@ -83,15 +83,15 @@ class Device:
         self.policy: dict = self._load_json("policy.json") or {}
         self._artifact_override = self.policy.get("fallback_artifact", "")
         current = self._load_json("current.json")
-        initial = Bundle.open(bundle)
-        self.bundle = initial
-        if current and current.get("digest") != initial.digest:
+        self._initial = Bundle.open(bundle)
+        self.bundle = self._initial
+        if current and current.get("digest") != self._initial.digest:
             try:
                 self.bundle = self._open_verified(Path(current["path"]), current["digest"])
             except EdgefleetError:
-                self.stats["current_pointer_invalid"] += 1
-        else:
-            self._verify_signature(initial)
+                self.stats["current_pointer_invalid"] += 1  # serve the bundle we were given instead
+        if self.bundle is self._initial:
+            self._verify_signature(self._initial)
         self.engine = self._engine(self.bundle, self._artifact_override)
         self.engine.warm()
         self.shadow_engine: Engine | None = None
@@ -239,8 +239,10 @@ class Device:
         Offline is not an error: the data stays queued and the result says ``online: False``."""
         if self.transport is None:
             return {"online": False, "reason": "no transport"}
-        if close_window:
-            self.flush_window()
+        with self._lock:
+            w = self._window
+            if w is not None and (close_window or self.clock() * 1000 - w.data["start_ms"] >= self.window_seconds * 1000):
+                self._close_window()
         with self._sync_lock:
             result = {"online": True, "delivered": 0, "rejected": 0, "policy_applied": False}
             try:
@@ -353,6 +355,8 @@ class Device:
 
     def _obtain(self, target: dict) -> Bundle:
         """The bundle for ``target``, from the local cache or fetched, verified before use."""
+        if target["digest"] == self._initial.digest:
+            return self._initial  # e.g. a rollback to the bundle this device started with
         final = self.state / "bundles" / target["digest"]
         if final.is_dir():
             return self._open_verified(final, target["digest"])
