@@ -39,16 +39,15 @@ class LayerOps:
         fields = dict(Padding=x[1], StrideW=a["stride"][1], StrideH=a["stride"][0],
                       FusedActivationFunction=_FUSED[a["act"]],
                       DilationWFactor=a["dilation"][1], DilationHFactor=a["dilation"][0])
-        if groups == 1:
-            w, b = self._weights(node, node.params.get("weight"), lambda t: t.transpose(0, 2, 3, 1), 0)
-            self.m.op(B.CONV_2D, [x[0], w, b], [self._out(node, True)], "Conv2DOptions", **fields)
-        elif groups == cin and cin_g == 1:
+        if groups == cin and cin_g == 1 and groups > 1:
             w, b = self._weights(node, node.params.get("weight"), lambda t: t.transpose(1, 2, 3, 0), 3)
             self.m.op(B.DEPTHWISE_CONV_2D, [x[0], w, b], [self._out(node, True)], "DepthwiseConv2DOptions",
                       DepthMultiplier=o // groups, **fields)
         else:
-            raise UnsupportedOpError(f"TFLite export: conv2d with groups={groups} over {cin} channels (grouped, "
-                                     f"neither plain nor depthwise) has no TFLite builtin ({node.where()})")
+            # groups > 1 is implied by a filter with fewer input channels than the input (``cin / groups``);
+            # LiteRT's builtin kernels and XNNPACK run that, runtimes older than TFLite 2.13 may not
+            w, b = self._weights(node, node.params.get("weight"), lambda t: t.transpose(0, 2, 3, 1), 0)
+            self.m.op(B.CONV_2D, [x[0], w, b], [self._out(node, True)], "Conv2DOptions", **fields)
 
     def _padded(self, node, kernel, dilation, pad_value):
         """Input (NHWC) and TFLite padding mode; adds an explicit PAD when TFLite's SAME/VALID cannot

@@ -14,25 +14,28 @@ from edgefleet.compress.capture import capture
 from edgefleet.runtimes import exporters
 
 
-class GroupedConv(nn.Module):
+class OddAvgPool(nn.Module):
+    """avg_pool2d whose padding excludes itself from the count but is not TFLite's SAME padding."""
+
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+        self.conv = nn.Conv2d(4, 8, 3, padding=1)
 
     def forward(self, x):
-        return self.conv(x)
+        return nn.functional.avg_pool2d(self.conv(x), 3, stride=2, padding=1, count_include_pad=False)
 
 
 @pytest.mark.parametrize("target", ["tflite-fp32", "tflite-int8"])
 def test_unsupported_op_names_the_op_and_the_node(target, tmp_path):
     torch.manual_seed(0)
-    b = Built(GroupedConv(), (4, 6, 6))
+    b = Built(OddAvgPool(), (4, 8, 8))
     graph = b.qgraph if target == "tflite-int8" else b.graph
     path = tmp_path / "m.tflite"
     with pytest.raises(UnsupportedOpError) as e:
         exporters.get(target)().export(graph, path)
     msg = str(e.value)
-    assert "conv2d" in msg and "groups=2" in msg and "'conv2d_1'" in msg and "module 'conv'" in msg
+    assert "avg_pool2d" in msg and "count_include_pad=False" in msg and "'avg_pool2d_1'" in msg
+    assert "test_tflite_bad_input.py:" in msg  # the user's source line
     assert isinstance(e.value, EdgefleetError)  # what the pipeline catches to skip this artifact
     assert not path.exists()  # nothing half-written
 

@@ -62,6 +62,18 @@ class Sequence(nn.Module):
         return self.out(torch.matmul(s, y)).mean(dim=-1), torch.softmax(y, dim=1)  # softmax off the last axis
 
 
+class Grouped(nn.Module):
+    """Grouped (not depthwise) convolutions: CONV_2D infers the groups from the filter's input channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+        self.c2 = nn.Conv2d(8, 12, 1, groups=4)
+
+    def forward(self, x):
+        return self.c2(torch.relu(self.c1(x)))
+
+
 class ImageThenPermute(nn.Module):
     """A 4-D map that leaves NHWC through a permute and a flatten that is not followed by a linear."""
 
@@ -75,7 +87,8 @@ class ImageThenPermute(nn.Module):
 
 
 CASES = {"pools": (Pools, (3, 16, 16)), "activations": (Activations, (4, 6, 6)),
-         "sequence": (Sequence, (10, 16)), "permute": (ImageThenPermute, (3, 5, 7))}
+         "sequence": (Sequence, (10, 16)), "permute": (ImageThenPermute, (3, 5, 7)),
+         "grouped": (Grouped, (4, 6, 6))}
 
 
 @pytest.fixture(scope="module", params=list(CASES))
