@@ -13,6 +13,12 @@ activations with exactly the graph's quantization parameters (a matmul of two ac
 right-hand zero point is not 0 runs in float between DEQUANTIZE and QUANTIZE, because XNNPACK only
 accelerates the int8 one with a zero right-hand zero point; ``full_integer=True`` keeps it int8). See :mod:`.tflite_lower` for the
 NCHW -> NHWC choice.
+
+Every op of the IR's set lowers to TFLite builtins (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D,
+MAX/AVERAGE_POOL_2D, MEAN, ADD, MUL, RELU/RELU6/HARD_SWISH/LOGISTIC/TANH/GELU, SOFTMAX, BATCH_MATMUL,
+RESHAPE, TRANSPOSE, CONCATENATION, GATHER; layer norm as MEAN/SUB/MUL/RSQRT/ADD in float32). Refused
+with an error naming the node: ``avg_pool2d`` with ``count_include_pad=False`` and padding other than
+TFLite's SAME, and any dynamic axis other than the batch.
 """
 
 from __future__ import annotations

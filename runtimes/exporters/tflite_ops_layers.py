@@ -1,4 +1,4 @@
-"""TFLite lowerings of the IR's layers with weights or windows: linear, conv2d (plain and depthwise),
+"""TFLite lowerings of the IR's layers with weights or windows: linear, conv2d (plain, grouped, depthwise),
 pooling and mean. A mixin of :class:`~.tflite_lower.Lowering` (which owns tensors and layouts).
 
 Weights are transposed once here to TFLite's layouts (CONV_2D ``[O, kh, kw, I]``, DEPTHWISE_CONV_2D
@@ -45,7 +45,7 @@ class LayerOps:
                       DepthMultiplier=o // groups, **fields)
         else:
             # groups > 1 is implied by a filter with fewer input channels than the input (``cin / groups``);
-            # LiteRT's builtin kernels and XNNPACK run that, runtimes older than TFLite 2.13 may not
+            # LiteRT 2.x's builtin kernels and XNNPACK run that (tested); older TFLite runtimes may not
             w, b = self._weights(node, node.params.get("weight"), lambda t: t.transpose(0, 2, 3, 1), 0)
             self.m.op(B.CONV_2D, [x[0], w, b], [self._out(node, True)], "Conv2DOptions", **fields)
 
