@@ -11,8 +11,8 @@ model), with named inputs and outputs in a ``serving_default`` SignatureDef; the
 at its input and dequantizes at its outputs, and holds int8 weights (per-channel) and int8
 activations with exactly the graph's quantization parameters (a matmul of two activations whose
 right-hand zero point is not 0 runs in float between DEQUANTIZE and QUANTIZE, because XNNPACK only
-accelerates the int8 one with a zero right-hand zero point; ``full_integer=True`` keeps it int8). See :mod:`.tflite_lower` for the
-NCHW -> NHWC choice.
+accelerates the int8 one with a zero right-hand zero point; ``full_integer=True`` keeps it int8).
+See :mod:`.tflite_lower` for the NCHW -> NHWC choice.
 
 Every op of the IR's set lowers to TFLite builtins (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D,
 MAX/AVERAGE_POOL_2D, MEAN, ADD, MUL, RELU/RELU6/HARD_SWISH/LOGISTIC/TANH/GELU, SOFTMAX, BATCH_MATMUL,
