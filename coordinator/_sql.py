@@ -4,6 +4,7 @@ cursor inside one committed transaction) and the DDL differences (``_AUTO``, ``_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -45,6 +46,12 @@ class SqlStore:
 
     def _tx(self):  # pragma: no cover - provided by the backend
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str):
+        """Yield True when this caller may run ``name`` (e.g. the policy evaluation) alone across
+        replicas; False when another replica holds it. One process per SQLite file needs no lock."""
+        yield True
 
     def _lock_cohort(self, cur, cohort: str) -> None:
         """Serialise read-modify-write of one cohort's state across replicas (no-op where the

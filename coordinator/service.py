@@ -214,7 +214,11 @@ class Coordinator:
         return self.store.list_events(device_id)
 
     def evaluate(self) -> list[dict]:
-        decisions = policy_engine.evaluate(self.store, self.rules, self.manifest_monitoring)
+        """One policy-engine pass; skipped (empty) while another replica runs one."""
+        with self.store.exclusive("evaluate") as mine:
+            if not mine:
+                return []
+            decisions = policy_engine.evaluate(self.store, self.rules, self.manifest_monitoring)
         if decisions:
             self._notify()
         return decisions

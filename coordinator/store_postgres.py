@@ -77,6 +77,19 @@ class PostgresStore(SqlStore):
                 self._local.conn = None
             raise StoreError(f"postgres store: {type(e).__name__}: {e}") from e
 
+    @contextlib.contextmanager
+    def exclusive(self, name):
+        key = zlib.crc32(f"exclusive:{name}".encode())
+        with self._tx() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(?)", (key,))  # session-level: outlives the transaction
+            acquired = bool(cur.fetchone()[0])
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with self._tx() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(?)", (key,))
+
     def _lock_cohort(self, cur, cohort):
         cur.execute("SELECT pg_advisory_xact_lock(?)", (zlib.crc32(cohort.encode()),))
         # revisions are global: serialise every cohort update, not only this cohort's

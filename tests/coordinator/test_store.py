@@ -103,6 +103,12 @@ class StoreContract:
         store.add_score("eu", "1.0", {"psi_max": 0.1})
         assert store.list_scores("eu")[0]["stats"] == {"psi_max": 0.1}
 
+    def test_exclusive_section(self, store):
+        with store.exclusive("evaluate") as mine:
+            assert mine is True
+        with store.exclusive("evaluate") as mine:  # released
+            assert mine is True
+
     def test_parallel_ingest_loses_nothing(self, store):
         def worker(d):
             for k in range(10):
@@ -153,6 +159,8 @@ class TestPostgresStore(StoreContract):
             a.ingest_windows("d1", "eu", [window("x")])
             assert b.ingest_windows("d1", "eu", [window("x")]) == 0
             assert b.count_windows() == 1
+            with a.exclusive("evaluate") as held_by_a, b.exclusive("evaluate") as held_by_b:
+                assert held_by_a and not held_by_b  # one replica evaluates at a time
             _, r1 = a.update_cohort("eu", {"reason": "a"})
             _, r2 = b.update_cohort("eu", {"reason": "b"})
             assert r2 > r1 and a.get_cohort("eu")[0]["reason"] == "b"
