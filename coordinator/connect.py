@@ -4,8 +4,10 @@ dashboard, from one origin so that a browser page can report telemetry without a
 Unary call: ``POST /edgefleet.v1.Fleet/Report`` with ``Content-Type: application/json`` (protobuf
 JSON mapping) or ``application/proto``, ``Authorization: Bearer <token>``. Success is HTTP 200 with the
 response message; an error is the Connect error JSON ``{"code": "invalid_argument", "message": ...}``
-with the matching HTTP status. Streaming calls (WatchPolicy, FetchBundle) are gRPC only for now; a
-browser polls GetPolicy.
+with the matching HTTP status. FetchBundle is served as a Connect server stream
+(``application/connect+json`` or ``+proto``: enveloped messages, then an end-of-stream envelope);
+WatchPolicy is gRPC only (a browser polls GetPolicy). ``edgefleet.device.ConnectTransport`` is a
+standard-library client of this port.
 
 >>> import urllib.request, json                     # doctest: +SKIP
 >>> req = urllib.request.Request(url + "/edgefleet.v1.Fleet/GetPolicy", data=b"{}", headers={
@@ -56,15 +58,24 @@ class _HttpContext:
         return True
 
 
+#: server-streaming methods served over HTTP (a finite stream; a watch would pin a thread per page)
+STREAMING_OVER_HTTP = ("FetchBundle",)
+
+
 def _routes(servicers: dict) -> dict:
     routes = {}
     for service_name, servicer in servicers.items():
         for method in pb.DESCRIPTOR.services_by_name[service_name].methods:
-            if method.server_streaming or method.client_streaming:
+            if method.client_streaming or (method.server_streaming and method.name not in STREAMING_OVER_HTTP):
                 continue
             routes[f"/edgefleet.v1.{service_name}/{method.name}"] = (getattr(servicer, method.name),
-                                                                     getattr(pb, method.input_type.name))
+                                                                     getattr(pb, method.input_type.name),
+                                                                     method.server_streaming)
     return routes
+
+
+def _envelope(flags: int, data: bytes) -> bytes:
+    return bytes([flags]) + len(data).to_bytes(4, "big") + data
 
 
 class ConnectServer:
@@ -91,6 +102,30 @@ class ConnectServer:
 
             def _error(self, status, code, message):
                 self._send(status, json.dumps({"code": code, "message": message}).encode(), "application/json")
+
+            def _stream(self, handler, request_cls, ctype, body):
+                """Connect server streaming: one enveloped request in; enveloped messages out, then an
+                end-of-stream envelope (flag 2) holding ``{}`` or the error."""
+                if ctype not in ("application/connect+json", "application/connect+proto"):
+                    return self._error(415, "invalid_argument", "a streaming call needs Content-Type "
+                                                                "application/connect+json or application/connect+proto")
+                as_json = ctype.endswith("json")
+                frames, end = [], {}
+                try:
+                    if len(body) < 5 or int.from_bytes(body[1:5], "big") != len(body) - 5:
+                        raise ValueError("the request must be one enveloped message")
+                    raw = body[5:]
+                    request = json_format.Parse(raw or b"{}", request_cls()) if as_json else request_cls.FromString(raw)
+                    for message in handler(request, _HttpContext(self.headers.get("Authorization", ""))):
+                        out = (json_format.MessageToJson(message).encode() if as_json
+                               else message.SerializeToString())
+                        frames.append(_envelope(0, out))
+                except _Abort as e:
+                    end = {"error": {"code": e.code.name.lower(), "message": e.details}}
+                except (json_format.ParseError, DecodeError, UnicodeDecodeError, ValueError) as e:
+                    end = {"error": {"code": "invalid_argument", "message": f"cannot decode {request_cls.__name__}: {e}"}}
+                frames.append(_envelope(2, json.dumps(end).encode()))
+                self._send(200, b"".join(frames), ctype)
 
             def do_GET(self):
                 path = urlparse(self.path).path
@@ -120,10 +155,12 @@ class ConnectServer:
                 if route is None:
                     return self._error(404, "unimplemented", f"no unary method {self.path}")
                 ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                if route[2]:
+                    return self._stream(route[0], route[1], ctype, body)
                 if ctype not in ("application/json", "application/proto"):
                     return self._error(415, "invalid_argument", "Content-Type must be application/json or "
                                                                 "application/proto")
-                handler, request_cls = route
+                handler, request_cls, _ = route
                 try:
                     if ctype == "application/json":
                         request = json_format.Parse(body or b"{}", request_cls())

@@ -101,3 +101,24 @@ def test_metrics_and_dashboard_from_the_same_origin(server, device, admin):
     assert "<svg" in page and "manual test" in page and "<script" not in page
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(server.http_url + "/dashboard/nope", timeout=10)
+
+
+def test_fetch_bundle_as_a_connect_stream(server, device, archives):
+    digest = server.store.bundle_by_version("1.0")[0]
+    body = json.dumps({"digest": digest}).encode()
+    req = urllib.request.Request(server.http_url + "/edgefleet.v1.Fleet/FetchBundle",
+                                 data=bytes([0]) + len(body).to_bytes(4, "big") + body, method="POST",
+                                 headers={"Content-Type": "application/connect+json",
+                                          "Authorization": f"Bearer {device['deviceToken']}"})
+    raw = urllib.request.urlopen(req, timeout=10).read()
+    frames, pos = [], 0
+    while pos < len(raw):
+        size = int.from_bytes(raw[pos + 1:pos + 5], "big")
+        frames.append((raw[pos], json.loads(raw[pos + 5:pos + 5 + size])))
+        pos += 5 + size
+    import base64
+    assert frames[-1] == (2, {}) and all(flags == 0 for flags, _ in frames[:-1])
+    assert b"".join(base64.b64decode(f["data"]) for _, f in frames[:-1]) == archives["1.0"]
+    req.remove_header("Authorization")
+    raw = urllib.request.urlopen(req, timeout=10).read()
+    assert raw[0] == 2 and json.loads(raw[5:])["error"]["code"] == "unauthenticated"

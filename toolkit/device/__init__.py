@@ -5,11 +5,12 @@ The core (sketches, queue, policy, fallback chain) is pure Python; numpy and a r
 used when present, and ``runner_factory`` plugs in any other runtime (e.g. wasm under Pyodide).
 """
 
+from ._connect import ConnectTransport
 from ._device import Device, Prediction
 from ._policy import choose, in_canary
 from ._queue import DiskQueue
 from ._sketch import LATENCY_EDGES_MS, Window, latency_quantile, merge
 from ._transport import GrpcTransport, Offline, Rejected
 
-__all__ = ["Device", "Prediction", "GrpcTransport", "Offline", "Rejected", "DiskQueue", "Window", "merge",
+__all__ = ["Device", "Prediction", "GrpcTransport", "ConnectTransport", "Offline", "Rejected", "DiskQueue", "Window", "merge",
            "latency_quantile", "LATENCY_EDGES_MS", "in_canary", "choose"]

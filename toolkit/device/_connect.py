@@ -1,0 +1,109 @@
+"""A device transport over HTTP/1.1 with the Connect protocol, standard library only (no grpcio, no
+protobuf): JSON requests built by hand from the plain window dicts. The coordinator's HTTP port serves
+it from the same handlers as gRPC. A browser build swaps ``urllib`` for ``fetch``.
+
+>>> t = ConnectTransport("https://fleet.example:8080", root_cert="ca.pem")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.request
+
+from ._transport import Offline, Rejected
+
+__all__ = ["ConnectTransport"]
+
+_RETRYABLE = ("unavailable", "deadline_exceeded", "resource_exhausted", "aborted", "unknown", "internal")
+
+
+def _window_json(d: dict) -> dict:
+    return {**{k: d[k] for k in ("report_id", "model_version", "artifact", "start_ms", "end_ms", "count",
+                                 "class_counts", "errors", "confidence_sum")},
+            "confidence": {"counts": d["confidence"]}, "projections": [{"counts": p} for p in d["projections"]],
+            "latency": {"counts": d["latency"]}, "merged": d.get("merged", 1),
+            "shadow_version": d.get("shadow_version", ""), "shadow_count": d.get("shadow_count", 0),
+            "shadow_agree": d.get("shadow_agree", 0)}
+
+
+def _target(t: dict | None) -> dict | None:
+    return {"version": t["version"], "digest": t.get("digest", "")} if t and t.get("version") else None
+
+
+class ConnectTransport:
+    def __init__(self, base_url: str, *, root_cert: str | None = None, timeout_s: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._ssl = ssl.create_default_context(cafile=root_cert) if root_cert else None
+        self.token = ""
+
+    def _post(self, method: str, body: bytes, ctype: str) -> bytes:
+        headers = {"Content-Type": ctype, "Connect-Protocol-Version": "1"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(f"{self.base_url}/edgefleet.v1.Fleet/{method}", data=body, headers=headers,
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s, context=self._ssl) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            try:
+                err = json.loads(e.read())
+            except ValueError:
+                err = {"code": "unknown", "message": f"HTTP {e.code}"}
+            raise self._error(method, err) from e
+        except (urllib.error.URLError, OSError) as e:
+            raise Offline(f"{method}: coordinator unreachable ({e})") from e
+
+    @staticmethod
+    def _error(method, err: dict):
+        code = err.get("code", "unknown")
+        if code in _RETRYABLE:
+            return Offline(f"{method}: coordinator unavailable ({code}: {err.get('message', '')})")
+        return Rejected(code.upper(), f"{method}: {err.get('message', '')}")
+
+    def _call(self, method: str, payload: dict) -> dict:
+        return json.loads(self._post(method, json.dumps(payload).encode(), "application/json") or b"{}")
+
+    def enroll(self, enrollment_token: str, hardware: str = "") -> dict:
+        r = self._call("Enroll", {"enrollment_token": enrollment_token, "hardware": hardware})
+        return {"device_id": r["deviceId"], "device_token": r["deviceToken"], "cohort": r["cohort"]}
+
+    def report(self, windows: list[dict]) -> list[str]:
+        return list(self._call("Report", {"windows": [_window_json(w) for w in windows]}).get("acknowledged", []))
+
+    def feedback(self, labels: list[dict]) -> int:
+        return int(self._call("Feedback", {"labels": labels}).get("stored", 0))
+
+    def get_policy(self) -> dict:
+        p = self._call("GetPolicy", {})
+        return {"revision": int(p.get("revision", 0)), "cohort": p.get("cohort", ""),
+                "baseline": _target(p.get("baseline")), "canary": _target(p.get("canary")),
+                "canary_share": float(p.get("canaryShare", 0.0)), "fallback": _target(p.get("fallback")),
+                "fallback_artifact": p.get("fallbackArtifact", ""), "shadow": _target(p.get("shadow")),
+                "reason": p.get("reason", "")}
+
+    def fetch_bundle(self, digest: str) -> tuple[bytes, str]:
+        body = json.dumps({"digest": digest}).encode()
+        raw = self._post("FetchBundle", bytes([0]) + len(body).to_bytes(4, "big") + body, "application/connect+json")
+        parts, sha, pos = [], "", 0
+        while pos + 5 <= len(raw):
+            flags, size = raw[pos], int.from_bytes(raw[pos + 1:pos + 5], "big")
+            frame = json.loads(raw[pos + 5:pos + 5 + size] or b"{}")
+            pos += 5 + size
+            if flags & 2:
+                if frame.get("error"):
+                    raise self._error("FetchBundle", frame["error"])
+                break
+            parts.append(base64.b64decode(frame.get("data", "")))
+            sha = frame.get("archiveSha256", sha)
+        return b"".join(parts), sha
+
+    def event(self, kind: str, detail: str, digest: str = "") -> None:
+        self._call("ReportEvent", {"kind": kind, "detail": detail[:4096], "digest": digest})
+
+    def close(self) -> None:
+        pass
