@@ -115,8 +115,8 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
         return self.m.const(name, np.asarray(values, np.int32), "int32")
 
     def _get(self, value: str, nhwc: bool, name: str | None = None) -> Stored:
-        """``value`` stored in the asked layout, adding a TRANSPOSE (once, cached) when needed;
-        ``name`` names that TRANSPOSE's output (default: the value's name with a layout suffix)."""
+        """``value`` stored in the asked layout, adding a TRANSPOSE (or a RESHAPE where the bytes do not
+        move) once, cached, when needed; ``name`` names its output (default: the value's name with a layout suffix)."""
         have = self.env[value]
         if nhwc in have:
             return have[nhwc]
@@ -129,7 +129,11 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
         perm = L.TO_NHWC if nhwc else L.TO_NCHW
         shape = tuple(self.m.shape_of(src.index)[p] for p in perm)
         dst = self._temp(name or f"{value}/{'nhwc' if nhwc else 'nchw'}", shape, like=src.index)
-        self.m.op(B.TRANSPOSE, [src.index, self._i32(f"{value}/perm", perm)], [dst], "TransposeOptions")
+        _, c, h, w = self.g.values[value].shape
+        if c == 1 or h * w == 1:  # the same bytes in both layouts: a RESHAPE (free), not a TRANSPOSE
+            self.m.op(B.RESHAPE, [src.index, self._i32(f"{value}/shape", (-1, *shape[1:]))], [dst])
+        else:
+            self.m.op(B.TRANSPOSE, [src.index, self._i32(f"{value}/perm", perm)], [dst], "TransposeOptions")
         have[nhwc] = Stored(dst, nhwc)
         return have[nhwc]
 
@@ -149,12 +153,6 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
             q = self._new(v.name, False, f"{v.name}/int8")
             self.m.op(B.QUANTIZE, [idx], [q.index])
         self.m.inputs.append(idx)
-        # A 1-channel image is the same bytes in NCHW and NHWC: a RESHAPE, not a TRANSPOSE.
-        if len(v.shape) == 4 and v.shape[1] == 1:
-            src = self.env[v.name][False]
-            dst = self._temp(f"{v.name}/nhwc", L.stored_shape(v.shape, True), like=src.index)
-            self.m.op(B.RESHAPE, [src.index, self._i32(f"{v.name}/shape", (-1, *L.stored_shape(v.shape, True)[1:]))], [dst])
-            self.env[v.name][True] = Stored(dst, True)
 
     def _output(self, name: str) -> None:
         stored = self.env[name].get(False)
