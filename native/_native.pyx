@@ -115,6 +115,7 @@ cdef class Model:
     cdef object buf          # keeps the mapped/copied bytes alive
     cdef object _mm
     cdef public object _arenas
+    cdef object _in_specs, _out_shapes
     cdef object _lock
     cdef readonly object path
 
@@ -123,6 +124,7 @@ cdef class Model:
 
     def __init__(self, path=None, *, verify=True, kernels="best", _data=None):
         self._arenas = {}
+        self._in_specs = None
         self._lock = threading.Lock()
         self.path = path
         if _data is None:
@@ -208,27 +210,26 @@ cdef class Model:
         cdef uint32_t n_in = self.m.h.n_inputs, n_out = self.m.h.n_outputs
         if len(inputs) != n_in:
             raise NativeError(f"model has {n_in} inputs, got {len(inputs)}")
-        specs = self.inputs
+        if self._in_specs is None:  # (name, dtype, per-sample shape), computed once
+            self._in_specs = [(t["name"], np.dtype(t["dtype"]), tuple(t["shape"][1:])) for t in self.inputs]
+            self._out_shapes = [tuple(t["shape"][1:]) for t in self.outputs]
         feeds = []
         batch = None
-        for spec, x in zip(specs, inputs):
-            want = np.int64 if spec["dtype"] == "int64" else np.float32
+        for (name, want, shape), x in zip(self._in_specs, inputs):
             arr = np.asarray(x)
             if arr.dtype != want:
-                raise NativeError(f"input {spec['name']!r}: expected dtype {np.dtype(want).name}, got {arr.dtype}")
-            if arr.ndim != len(spec["shape"]) or tuple(arr.shape[1:]) != tuple(spec["shape"][1:]):
-                shape = ["N", *spec["shape"][1:]]
-                raise NativeError(f"input {spec['name']!r}: expected shape {shape}, got {list(arr.shape)}")
+                raise NativeError(f"input {name!r}: expected dtype {want.name}, got {arr.dtype}")
+            if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
+                raise NativeError(f"input {name!r}: expected shape {['N', *shape]}, got {list(arr.shape)}")
             if batch is None:
                 batch = arr.shape[0]
             elif arr.shape[0] != batch:
                 raise NativeError("all inputs must have the same batch size")
-            feeds.append(np.ascontiguousarray(arr))
+            feeds.append(arr if arr.flags.c_contiguous else np.ascontiguousarray(arr))
         if batch is None or batch < 1:
             raise NativeError(f"batch size must be at least 1, got {batch}")
-        outs = []
-        for spec in self.outputs:
-            outs.append(np.empty((batch,) + tuple(spec["shape"][1:]), np.int8 if raw else np.float32))
+        odt = np.int8 if raw else np.float32
+        outs = [np.empty((batch, *shape), odt) for shape in self._out_shapes]
         cdef const void **pin = <const void **>malloc(sizeof(void *) * n_in)
         cdef void **pout = <void **>malloc(sizeof(void *) * n_out)
         cdef char err[_ERRLEN]

@@ -103,35 +103,71 @@ static void pack_pointwise(const int8_t *x, int64_t C, int64_t P, int64_t Kp, ui
 }
 
 /* General im2col as rows: row k = (c, i, j) holds, for every output pixel, the input value under
- * that tap (the zero point where it falls in the padding), so that pack_pointwise can pack it. */
-static void im2col_rows(const int8_t *x, int32_t cg, int32_t H, int32_t W, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
-                        int32_t ph, int32_t pw, int32_t dh, int32_t dw, int32_t Ho, int32_t Wo, int8_t zx, int8_t *rows) {
-    int64_t P = (int64_t)Ho * Wo;
+ * that tap, so that pack_pointwise can pack it. The input is first copied into zero-point-padded
+ * planes, which turns every row segment into a plain (strided for sw > 1) copy. */
+static void pad_planes(const int8_t *x, int32_t cg, int32_t H, int32_t W, int32_t ph, int32_t pw, int8_t zx, int8_t *padded) {
+    int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
+    for (int64_t i = 0; i < cg * Hp * Wp; i++) padded[i] = zx;
+    for (int32_t ci = 0; ci < cg; ci++)
+        for (int32_t iy = 0; iy < H; iy++)
+            efm_memcpy(padded + (ci * Hp + iy + ph) * Wp + pw, x + ((int64_t)ci * H + iy) * W, (uint64_t)W);
+}
+
+static void im2col_rows(int32_t cg, int32_t H, int32_t W, int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph,
+                        int32_t pw, int32_t dh, int32_t dw, int32_t Ho, int32_t Wo, int8_t *rows, const int8_t *padded) {
+    int64_t P = (int64_t)Ho * Wo, Hp = H + 2 * ph, Wp = W + 2 * pw;
     int8_t *dst = rows;
     for (int32_t ci = 0; ci < cg; ci++)
         for (int32_t i = 0; i < kh; i++)
-            for (int32_t j = 0; j < kw; j++, dst += P) {
-                /* output columns whose input column ix = ox*sw + j*dw - pw lies inside [0, W) */
-                int32_t off = j * dw - pw, lo = 0, hi = Wo;
-                while (lo < Wo && lo * sw + off < 0) lo++;
-                while (hi > lo && (hi - 1) * sw + off >= W) hi--;
+            for (int32_t j = 0; j < kw; j++, dst += P)
                 for (int32_t oy = 0; oy < Ho; oy++) {
-                    int32_t iy = oy * sh + i * dh - ph;
+                    const int8_t *src = padded + (ci * Hp + (int64_t)oy * sh + i * dh) * Wp + j * dw;
                     int8_t *d = dst + (int64_t)oy * Wo;
-                    if (iy < 0 || iy >= H) {
-                        for (int32_t ox = 0; ox < Wo; ox++) d[ox] = zx;
-                        continue;
-                    }
-                    const int8_t *row = x + ((int64_t)ci * H + iy) * W + off;
-                    for (int32_t ox = 0; ox < lo; ox++) d[ox] = zx;
                     if (sw == 1) {
-                        for (int32_t ox = lo; ox < hi; ox++) d[ox] = row[ox];
+                        int32_t ox = 0;
+                        for (; ox + 8 <= Wo; ox += 8) __builtin_memcpy(d + ox, src + ox, 8);
+                        for (; ox < Wo; ox++) d[ox] = src[ox];
                     } else {
-                        for (int32_t ox = lo; ox < hi; ox++) d[ox] = row[ox * sw];
+                        for (int32_t ox = 0; ox < Wo; ox++) d[ox] = src[ox * sw];
                     }
-                    for (int32_t ox = hi; ox < Wo; ox++) d[ox] = zx;
                 }
+}
+
+/* For stride-1 convolutions whose output rows are whole 8-pixel blocks: pack straight from the
+ * padded planes (no im2col rows), 4 taps x 8 pixels at a time. */
+static void pack_from_padded(const int8_t *padded, int64_t Hp, int64_t Wp, int32_t kh, int32_t kw, int32_t sh, int32_t dh,
+                             int32_t dw, int32_t Ho, int32_t Wo, int64_t K, int64_t Kp, uint8_t *Xp) {
+    int64_t kq = Kp / 4, pblk = (int64_t)Ho * Wo / 8;
+    for (int64_t cq = 0; cq < kq; cq++) {
+        int64_t koff[4];
+        int full = 1;
+        for (int t = 0; t < 4; t++) {
+            int64_t k = 4 * cq + t;
+            if (k >= K) { koff[t] = -1; full = 0; continue; }
+            int64_t ci = k / (kh * kw), i = (k / kw) % kh, j = k % kw;
+            koff[t] = (ci * Hp + i * dh) * Wp + j * dw;
+        }
+        for (int64_t pb = 0; pb < pblk; pb++) {
+            int64_t oy = pb * 8 / Wo, ox0 = pb * 8 - oy * Wo, rowoff = oy * sh * Wp + ox0;
+            uint8_t *dst = Xp + (pb * kq + cq) * 32;
+#if defined(__SSE2__)
+            if (full) {
+                const __m128i flip = _mm_set1_epi8((char)0x80);
+                __m128i a0 = _mm_loadl_epi64((const __m128i *)(padded + koff[0] + rowoff));
+                __m128i a1 = _mm_loadl_epi64((const __m128i *)(padded + koff[1] + rowoff));
+                __m128i a2 = _mm_loadl_epi64((const __m128i *)(padded + koff[2] + rowoff));
+                __m128i a3 = _mm_loadl_epi64((const __m128i *)(padded + koff[3] + rowoff));
+                __m128i t01 = _mm_unpacklo_epi8(a0, a1), t23 = _mm_unpacklo_epi8(a2, a3);
+                _mm_storeu_si128((__m128i *)dst, _mm_xor_si128(_mm_unpacklo_epi16(t01, t23), flip));
+                _mm_storeu_si128((__m128i *)(dst + 16), _mm_xor_si128(_mm_unpackhi_epi16(t01, t23), flip));
+                continue;
             }
+#endif
+            for (int j = 0; j < 8; j++)
+                for (int t = 0; t < 4; t++)
+                    dst[j * 4 + t] = koff[t] < 0 ? 0 : (uint8_t)((uint8_t)padded[koff[t] + rowoff + j] ^ 0x80u);
+        }
+    }
 }
 
 static void op_conv(const run_ctx *c, const efm_op *op, uint32_t flags) {
@@ -159,9 +195,16 @@ static void op_conv(const run_ctx *c, const efm_op *op, uint32_t flags) {
             if (pointwise) pack_pointwise(xg, cg, P, Kp, col);
             else {
                 int8_t *rows = (int8_t *)col + efm_round_up(efm_round_up((uint64_t)P, 8) * (uint64_t)Kp, 64);
-                im2col_rows(xg, cg, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, (int8_t)x->zero_point, rows);
-                EFM_PROF_MARK(pointwise ? 0 : 1);
-                pack_pointwise(rows, K, P, Kp, col);
+                int8_t *padded = rows + efm_round_up((uint64_t)K * P, 64);
+                pad_planes(xg, cg, H, W, ph, pw, (int8_t)x->zero_point, padded);
+                if (sw == 1 && Wo % 8 == 0) {
+                    EFM_PROF_MARK(pointwise ? 0 : 1);
+                    pack_from_padded(padded, H + 2 * ph, W + 2 * pw, kh, kw, sh, dh, dw, Ho, Wo, K, Kp, col);
+                } else {
+                    im2col_rows(cg, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, rows, padded);
+                    EFM_PROF_MARK(pointwise ? 0 : 1);
+                    pack_pointwise(rows, K, P, Kp, col);
+                }
             }
             EFM_PROF_MARK(pointwise ? 2 : 3);
             f(og, (int)P, (int)Kp, col, Wq + (int64_t)gi * og * Kp, bias + gi * og, mult + gi * og, shift + gi * og, cl,
@@ -213,6 +256,22 @@ static void op_pool(const run_ctx *c, const efm_op *op) {
     int64_t zp = x->zero_point;
     const int8_t *xs = act(c, xi);
     int8_t *ys = act(c, op->out);
+    if (is_max && ph == 0 && pw == 0) { /* no padding: a branch-free max over the window */
+        for (int64_t nc = 0; nc < c->batch * C; nc++)
+            for (int32_t oy = 0; oy < Ho; oy++) {
+                int8_t *yr = ys + (nc * Ho + oy) * Wo;
+                for (int32_t ox = 0; ox < Wo; ox++) yr[ox] = -128;
+                for (int32_t i = 0; i < kh; i++) {
+                    const int8_t *xr = xs + (nc * H + (int64_t)oy * sh + i) * W;
+                    for (int32_t j = 0; j < kw; j++)
+                        for (int32_t ox = 0; ox < Wo; ox++) {
+                            int8_t v = xr[ox * sw + j];
+                            yr[ox] = v > yr[ox] ? v : yr[ox];
+                        }
+                }
+            }
+        return;
+    }
     for (int64_t nc = 0; nc < c->batch * C; nc++)
         for (int32_t oy = 0; oy < Ho; oy++)
             for (int32_t ox = 0; ox < Wo; ox++) {
