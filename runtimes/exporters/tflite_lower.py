@@ -21,10 +21,10 @@ from edgefleet._errors import ConfigError, ModelError, UnsupportedOpError
 
 from . import tflite_layout as L
 from .tflite_layout import Stored
-from .tflite_writer import BuiltinOperator as B
 from .tflite_ops_elementwise import ElementwiseOps
 from .tflite_ops_layers import LayerOps
 from .tflite_ops_shape import ShapeOps
+from .tflite_writer import BuiltinOperator as B
 from .tflite_writer import Quant, TfliteModel
 
 
@@ -47,7 +47,6 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
             lower = getattr(self, f"_op_{node.op}", None)
             if lower is None:
                 raise UnsupportedOpError(f"TFLite export: op {node.op!r} has no TFLite lowering ({node.where()})")
-            self.node = node
             try:
                 lower(node)
             except (ModelError, ConfigError):
@@ -99,10 +98,9 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
     def _out(self, node, nhwc: bool = False) -> int:
         """The tensor for a node's output. Graph outputs get a suffixed name: the exact name is kept for
         the float tensor of the boundary (see :meth:`_output`)."""
-        value = node.outputs[0]
-        name = f"{value}/int8" if value in self.g.outputs and (self.int8 or nhwc) else value
-        if value in self.g.outputs and nhwc and not self.int8:
-            name = f"{value}/nhwc"
+        value, name = node.outputs[0], node.outputs[0]
+        if value in self.g.outputs:
+            name = f"{value}/int8" if self.int8 else f"{value}/nhwc" if nhwc else value
         return self._new(value, nhwc, name).index
 
     def _temp(self, name: str, shape, dtype: str | None = None, quant: Quant | None = None, like: int | None = None) -> int:
@@ -116,7 +114,7 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
 
     def _get(self, value: str, nhwc: bool, name: str | None = None) -> Stored:
         """``value`` stored in the asked layout, adding a TRANSPOSE (or a RESHAPE where the bytes do not
-        move) once, cached, when needed; ``name`` names its output (default: the value's name with a layout suffix)."""
+        move) once, cached, when needed; ``name`` names its output (default: value name + layout)."""
         have = self.env[value]
         if nhwc in have:
             return have[nhwc]
