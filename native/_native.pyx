@@ -225,7 +225,7 @@ cdef class Model:
                 batch = arr.shape[0]
             elif arr.shape[0] != batch:
                 raise NativeError("all inputs must have the same batch size")
-            feeds.append(arr if arr.flags.c_contiguous else np.ascontiguousarray(arr))
+            feeds.append(arr if cnp.PyArray_IS_C_CONTIGUOUS(arr) else np.ascontiguousarray(arr))
         if batch is None or batch < 1:
             raise NativeError(f"batch size must be at least 1, got {batch}")
         odt = np.int8 if raw else np.float32
@@ -242,9 +242,9 @@ cdef class Model:
         err[0] = 0
         try:
             for k in range(n_in):
-                pin[k] = <const void *><size_t>feeds[k].ctypes.data
+                pin[k] = <const void *>cnp.PyArray_DATA(<cnp.ndarray>feeds[k])
             for k in range(n_out):
-                pout[k] = <void *><size_t>outs[k].ctypes.data
+                pout[k] = cnp.PyArray_DATA(<cnp.ndarray>outs[k])
             with self._lock:
                 arena = self._arenas.get(batch)
                 if arena is None:
@@ -255,7 +255,7 @@ cdef class Model:
                     while len(self._arenas) > 4:  # keep a few batch sizes, not every one ever seen
                         self._arenas.pop(next(iter(self._arenas)))
                 alen = arena.size
-                aptr = <void *><size_t>arena.ctypes.data
+                aptr = cnp.PyArray_DATA(<cnp.ndarray>arena)
                 with nogil:
                     if want_raw:
                         rc = efm_run(mp, b, pin, NULL, <int8_t *const *>pout, aptr, alen, err, _ERRLEN)

@@ -256,6 +256,19 @@ static void op_pool(const run_ctx *c, const efm_op *op) {
     int64_t zp = x->zero_point;
     const int8_t *xs = act(c, xi);
     int8_t *ys = act(c, op->out);
+    if (is_max && ph == 0 && pw == 0 && kh == 2 && kw == 2 && sh == 2 && sw == 2) { /* the common 2x2/2 pool */
+        for (int64_t nc = 0; nc < c->batch * C; nc++)
+            for (int32_t oy = 0; oy < Ho; oy++) {
+                const int8_t *x0 = xs + (nc * H + (int64_t)oy * 2) * W, *x1 = x0 + W;
+                int8_t *yr = ys + (nc * Ho + oy) * Wo;
+                for (int32_t ox = 0; ox < Wo; ox++) {
+                    int8_t a = x0[2 * ox] > x0[2 * ox + 1] ? x0[2 * ox] : x0[2 * ox + 1];
+                    int8_t b = x1[2 * ox] > x1[2 * ox + 1] ? x1[2 * ox] : x1[2 * ox + 1];
+                    yr[ox] = a > b ? a : b;
+                }
+            }
+        return;
+    }
     if (is_max && ph == 0 && pw == 0) { /* no padding: a branch-free max over the window */
         for (int64_t nc = 0; nc < c->batch * C; nc++)
             for (int32_t oy = 0; oy < Ho; oy++) {
