@@ -42,7 +42,9 @@ class _Writer:
 
     def init(self, base: str, arr: np.ndarray) -> str:
         name = self.unique(base)
-        self.inits.append(self.nh.from_array(np.ascontiguousarray(arr), name))
+        # np.array, not np.ascontiguousarray: the latter turns a 0-d scale into shape [1], and
+        # onnxruntime's QLinearAveragePool fusion then refuses the model ("must be a scalar")
+        self.inits.append(self.nh.from_array(np.array(arr, order="C"), name))
         return name
 
     def node(self, op: str, inputs: list[str], outputs: list[str] | None = None, base: str = "", **attrs) -> str:
