@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 import secrets
 import tempfile
 import threading
@@ -24,6 +26,8 @@ from .rules import Rules, load_rules
 from .validate import validate_labels, validate_windows
 
 __all__ = ["Coordinator"]
+
+log = logging.getLogger("edgefleet.coordinator")
 
 
 def _hash(token: str) -> str:
@@ -219,6 +223,9 @@ class Coordinator:
             if not mine:
                 return []
             decisions = policy_engine.evaluate(self.store, self.rules, self.manifest_monitoring)
+        for d in decisions:
+            log.info(json.dumps({"event": "decision", "id": d["id"], "cohort": d["cohort"], "kind": d["kind"],
+                                 "model_version": d["model_version"], "why": d["evidence"].get("why", "")}))
         if decisions:
             self._notify()
         return decisions

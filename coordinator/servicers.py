@@ -9,6 +9,7 @@ the same two methods (``invocation_metadata``, ``abort``).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -49,6 +50,7 @@ def call(context, metrics, method: str, fn):
         code = CODES.get(e.code, grpc.StatusCode.INTERNAL).name
         if code == "INVALID_ARGUMENT" and method == "Report":
             metrics.inc("edgefleet_reports_rejected_total")
+        log.info(json.dumps({"event": "call_refused", "method": method, "code": code, "reason": str(e)[:500]}))
         context.abort(CODES.get(e.code, grpc.StatusCode.INTERNAL), str(e))
     except Exception as e:  # a bug, not the caller's fault: INTERNAL, logged, the server keeps serving
         code = "INTERNAL"

@@ -122,7 +122,7 @@ def run_fleet_demo(bundle_dir, workdir, devices: int = 20, seed: int = 0, *, coh
         summary = {"devices": devices, "cohorts": summary_cohorts, "shifted_cohort": shifted,
                    "model_version": published["version"], "windows_stored": server.store.count_windows(),
                    "decisions": [d for d in admin.list_decisions() if d["kind"] != "manual"],
-                   "dashboard": f"{server.http_url}/dashboard", "elapsed_s": round(time.perf_counter() - started, 2)}
+                   "elapsed_s": round(time.perf_counter() - started, 2)}
         admin.close()
         for dev, _ in fleet:
             dev.close()

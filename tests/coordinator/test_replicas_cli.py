@@ -53,3 +53,9 @@ def test_simulate_command(bundles, tmp_path, capsys):
     assert "cohort-1" in text and "decisions:" in text
     summary = json.loads(out.read_text())
     assert [d["cohort"] for d in summary["decisions"] if d["kind"] == "fallback"] == ["cohort-1"]
+
+
+def test_simulate_without_a_bundle_says_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--devices", "2"]) == 2
+    assert "run `edgefleet demo` first" in capsys.readouterr().err

@@ -9,7 +9,8 @@ import tempfile
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", help="bundle directory (64-feature classifier for the embedded digits data)")
+    p.add_argument("bundle", nargs="?", default="out/digits",
+                   help="bundle directory, a digits classifier (default: out/digits, written by `edgefleet demo`)")
     p.add_argument("--devices", type=int, default=20)
     p.add_argument("--cohorts", type=int, default=4)
     p.add_argument("--rounds", type=int, default=6)
@@ -21,8 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from edgefleet._errors import ConfigError
     from edgefleet.coordinator.simulate import format_summary, run_fleet_demo
+    from pathlib import Path
     if args.devices < 1 or args.cohorts < 1 or args.rounds < 1:
         raise ConfigError("simulate: --devices, --cohorts and --rounds must be positive")
+    if not (Path(args.bundle) / "manifest.json").is_file():
+        raise ConfigError(f"simulate: no bundle at {args.bundle}; run `edgefleet demo` first or pass a bundle directory")
     with tempfile.TemporaryDirectory(prefix="edgefleet-sim-") as tmp:
         summary = run_fleet_demo(args.bundle, args.workdir or tmp, devices=args.devices, seed=args.seed,
                                  cohorts=args.cohorts, rounds=args.rounds, log=print)

@@ -56,7 +56,21 @@ def _write_json(path: Path, obj) -> None:
 
 
 class Device:
-    """A device's model server and telemetry agent. Thread-safe; pure Python apart from the runtime."""
+    """A device's model server and telemetry agent. Thread-safe; pure Python apart from the runtime.
+
+    - ``bundle``: the bundle directory to serve until the coordinator says otherwise;
+    - ``state_dir``: identity, queue, fetched bundles and the current-bundle pointer (survives restarts);
+    - ``transport``: :class:`GrpcTransport`, :class:`ConnectTransport`, or None (standalone);
+    - ``enrollment_token``: used once, on the first :meth:`sync`;
+    - ``trusted_key``: the ed25519 public key (raw or base64) every bundle must be signed with;
+    - ``window_size`` / ``window_seconds``: a telemetry window closes after this many predictions or
+      this long, whichever first (checked when predicting and on :meth:`sync`);
+    - ``latency_budget_ms``: per :meth:`predict` call; a miss moves the next call down the chain;
+    - ``queue_bytes``: the on-disk queue's budget (see ``edgefleet.device._queue`` for the policy);
+    - ``runner_factory(target, path) -> run(rows) -> logits rows``: a runtime other than
+      ``edgefleet.runtimes`` (e.g. wasm under Pyodide);
+    - ``clock``: seconds since the epoch (tests pass a fake one).
+    """
 
     def __init__(self, bundle: str | os.PathLike, state_dir: str | os.PathLike, *, transport=None,
                  enrollment_token: str = "", trusted_key: bytes | str | None = None, window_size: int = 100,
