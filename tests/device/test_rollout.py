@@ -109,3 +109,22 @@ def test_untrusted_signature_is_refused_and_reported(bundles, public_key, tmp_pa
         assert not any((tmp_path / "dev" / "bundles").iterdir())  # nothing of it was kept
         admin.close()
         dev.close()
+
+
+def test_follow_policy_applies_streamed_changes(fleet, admin):
+    import threading
+    import time
+    dev = fleet("d1")
+    stop, result = threading.Event(), {}
+    thread = threading.Thread(target=lambda: result.update(n=dev.follow_policy(stop, timeout_s=20)))
+    thread.start()
+    time.sleep(0.3)  # the watch is open
+    admin.set_fallback("eu", artifact="onnx-fp32", reason="watch test")
+    for _ in range(100):  # bounded wait for the streamed policy to land
+        if dev.artifact == "onnx-fp32":
+            break
+        time.sleep(0.05)
+    stop.set()
+    dev.transport.cancel_watch()
+    thread.join(30)
+    assert dev.artifact == "onnx-fp32" and result["n"] >= 1 and not thread.is_alive()

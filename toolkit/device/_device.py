@@ -269,6 +269,21 @@ class Device:
                 result.update(online=False, reason=str(e))
             return result
 
+    def follow_policy(self, stop: threading.Event, *, timeout_s: float = 60.0) -> int:
+        """Apply each policy the coordinator streams (WatchPolicy) until ``stop`` is set or the watch
+        ends after ``timeout_s``; returns how many policies were applied. For a device thread; the
+        transport must offer ``watch_policy`` (gRPC). Offline ends the watch (call again later)."""
+        applied = 0
+        with self._sync_lock:
+            self._enroll()
+        for policy in self.transport.watch_policy(self.policy.get("revision", 0), timeout_s):
+            with self._sync_lock:
+                if self.apply_policy(policy):
+                    applied += 1
+            if stop.is_set():
+                break
+        return applied
+
     def _enroll(self) -> None:
         if self.identity.get("device_token"):
             return

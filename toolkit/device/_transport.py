@@ -95,6 +95,26 @@ class GrpcTransport:
         return policy_from_pb(self._call("GetPolicy", lambda: self._stub.GetPolicy(
             self._pb.PolicyRequest(), metadata=self._md(), timeout=self.timeout_s)))
 
+    def watch_policy(self, known_revision: int = 0, timeout_s: float | None = None):
+        """Yield the policy now and at each change (a stream); returns when ``timeout_s`` passes."""
+        from edgefleet.coordinator.wire import policy_from_pb
+        import grpc
+        stream = self._stub.WatchPolicy(self._pb.PolicyRequest(known_revision=known_revision),
+                                        metadata=self._md(), timeout=timeout_s)
+        self._watch = stream
+        try:
+            for message in stream:
+                yield policy_from_pb(message)
+        except grpc.RpcError as e:
+            if e.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+                return
+            raise translate(e, "WatchPolicy") from e
+
+    def cancel_watch(self) -> None:
+        stream = getattr(self, "_watch", None)
+        if stream is not None:
+            stream.cancel()
+
     def fetch_bundle(self, digest: str) -> tuple[bytes, str]:
         """(archive bytes, the sha256 the coordinator states for them)."""
         def run():
