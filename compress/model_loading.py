@@ -5,7 +5,25 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from torch import nn
+
 from edgefleet._errors import ModelError
+
+
+class ExportedModule(nn.Module):
+    """A ``.pt2`` program as a module. Its graph is fixed at export (batch norm and dropout in the
+    mode they were exported in), so train()/eval() only flip the flag and never reach it."""
+
+    def __init__(self, graph_module):
+        super().__init__()
+        self.program = graph_module
+
+    def forward(self, x):
+        return self.program(x)
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
 
 
 def load_factory(spec: str):
@@ -25,14 +43,13 @@ def load_factory(spec: str):
 def load_model(spec: str, weights: str | None = None):
     """Return an ``nn.Module`` in eval mode."""
     import torch
-    from torch import nn
 
     if spec.endswith(".pt2"):
         try:
             program = torch.export.load(spec)
         except Exception as e:
             raise ModelError(f"model {spec}: cannot load the ExportedProgram: {type(e).__name__}: {e}") from e
-        model = program.module()
+        model = ExportedModule(program.module())
     else:
         factory = load_factory(spec)
         try:

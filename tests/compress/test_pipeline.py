@@ -107,3 +107,23 @@ def test_quantize_must_be_last(tmp_path):
     recipe = Recipe.from_dict({"passes": [{"name": "quantize"}, {"name": "distill", "epochs": 1}]})
     with pytest.raises(ConfigError, match="'quantize' must be the last pass"):
         run_export(_cfg(tmp_path, recipe=recipe))
+
+
+def test_pt2_exported_program_as_the_model(tmp_path, digits_teacher_weights):
+    import torch
+
+    from edgefleet.compress.capture import export_program
+    from edgefleet.compress.model_loading import load_model
+
+    model = load_model("edgefleet.compress.zoo:digits_cnn", str(digits_teacher_weights))
+    torch.export.save(export_program(model, (1, 8, 8)), tmp_path / "digits.pt2")
+    r = run_export(_cfg(tmp_path, model=str(tmp_path / "digits.pt2"), targets=("onnx-int8",)))
+    assert r.verdicts[0].shipped and r.verdicts[0].metrics["test_accuracy"] > 95
+
+
+def test_weights_that_do_not_fit(tmp_path):
+    import torch
+
+    torch.save({"features.0.weight": torch.zeros(3, 3)}, tmp_path / "w.pt")
+    with pytest.raises(ModelError, match="do not fit the model"):
+        run_export(_cfg(tmp_path, weights=str(tmp_path / "w.pt")))
