@@ -12,9 +12,11 @@ import sys
 import threading
 import time
 
+import pytest
+
 from edgefleet.bundle import Bundle, pack
 from edgefleet.coordinator import AdminClient
-from edgefleet.coordinator.store_sqlite import SqliteStore
+from edgefleet.coordinator.store import open_store
 from edgefleet.device import Device, GrpcTransport, Window
 
 from conftest import ADMIN
@@ -22,8 +24,8 @@ from conftest import ADMIN
 DEVICES, PER_DEVICE = 4, 2500
 
 
-def start_server(db, port=0):
-    proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", f"sqlite:///{db}", "--port",
+def start_server(store_url, port=0):
+    proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", store_url, "--port",
                              str(port), "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = proc.stdout.readline()  # "edgefleet serve: gRPC 127.0.0.1:PORT" (bounded: the process prints or exits)
@@ -61,9 +63,23 @@ def fill_queue(device, n):
     return ids
 
 
-def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles):
-    db = tmp_path / "fleet.db"
-    proc, port = start_server(db)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fleet.db'}"
+    return request.getfixturevalue("pg_database")
+
+
+def stored_ids(store_url):
+    store = open_store(store_url)
+    try:
+        return store.window_ids()
+    finally:
+        store.close()
+
+
+def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles, store_url):
+    proc, port = start_server(store_url)
     try:
         admin = AdminClient(f"127.0.0.1:{port}", ADMIN)
         admin.publish_bundle(pack(bundles["1.0"], tmp_path / "b.tgz").read_bytes())
@@ -100,12 +116,9 @@ def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles):
         remaining = sum(len(d.queue) for d in devices)
         assert 3000 <= len(acked_before_kill) < DEVICES * PER_DEVICE and remaining > 0
         # every acknowledged window is durable in the store the killed process left behind
-        store = SqliteStore(db)
-        stored_ids = [rid for _, rid in store.window_ids()]
-        store.close()
-        assert acked_before_kill <= set(stored_ids)
+        assert acked_before_kill <= {rid for _, rid in stored_ids(store_url)}
 
-        proc, port = start_server(db, port)
+        proc, port = start_server(store_url, port)
         for _ in range(40):  # bounded redelivery rounds; the channels reconnect within a second or two
             if all(len(d.queue) == 0 for d in devices):
                 break
@@ -113,9 +126,7 @@ def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles):
                 d.sync()
             time.sleep(0.25)
         assert all(len(d.queue) == 0 for d in devices)
-        store = SqliteStore(db)
-        stored = store.window_ids()
-        store.close()
+        stored = stored_ids(store_url)
         ids = [rid for _, rid in stored]
         assert len(ids) == len(set(stored)) == DEVICES * PER_DEVICE  # nothing doubled
         assert set(ids) == set(generated)                             # nothing lost
