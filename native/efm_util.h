@@ -21,18 +21,17 @@ static inline const void *efm_blob_ptr(const efm_model *m, uint32_t b) {
 
 static inline int8_t efm_sat8(int64_t v) { return (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v); }
 
-/* float -> nearest integer, ties to even (numpy's round), for |x| < 2^22; callers clamp first. */
-static inline float efm_rint(float x) {
-    const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    return x >= 0 ? (x + magic) - magic : (x - magic) + magic;
-}
-
-/* run_int's QParams.quantize: round(x / scale) + zp, saturated to int8. */
+/* run_int's QParams.quantize: round(x / scale) + zp (ties to even), saturated to int8.
+ * Branch-free so loops over it vectorise: the quotient is clamped to +-2^20 (NaN goes to the low
+ * end), then rounded by adding and removing 1.5 * 2^23, which rounds to even in the default
+ * rounding mode for |v| < 2^22 whatever the sign (the constant is even). */
 static inline int8_t efm_quantize(float x, float scale, int32_t zp) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
     float v = x / scale;
-    if (!(v > -1e6f)) return -128; /* also catches NaN (the Python layer rejects it earlier) */
-    if (v > 1e6f) return 127;
-    return efm_sat8((int64_t)efm_rint(v) + zp);
+    v = v >= -1048576.0f ? v : -1048576.0f;
+    v = v <= 1048576.0f ? v : 1048576.0f;
+    int32_t q = (int32_t)((v + magic) - magic) + zp;
+    return (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);
 }
 
 void efm_memcpy(void *dst, const void *src, uint64_t n);

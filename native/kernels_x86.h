@@ -125,6 +125,32 @@ static void KFN(dw)(const int16_t *plane, int Wp, const int8_t *w, int kh, int k
     __m256i wv[64];
     int taps = kh * kw <= 64 ? kh * kw : 0;
     for (int t = 0; t < taps; t++) wv[t] = _mm256_set1_epi32((int32_t)(uint16_t)(int16_t)w[t]);
+    if (kh == 3 && kw == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2)) { /* the common 3x3 case, unrolled */
+        for (int oy = 0; oy < Ho; oy++) {
+            const int16_t *r0 = plane + (int64_t)(oy * sh) * Wp, *r1 = r0 + Wp, *r2 = r1 + Wp;
+            for (int ox = 0; ox < Wo; ox += 8) {
+                __m256i acc;
+                if (sw == 2) {
+                    const int16_t *a = r0 + 2 * ox, *b = r1 + 2 * ox, *d = r2 + 2 * ox;
+#define DW_TAP(p, t) _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(p)), wv[t])
+                    acc = _mm256_add_epi32(_mm256_add_epi32(DW_TAP(a, 0), DW_TAP(a + 1, 1)), DW_TAP(a + 2, 2));
+                    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(DW_TAP(b, 3), DW_TAP(b + 1, 4)), DW_TAP(b + 2, 5)));
+                    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(DW_TAP(d, 6), DW_TAP(d + 1, 7)), DW_TAP(d + 2, 8)));
+#undef DW_TAP
+                } else {
+                    const int16_t *a = r0 + ox, *b = r1 + ox, *d = r2 + ox;
+#define DW_TAP(p, t) _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p))), wv[t])
+                    acc = _mm256_add_epi32(_mm256_add_epi32(DW_TAP(a, 0), DW_TAP(a + 1, 1)), DW_TAP(a + 2, 2));
+                    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(DW_TAP(b, 3), DW_TAP(b + 1, 4)), DW_TAP(b + 2, 5)));
+                    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(DW_TAP(d, 6), DW_TAP(d + 1, 7)), DW_TAP(d + 2, 8)));
+#undef DW_TAP
+                }
+                _mm256_storeu_si256((__m256i *)(accrow + ox), acc);
+            }
+            KFN(rq_row)(accrow, Wo, bias, mult, shift, c, out + (int64_t)oy * Wo, flags);
+        }
+        return;
+    }
     for (int oy = 0; oy < Ho; oy++) {
         int ox = 0;
         if (taps && (sw == 1 || sw == 2)) {
