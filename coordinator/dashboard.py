@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from urllib.parse import quote
 
 __all__ = ["Dashboard", "svg_plot"]
 
@@ -68,7 +69,7 @@ class Dashboard:
         for cohort in self.store.list_cohorts():
             state, revision = self.store.get_cohort(cohort)
             n = sum(1 for d in devices if d["cohort"] == cohort)
-            rows.append(f"<tr><td><a href='/dashboard/{html.escape(cohort)}'>{html.escape(cohort)}</a></td><td>{n}</td>"
+            rows.append(f"<tr><td><a href='/dashboard/{html.escape(quote(cohort, safe=''))}'>{html.escape(cohort)}</a></td><td>{n}</td>"
                         f"<td>{html.escape((state.get('baseline') or {}).get('version', '-'))}</td>"
                         f"<td>{html.escape(state.get('fallback_artifact') or (state.get('fallback') or {}).get('version', '') or '-')}</td>"
                         f"<td>{html.escape(state.get('reason', ''))}</td></tr>")

@@ -208,3 +208,16 @@ def test_tls_with_a_self_signed_certificate(tmp_path, archives):
         assert srv.http_url.startswith("https://")
         with urllib.request.urlopen(srv.http_url + "/metrics", context=ctx, timeout=10) as r:
             assert b"edgefleet_rpc_total" in r.read()
+
+
+def test_assign_cohort_moves_a_device(enrolled, admin, archives, bundles, server):
+    stub, r1, _ = enrolled
+    admin.set_fallback("us", artifact="onnx-fp32", reason="us policy")
+    admin.assign_cohort(r1.device_id, "us")
+    policy = stub.GetPolicy(pb.PolicyRequest(), metadata=md(r1.device_token))
+    assert policy.cohort == "us" and policy.fallback_artifact == "onnx-fp32"
+    stub.Report(pb.ReportRequest(windows=[window_from_dict(make_window(bundles["1.0"]))]), metadata=md(r1.device_token))
+    assert len(server.store.recent_windows("us", "1.0", 10)) == 1
+    from edgefleet.device import Rejected
+    with pytest.raises(Rejected, match="NOT_FOUND"):
+        admin.assign_cohort("dev-nope", "us")
