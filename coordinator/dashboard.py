@@ -16,8 +16,9 @@ _STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}table
 
 
 def svg_plot(title: str, series: dict[str, list[tuple[float, float]]], *, marks: list[float] = (),
-             width: int = 560, height: int = 180) -> str:
-    """A line plot of ``{label: [(t, y), ...]}`` with vertical lines at ``marks`` (decision times)."""
+             hline: float | None = None, width: int = 560, height: int = 180) -> str:
+    """A line plot of ``{label: [(t, y), ...]}`` with vertical lines at ``marks`` (decision times) and
+    a dotted horizontal line at ``hline`` (a threshold)."""
     points = [p for s in series.values() for p in s if p[1] is not None and math.isfinite(p[1])]
     pad = 30
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
@@ -28,7 +29,7 @@ def svg_plot(title: str, series: dict[str, list[tuple[float, float]]], *, marks:
     ts = [p[0] for p in points] + list(marks)
     ys = [p[1] for p in points]
     t0, t1 = min(ts), max(ts)
-    y0, y1 = min(min(ys), 0.0), max(ys)
+    y0, y1 = min(min(ys), 0.0), max(ys + ([hline] if hline is not None else []))
     t1, y1 = (t1 if t1 > t0 else t0 + 1), (y1 if y1 > y0 else y0 + 1)
 
     def xy(t, y):
@@ -41,6 +42,10 @@ def svg_plot(title: str, series: dict[str, list[tuple[float, float]]], *, marks:
         x, _ = xy(t, y0)
         out.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height - pad + 10}" stroke="#d33" '
                    'stroke-dasharray="4,3"/>')
+    if hline is not None:
+        _, y = xy(t0, hline)
+        out.append(f'<line x1="{pad}" y1="{y:.1f}" x2="{width - pad}" y2="{y:.1f}" stroke="#888" stroke-dasharray="1,3"/>'
+                   f'<text x="{width - pad + 2}" y="{y + 3:.1f}" font-size="9">{hline:g}</text>')
     colours = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
     for i, (label, pts) in enumerate(series.items()):
         pts = [p for p in pts if p[1] is not None and math.isfinite(p[1])]
@@ -56,8 +61,8 @@ def svg_plot(title: str, series: dict[str, list[tuple[float, float]]], *, marks:
 
 
 class Dashboard:
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, store, rules=None):
+        self.store, self.rules = store, rules
 
     def _page(self, title: str, body: str) -> str:
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -85,10 +90,13 @@ class Dashboard:
         t0 = min([s["created_ms"] for s in scores] + [d["created_ms"] for d in decisions] or [0])
         t = lambda ms: (ms - t0) / 1000.0  # noqa: E731 - seconds since the first point
         marks = [t(d["created_ms"]) for d in decisions if d["kind"] != "manual"]
-        drift = svg_plot("drift: max PSI and -log10 chi2 p (s since first point)", {
-            "max PSI": [(t(s["created_ms"]), s["stats"]["psi_max"]) for s in scores],
-            "-log10 p": [(t(s["created_ms"]), min(-math.log10(max(s["stats"]["chi2_p"], 1e-300)), 50)) for s in scores],
-        }, marks=marks)
+        rule = self.rules.fallback[0] if self.rules is not None and self.rules.fallback else None
+        drift = svg_plot("drift: largest PSI (confidence, projections) — seconds since the first point", {
+            "max PSI": [(t(s["created_ms"]), s["stats"]["psi_max"]) for s in scores]},
+            marks=marks, hline=rule.psi_above if rule else None)
+        chi2 = svg_plot("class counts: -log10 chi-squared p-value", {
+            "-log10 p": [(t(s["created_ms"]), min(-math.log10(max(s["stats"]["chi2_p"], 1e-300)), 300)) for s in scores]},
+            marks=marks, hline=-math.log10(rule.chi2_p_below) if rule and rule.chi2_p_below > 0 else None)
         acc = svg_plot("accuracy: estimated (confidence) and from labels", {
             "estimated": [(t(s["created_ms"]), s["stats"]["estimated_accuracy"]) for s in scores],
             "labels": [(t(s["created_ms"]), s["stats"].get("label_accuracy")) for s in scores],
@@ -98,6 +106,6 @@ class Dashboard:
                        f"</pre></td></tr>" for d in reversed(decisions))
         state, revision = self.store.get_cohort(cohort)
         body = (f"<p><a href='/dashboard'>all cohorts</a> · policy revision {revision}: "
-                f"<code>{html.escape(json.dumps(state, sort_keys=True))}</code></p>{drift}<br>{acc}"
+                f"<code>{html.escape(json.dumps(state, sort_keys=True))}</code></p>{drift}<br>{chi2}<br>{acc}"
                 f"<h2>decisions</h2><table><tr><th>id</th><th>kind</th><th>version</th><th>evidence</th></tr>{rows}</table>")
         return self._page(f"cohort {cohort}", body)

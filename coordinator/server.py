@@ -89,7 +89,8 @@ class Server:
         self.http = None
         if config.http_port is not None:
             tls = (config.tls_cert, config.tls_key) if config.tls_cert else None
-            self.http = ConnectServer({"Fleet": self.fleet, "Admin": self.admin}, self.metrics, Dashboard(self.store),
+            dashboard = Dashboard(self.store, self.coordinator.rules)
+            self.http = ConnectServer({"Fleet": self.fleet, "Admin": self.admin}, self.metrics, dashboard,
                                       host=config.host, port=config.http_port, max_body=config.max_message_bytes,
                                       tls=tls)
         self._stop = threading.Event()

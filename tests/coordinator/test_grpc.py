@@ -23,7 +23,7 @@ def make_window(bundle_dir, n=5, version=None):
     w = Window(bundle.manifest["monitoring"], version or bundle.version, "onnx-int8", now_ms=1000)
     k = len(bundle.manifest["monitoring"]["projection"]["histograms"])
     for i in range(n):
-        w.observe([0.0] * i + [3.0] + [0.0] * (9 - i), [0.0] * k, 1.5)
+        w.observe([3.0 if c == i % 10 else 0.0 for c in range(10)], [0.0] * k, 1.5)
     return w.close(2000)
 
 
