@@ -12,6 +12,7 @@ import numpy as np
 from edgefleet.bundle import BundleWriter
 
 N_PROJ = 4
+ADMIN = "admin-secret"  # the admin token of the test coordinators
 _DATA = None
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bundle_factory import make_bundle  # noqa: E402
+from bundle_factory import ADMIN, make_bundle  # noqa: E402,F401
 
-ADMIN = "admin-secret"
+
 
 
 @pytest.fixture(scope="session")

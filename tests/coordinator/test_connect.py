@@ -14,7 +14,7 @@ import pytest
 from edgefleet.coordinator import fleet_pb2 as pb
 from edgefleet.coordinator.wire import window_from_dict
 
-from conftest import ADMIN
+from bundle_factory import ADMIN
 from test_grpc import make_window
 
 

@@ -19,7 +19,7 @@ from edgefleet.coordinator import AdminClient
 from edgefleet.coordinator.store import open_store
 from edgefleet.device import Device, GrpcTransport, Window
 
-from conftest import ADMIN
+from bundle_factory import ADMIN
 
 DEVICES, PER_DEVICE = 4, 2500
 

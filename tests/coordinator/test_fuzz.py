@@ -12,7 +12,7 @@ import pytest
 from edgefleet.coordinator import fleet_pb2 as pb
 from edgefleet.coordinator.fleet_pb2_grpc import FleetStub
 
-from conftest import ADMIN
+from bundle_factory import ADMIN
 
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
            grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,

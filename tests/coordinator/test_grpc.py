@@ -15,7 +15,7 @@ from edgefleet.coordinator import fleet_pb2_grpc as pb_grpc
 from edgefleet.coordinator.wire import window_from_dict
 from edgefleet.device import Window
 
-from conftest import ADMIN
+from bundle_factory import ADMIN
 
 
 def make_window(bundle_dir, n=5, version=None):

@@ -13,7 +13,7 @@ from edgefleet.coordinator.errors import PolicyError
 from edgefleet.device import Device, GrpcTransport, in_canary
 
 from bundle_factory import digits
-from conftest import ADMIN
+from bundle_factory import ADMIN
 
 RULES = """
 [drift]

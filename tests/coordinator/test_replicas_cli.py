@@ -11,7 +11,7 @@ from edgefleet.coordinator import AdminClient, Server, ServerConfig
 from edgefleet.device import Device, GrpcTransport
 
 from bundle_factory import digits
-from conftest import ADMIN
+from bundle_factory import ADMIN
 
 
 def test_two_replicas_share_one_postgres_store(pg_database, archives, bundles, public_key, tmp_path):

@@ -11,7 +11,7 @@ from edgefleet.coordinator import AdminClient, Server, ServerConfig
 from edgefleet.device import Device, GrpcTransport
 
 from bundle_factory import digits
-from conftest import ADMIN
+from bundle_factory import ADMIN
 
 BUDGET = 16 * 1024
 

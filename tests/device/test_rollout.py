@@ -15,7 +15,7 @@ from edgefleet.coordinator import AdminClient, Server, ServerConfig
 from edgefleet.device import Device, GrpcTransport
 
 from bundle_factory import digits, make_bundle
-from conftest import ADMIN
+from bundle_factory import ADMIN
 
 
 @pytest.fixture
