@@ -1,7 +1,8 @@
 """Builds the native runtime extension ``edgefleet._native`` (everything else is in pyproject.toml).
 
-The C kernels are compiled for the baseline x86-64 / target ISA; AVX2 and AVX-VNNI code is enabled per
-function (native/kernels_avx2.c, kernels_vnni.c) and chosen at run time by CPU detection (native/cpu.c).
+The C kernels are compiled for the baseline x86-64 / target ISA; AVX2, AVX-VNNI and AVX-512 VNNI code is
+enabled per function (native/kernels_avx2.c, kernels_vnni.c, kernels_avx512.c) and chosen at run time by
+CPU detection (native/cpu.c).
 Never add -march=native here.
 """
 
@@ -10,7 +11,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 SOURCES = ["native/_native.pyx", "native/efm_load.c", "native/efm_run.c", "native/cpu.c", "native/kernels_portable.c",
-           "native/kernels_avx2.c", "native/kernels_vnni.c"]
+           "native/kernels_avx2.c", "native/kernels_vnni.c", "native/kernels_avx512.c"]
 
 ext = Extension(
     "edgefleet._native",

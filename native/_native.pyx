@@ -87,7 +87,7 @@ def _aligned(nbytes, zero=True):
     return raw[off:off + nbytes]
 
 
-KERNEL_TABLES = ("best", "portable", "avx2", "avxvnni")
+KERNEL_TABLES = ("best", "portable", "avx2", "avxvnni", "avx512vnni")
 
 
 def _table(name):
@@ -97,7 +97,7 @@ def _table(name):
 
 
 def kernel_path():
-    """Name of the kernel table this CPU gets: ``"avxvnni"``, ``"avx2"`` or ``"portable"``."""
+    """Name of the kernel table this CPU gets: ``"avx512vnni"``, ``"avxvnni"``, ``"avx2"`` or ``"portable"``."""
     return efm_kernels_named(0).name.decode()
 
 

@@ -17,12 +17,20 @@ static int has_avxvnni(void) {
     return (a >> 4) & 1; /* CPUID.(EAX=7,ECX=1):EAX bit 4 = AVX-VNNI */
 }
 
+static int has_avx512vnni(void) {
+    __builtin_cpu_init(); /* these also check that the OS saves the ZMM state */
+    return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
 const efm_kernels *efm_kernels_named(int which) {
     switch (which) {
     case EFM_K_PORTABLE: return &efm_kernels_portable;
     case EFM_K_AVX2: return has_avx2() ? &efm_kernels_avx2 : 0;
     case EFM_K_AVXVNNI: return has_avxvnni() ? &efm_kernels_avxvnni : 0;
+    case EFM_K_AVX512VNNI: return has_avx512vnni() ? &efm_kernels_avx512vnni : 0;
     default:
+        if (has_avx512vnni()) return &efm_kernels_avx512vnni;
         if (has_avxvnni()) return &efm_kernels_avxvnni;
         if (has_avx2()) return &efm_kernels_avx2;
         return &efm_kernels_portable;

@@ -179,7 +179,8 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
             m->info[i].flags = weight_flags((const int8_t *)efm_blob_ptr(m, op->blob[0]), (uint64_t)O * Kp,
                                             (const int64_t *)efm_blob_ptr(m, op->blob[1]), (uint64_t)O, Kp);
             /* im2col rows [K][P] then their packed form [P/8][Kp/4][8][4], one image and group at a time */
-            scratch = efm_round_up(efm_round_up((uint64_t)Ho * Wo, 8) * Kp, 64) + efm_round_up(K * Ho * Wo, 64) +
+            /* packed activations (+ one spare 8-pixel block the 512-bit kernel may read), im2col rows, padded planes */
+            scratch = efm_round_up((efm_round_up((uint64_t)Ho * Wo, 8) + 8) * Kp, 64) + efm_round_up(K * Ho * Wo, 64) +
                       (uint64_t)(C / g) * ((uint64_t)H + 2 * w[4]) * ((uint64_t)W + 2 * w[5]) + 64;
         }
         break;

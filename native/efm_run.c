@@ -194,7 +194,7 @@ static void op_conv(const run_ctx *c, const efm_op *op, uint32_t flags) {
             EFM_PROF_BEGIN;
             if (pointwise) pack_pointwise(xg, cg, P, Kp, col);
             else {
-                int8_t *rows = (int8_t *)col + efm_round_up(efm_round_up((uint64_t)P, 8) * (uint64_t)Kp, 64);
+                int8_t *rows = (int8_t *)col + efm_round_up((efm_round_up((uint64_t)P, 8) + 8) * (uint64_t)Kp, 64);
                 int8_t *padded = rows + efm_round_up((uint64_t)K * P, 64);
                 pad_planes(xg, cg, H, W, ph, pw, (int8_t)x->zero_point, padded);
                 if (sw == 1 && Wo % 8 == 0) {

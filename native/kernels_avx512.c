@@ -1,0 +1,103 @@
+/* The AVX-512 VNNI kernel table (x86-64 with AVX512F/BW/VL/VNNI), chosen at run time (native/cpu.c).
+ * The convolution runs on 512-bit vectors (16 pixels per accumulator, vpdpbusd: exact for every
+ * int8 weight); everything else is the AVX-VNNI body on 256-bit vectors (EVEX-encoded vpdpbusd). */
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")
+#endif
+
+#define KFN(name) name##_avx512
+#define DOT4(acc, u8, s8) _mm256_dpbusd_epi32((acc), (u8), (s8))
+#include "kernels_x86.h"
+
+/* rqf8's sequence on 16 lanes (see kernels_x86.h): exact when EFM_KF_RQF holds */
+typedef struct {
+    __m512i bias, mult, c1, k32, lo, hi, zo;
+    __m128i cnt;
+} rqf16;
+
+static inline rqf16 rqf16_bcast(int64_t bias, int32_t mult, int32_t shift, efm_clamp c) {
+    rqf16 r;
+    r.bias = _mm512_set1_epi32((int32_t)bias);
+    r.mult = _mm512_set1_epi32(mult);
+    r.c1 = _mm512_set1_epi64((long long)(((uint64_t)1 << (shift - 1)) + ((uint64_t)1 << 62)));
+    r.k32 = _mm512_set1_epi32((int32_t)(uint32_t)((uint64_t)1 << (62 - shift)));
+    r.cnt = _mm_cvtsi32_si128(shift);
+    r.lo = _mm512_set1_epi32(c.lo - c.zo);
+    r.hi = _mm512_set1_epi32(c.hi - c.zo);
+    r.zo = _mm512_set1_epi32(c.zo);
+    return r;
+}
+
+static inline __m128i rqf16_apply(__m512i acc, const rqf16 *r) {
+    __m512i S = _mm512_add_epi32(acc, r->bias);
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(S, r->mult), r->c1);
+    __m512i po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(S, 32), r->mult), r->c1);
+    pe = _mm512_srl_epi64(pe, r->cnt);
+    po = _mm512_slli_epi64(_mm512_srl_epi64(po, r->cnt), 32);
+    __m512i v = _mm512_sub_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, po), r->k32);
+    v = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, r->lo), r->hi), r->zo);
+    return _mm512_cvtsepi32_epi8(v);
+}
+
+/* two consecutive 8-pixel blocks of the packed activations (see efm_conv_fn) as one vector */
+static inline __m512i load16(const uint8_t *X, int64_t xs, int q) {
+    __m256i lo = _mm256_load_si256((const __m256i *)(X + q * 32));
+    __m256i hi = _mm256_load_si256((const __m256i *)(X + xs + q * 32));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+static void conv512(int O, int P, int Kp, const uint8_t *Xp, const int8_t *W, const int64_t *bias, const int32_t *mult,
+                    const int32_t *shift, efm_clamp c, int8_t *out, uint32_t flags) {
+    const int kq = Kp / 4, pblk = (P + 7) / 8;
+    const int64_t xs = (int64_t)kq * 32;
+    if (!(flags & EFM_KF_RQF) || O % 4) { /* the general requantization: the 256-bit kernel */
+        conv_w7_avx512(O, P, Kp, Xp, W, bias, mult, shift, c, out, flags);
+        return;
+    }
+    /* 16 pixels x 4 channels per step; an odd last block reads one block past the packed data (the
+     * loader reserves it in the scratch) and its extra lanes are never stored */
+    for (int pb = 0; pb < pblk; pb += 2) {
+        const uint8_t *X = Xp + pb * xs;
+        int p0 = pb * 8, n = P - p0 < 16 ? P - p0 : 16;
+        for (int o = 0; o < O; o += 4) {
+            const int8_t *w = W + (int64_t)o * Kp;
+            __m512i acc0 = _mm512_setzero_si512(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+            for (int q = 0; q < kq; q++) {
+                __m512i xv = load16(X, xs, q);
+                int32_t w0, w1, w2, w3;
+                memcpy(&w0, w + 4 * q, 4);
+                memcpy(&w1, w + Kp + 4 * q, 4);
+                memcpy(&w2, w + 2 * Kp + 4 * q, 4);
+                memcpy(&w3, w + 3 * Kp + 4 * q, 4);
+                acc0 = _mm512_dpbusd_epi32(acc0, xv, _mm512_set1_epi32(w0));
+                acc1 = _mm512_dpbusd_epi32(acc1, xv, _mm512_set1_epi32(w1));
+                acc2 = _mm512_dpbusd_epi32(acc2, xv, _mm512_set1_epi32(w2));
+                acc3 = _mm512_dpbusd_epi32(acc3, xv, _mm512_set1_epi32(w3));
+            }
+            __m512i accs[4] = {acc0, acc1, acc2, acc3};
+            for (int r = 0; r < 4; r++) {
+                rqf16 rf = rqf16_bcast(bias[o + r], mult[o + r], shift[o + r], c);
+                __m128i y = rqf16_apply(accs[r], &rf);
+                int8_t *dst = out + (int64_t)(o + r) * P + p0;
+                if (n == 16) _mm_storeu_si128((__m128i *)dst, y);
+                else _mm_mask_storeu_epi8(dst, (__mmask16)((1u << n) - 1), y);
+            }
+        }
+    }
+}
+
+const efm_kernels efm_kernels_avx512vnni = {"avx512vnni", gemm_w7_avx512, gemm_w7_avx512, conv512, conv512,
+                                            mm16_avx512, dw_avx512};
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+#endif
