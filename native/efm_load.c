@@ -169,7 +169,7 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
             m->info[i].flags = weight_flags((const int8_t *)efm_blob_ptr(m, op->blob[0]), (uint64_t)C * taps,
                                             (const int64_t *)efm_blob_ptr(m, op->blob[1]), (uint64_t)O, taps) & EFM_OPF_RQ32;
             uint64_t Hp = (uint64_t)H + 2 * w[4], Wp = (uint64_t)W + 2 * w[5];
-            scratch = efm_round_up(Hp * Wp * 2, 64) + 256 + efm_round_up(((uint64_t)Wo + 8) * 4, 64) + 64;
+            scratch = efm_round_up(Hp * Wp * 2, 64) + 256 + efm_round_up(((uint64_t)Wo + 16) * 4, 64) + 64;
         } else {
             uint64_t K = (uint64_t)(C / g) * taps, Kp = efm_round_up(K, EFM_KPAD);
             if (K > 65536) CORRUPT("conv2d: reduction too long for int32 accumulation, op", i, "");

@@ -234,8 +234,7 @@ static void op_dwconv(const run_ctx *c, const efm_op *op) {
         for (int32_t ch = 0; ch < C; ch++) {
             const int8_t *xc = act(c, xi) + (n * C + ch) * (int64_t)H * W;
             EFM_PROF_BEGIN;
-            for (int32_t iy = 0; iy < H; iy++)
-                for (int32_t ix = 0; ix < W; ix++) plane[(int64_t)(iy + ph) * Wp + ix + pw] = (int16_t)(xc[(int64_t)iy * W + ix] - zx);
+            c->k->center(xc, H, W, zx, plane + (int64_t)ph * Wp + pw, Wp);
             EFM_PROF_MARK(6);
             c->k->dw(plane, Wp, Wq + (int64_t)ch * kh * kw, kh, kw, sh, sw, dh, dw, Ho, Wo, bias[ch], mult[ch], shift[ch], cl,
                      act(c, op->out) + (n * C + ch) * (int64_t)Ho * Wo, accrow, m->info[op - m->ops].flags);

@@ -42,6 +42,9 @@ typedef void (*efm_dw_fn)(const int16_t *plane, int Wp, const int8_t *w, int kh,
                           int dh, int dw, int Ho, int Wo, int64_t bias, int32_t mult, int32_t shift,
                           efm_clamp c, int8_t *out, int32_t *accrow, uint32_t flags);
 
+/* Depthwise input: plane[iy*Wp + ix] = x[iy*W + ix] - zx for the H x W interior (int16). */
+typedef void (*efm_center_fn)(const int8_t *x, int H, int W, int32_t zx, int16_t *plane, int Wp);
+
 typedef struct {
     const char *name;
     efm_gemm_fn gemm;     /* any weights */
@@ -50,6 +53,7 @@ typedef struct {
     efm_conv_fn conv_w7;  /* weights with |w| <= 63 */
     efm_mm16_fn mm16;
     efm_dw_fn dw;
+    efm_center_fn center;
 } efm_kernels;
 
 extern const efm_kernels efm_kernels_portable;

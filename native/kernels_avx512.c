@@ -91,8 +91,65 @@ static void conv512(int O, int P, int Kp, const uint8_t *Xp, const int8_t *W, co
     }
 }
 
+/* Depthwise 3x3 (dilation 1, stride 1 or 2) on 16 outputs per vector; as dw in kernels_x86.h, each
+ * weight sits in the low half of a 32-bit lane with a zero high half so vpmaddwd gives x*w exactly.
+ * A last chunk may run past Wo: its lanes read at most 66 bytes past a row (the scratch has 256 bytes
+ * of slack after the plane) and land in accrow's 16 spare entries. */
+static void dw512(const int16_t *plane, int Wp, const int8_t *w, int kh, int kw, int sh, int sw, int dh, int dw, int Ho,
+                  int Wo, int64_t bias, int32_t mult, int32_t shift, efm_clamp c, int8_t *out, int32_t *accrow,
+                  uint32_t flags) {
+    if (!(kh == 3 && kw == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2) && (flags & EFM_KF_RQF))) {
+        dw_avx512(plane, Wp, w, kh, kw, sh, sw, dh, dw, Ho, Wo, bias, mult, shift, c, out, accrow, flags);
+        return;
+    }
+    __m512i wv[9];
+    for (int t = 0; t < 9; t++) wv[t] = _mm512_set1_epi32((int32_t)(uint16_t)(int16_t)w[t]);
+    rqf16 rf = rqf16_bcast(bias, mult, shift, c);
+    for (int oy = 0; oy < Ho; oy++) {
+        const int16_t *r0 = plane + (int64_t)(oy * sh) * Wp, *r1 = r0 + Wp, *r2 = r1 + Wp;
+        int8_t *dst = out + (int64_t)oy * Wo;
+        for (int ox = 0; ox < Wo; ox += 16) {
+            __m512i acc;
+            if (sw == 2) {
+                const int16_t *a = r0 + 2 * ox, *b = r1 + 2 * ox, *d = r2 + 2 * ox;
+#define DW_TAP(p, t) _mm512_madd_epi16(_mm512_loadu_si512((const void *)(p)), wv[t])
+                acc = _mm512_add_epi32(_mm512_add_epi32(DW_TAP(a, 0), DW_TAP(a + 1, 1)), DW_TAP(a + 2, 2));
+                acc = _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_add_epi32(DW_TAP(b, 3), DW_TAP(b + 1, 4)), DW_TAP(b + 2, 5)));
+                acc = _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_add_epi32(DW_TAP(d, 6), DW_TAP(d + 1, 7)), DW_TAP(d + 2, 8)));
+#undef DW_TAP
+            } else {
+                const int16_t *a = r0 + ox, *b = r1 + ox, *d = r2 + ox;
+#define DW_TAP(p, t) _mm512_madd_epi16(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p))), wv[t])
+                acc = _mm512_add_epi32(_mm512_add_epi32(DW_TAP(a, 0), DW_TAP(a + 1, 1)), DW_TAP(a + 2, 2));
+                acc = _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_add_epi32(DW_TAP(b, 3), DW_TAP(b + 1, 4)), DW_TAP(b + 2, 5)));
+                acc = _mm512_add_epi32(acc, _mm512_add_epi32(_mm512_add_epi32(DW_TAP(d, 6), DW_TAP(d + 1, 7)), DW_TAP(d + 2, 8)));
+#undef DW_TAP
+            }
+            int n = Wo - ox < 16 ? Wo - ox : 16;
+            __m128i y = rqf16_apply(acc, &rf);
+            if (n == 16) _mm_storeu_si128((__m128i *)(dst + ox), y);
+            else _mm_mask_storeu_epi8(dst + ox, (__mmask16)((1u << n) - 1), y);
+        }
+    }
+    (void)accrow;
+}
+
+static void center512(const int8_t *x, int H, int W, int32_t zx, int16_t *plane, int Wp) {
+    const __m512i z = _mm512_set1_epi16((int16_t)zx);
+    for (int iy = 0; iy < H; iy++) {
+        const int8_t *src = x + (int64_t)iy * W;
+        int16_t *dst = plane + (int64_t)iy * Wp;
+        for (int ix = 0; ix < W; ix += 32) {
+            int n = W - ix < 32 ? W - ix : 32;
+            __mmask32 k = n == 32 ? 0xFFFFFFFFu : (__mmask32)((1u << n) - 1);
+            __m512i v = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(k, src + ix)), z);
+            _mm512_mask_storeu_epi16(dst + ix, k, v);
+        }
+    }
+}
+
 const efm_kernels efm_kernels_avx512vnni = {"avx512vnni", gemm_w7_avx512, gemm_w7_avx512, conv512, conv512,
-                                            mm16_avx512, dw_avx512};
+                                            mm16_avx512, dw512, center512};
 
 #if defined(__clang__)
 #pragma clang attribute pop

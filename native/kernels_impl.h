@@ -78,6 +78,13 @@ static void KFN(rq_row)(const int32_t *acc, int n, int64_t bias, int32_t mult, i
 }
 #endif
 
+#ifndef EFM_CENTER_DEFINED
+static void KFN(center)(const int8_t *x, int H, int W, int32_t zx, int16_t *plane, int Wp) {
+    for (int iy = 0; iy < H; iy++)
+        for (int ix = 0; ix < W; ix++) plane[(int64_t)iy * Wp + ix] = (int16_t)(x[(int64_t)iy * W + ix] - zx);
+}
+#endif
+
 #ifndef EFM_DW_DEFINED
 static void KFN(dw)(const int16_t *plane, int Wp, const int8_t *w, int kh, int kw, int sh, int sw, int dh,
                     int dw, int Ho, int Wo, int64_t bias, int32_t mult, int32_t shift, efm_clamp c,

@@ -3,4 +3,4 @@
 #include "kernels_impl.h"
 
 const efm_kernels efm_kernels_portable = {"portable", gemm_portable, gemm_portable, conv_portable, conv_portable,
-                                          mm16_portable, dw_portable};
+                                          mm16_portable, dw_portable, center_portable};
