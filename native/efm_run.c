@@ -423,13 +423,8 @@ static void op_binary(const run_ctx *c, const efm_op *op) {
         ma < (1 << 22) && mb < (1 << 22)) {
         /* residual add of equal shapes with multipliers < 2^22: |a*ma + b*mb| < 2^31, so int32 lanes
          * give the same integers (and the loop vectorises) */
-        int32_t ma32 = (int32_t)ma, mb32 = (int32_t)mb, za32 = (int32_t)za, zb32 = (int32_t)zb;
-        int32_t zo32 = (int32_t)zo, lo32 = (int32_t)lo, hi32 = (int32_t)hi;
-        for (int64_t i = 0; i < total; i++) {
-            int32_t v = (((int32_t)A[i] - za32) * ma32 + ((int32_t)B[i] - zb32) * mb32 + (1 << 19)) >> 20;
-            v += zo32;
-            Y[i] = (int8_t)(v < lo32 ? lo32 : v > hi32 ? hi32 : v);
-        }
+        efm_clamp cl = {(int32_t)zo, (int32_t)lo, (int32_t)hi};
+        c->k->add(A, B, total, (int32_t)za, (int32_t)zb, (int32_t)ma, (int32_t)mb, cl, Y);
         return;
     }
     for (int64_t o = 0; o < total; o += inner) {
@@ -562,10 +557,8 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
     for (uint32_t k = 0; k < h->n_inputs; k++) {
         const efm_tensor *t = &m->tensors[m->ids[k]];
         if (t->kind != EFM_T_ACT) continue; /* index inputs are read in place by embedding */
-        const float *src = (const float *)inputs[k];
-        int8_t *dst = act(&c, m->ids[k]);
-        int64_t n = batch * (int64_t)efm_numel_ps(t);
-        for (int64_t i = 0; i < n; i++) dst[i] = efm_quantize(src[i], t->scale, t->zero_point);
+        c.k->quantize((const float *)inputs[k], batch * (int64_t)efm_numel_ps(t), t->scale, t->zero_point,
+                      act(&c, m->ids[k]));
     }
     for (uint32_t i = 0; i < h->n_ops; i++) {
         const efm_op *op = &m->ops[i];

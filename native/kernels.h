@@ -45,6 +45,12 @@ typedef void (*efm_dw_fn)(const int16_t *plane, int Wp, const int8_t *w, int kh,
 /* Depthwise input: plane[iy*Wp + ix] = x[iy*W + ix] - zx for the H x W interior (int16). */
 typedef void (*efm_center_fn)(const int8_t *x, int H, int W, int32_t zx, int16_t *plane, int Wp);
 
+/* Residual add of equal shapes with multipliers < 2^22 (so int32 lanes are exact), as run_int. */
+typedef void (*efm_add_fn)(const int8_t *a, const int8_t *b, int64_t n, int32_t za, int32_t zb, int32_t ma, int32_t mb,
+                           efm_clamp c, int8_t *y);
+/* Graph-input quantization: y[i] = clamp(round_half_even(x[i] / scale) + zp). */
+typedef void (*efm_quant_fn)(const float *x, int64_t n, float scale, int32_t zp, int8_t *y);
+
 typedef struct {
     const char *name;
     efm_gemm_fn gemm;     /* any weights */
@@ -54,6 +60,8 @@ typedef struct {
     efm_mm16_fn mm16;
     efm_dw_fn dw;
     efm_center_fn center;
+    efm_add_fn add;
+    efm_quant_fn quantize;
 } efm_kernels;
 
 extern const efm_kernels efm_kernels_portable;

@@ -22,7 +22,8 @@
     _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u8), (s8)), _mm256_set1_epi16(1)))
 #include "kernels_x86.h"
 
-const efm_kernels efm_kernels_avx2 = {"avx2", gemm_avx2, gemm_w7_avx2, conv_avx2, conv_w7_avx2, mm16_avx2, dw_avx2, center_avx2};
+const efm_kernels efm_kernels_avx2 = {"avx2", gemm_avx2, gemm_w7_avx2, conv_avx2, conv_w7_avx2, mm16_avx2, dw_avx2, center_avx2,
+                                      add_avx2, quantize_avx2};
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -149,7 +149,7 @@ static void center512(const int8_t *x, int H, int W, int32_t zx, int16_t *plane,
 }
 
 const efm_kernels efm_kernels_avx512vnni = {"avx512vnni", gemm_w7_avx512, gemm_w7_avx512, conv512, conv512,
-                                            mm16_avx512, dw512, center512};
+                                            mm16_avx512, dw512, center512, add_avx512, quantize_avx512};
 
 #if defined(__clang__)
 #pragma clang attribute pop

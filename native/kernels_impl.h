@@ -2,6 +2,7 @@
  * KFN(name) gives each build its own symbol names. Plain integer C: whatever the compiler
  * vectorises it into computes the same integers. */
 #include "kernels.h"
+#include "efm_util.h"
 
 #if defined(__GNUC__)
 __attribute__((unused))
@@ -77,6 +78,20 @@ static void KFN(rq_row)(const int32_t *acc, int n, int64_t bias, int32_t mult, i
     for (int i = 0; i < n; i++) out[i] = efm_requant((int64_t)acc[i] + bias, mult, shift, c.zo, c.lo, c.hi);
 }
 #endif
+
+#ifndef EFM_ADD_DEFINED
+static void KFN(add)(const int8_t *a, const int8_t *b, int64_t n, int32_t za, int32_t zb, int32_t ma, int32_t mb,
+                     efm_clamp c, int8_t *y) {
+    for (int64_t i = 0; i < n; i++) {
+        int32_t v = ((((int32_t)a[i] - za) * ma + ((int32_t)b[i] - zb) * mb + (1 << 19)) >> 20) + c.zo;
+        y[i] = (int8_t)(v < c.lo ? c.lo : v > c.hi ? c.hi : v);
+    }
+}
+#endif
+
+static void KFN(quantize)(const float *x, int64_t n, float scale, int32_t zp, int8_t *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = efm_quantize(x[i], scale, zp);
+}
 
 #ifndef EFM_CENTER_DEFINED
 static void KFN(center)(const int8_t *x, int H, int W, int32_t zx, int16_t *plane, int Wp) {

@@ -180,6 +180,29 @@ static void KFN(dw)(const int16_t *plane, int Wp, const int8_t *w, int kh, int k
     }
 }
 
+#define EFM_ADD_DEFINED
+static void KFN(add)(const int8_t *a, const int8_t *b, int64_t n, int32_t za, int32_t zb, int32_t ma, int32_t mb,
+                     efm_clamp c, int8_t *y) {
+    const __m256i vza = _mm256_set1_epi32(za), vzb = _mm256_set1_epi32(zb), vma = _mm256_set1_epi32(ma);
+    const __m256i vmb = _mm256_set1_epi32(mb), rnd = _mm256_set1_epi32(1 << 19), vzo = _mm256_set1_epi32(c.zo);
+    const __m256i vlo = _mm256_set1_epi32(c.lo), vhi = _mm256_set1_epi32(c.hi);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i va = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(a + i))), vza);
+        __m256i vb = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + i))), vzb);
+        __m256i v = _mm256_add_epi32(_mm256_mullo_epi32(va, vma), _mm256_mullo_epi32(vb, vmb));
+        v = _mm256_add_epi32(_mm256_srai_epi32(_mm256_add_epi32(v, rnd), 20), vzo);
+        v = _mm256_min_epi32(_mm256_max_epi32(v, vlo), vhi);
+        __m256i p16 = _mm256_packs_epi32(v, v), p8 = _mm256_packs_epi16(p16, p16);
+        _mm_storel_epi64((__m128i *)(y + i),
+                         _mm_unpacklo_epi32(_mm256_castsi256_si128(p8), _mm256_extracti128_si256(p8, 1)));
+    }
+    for (; i < n; i++) {
+        int32_t v = ((((int32_t)a[i] - za) * ma + ((int32_t)b[i] - zb) * mb + (1 << 19)) >> 20) + c.zo;
+        y[i] = (int8_t)(v < c.lo ? c.lo : v > c.hi ? c.hi : v);
+    }
+}
+
 #include "kernels_impl.h"
 
 /* R rows x NB blocks of 8 output channels. R, NB are compile-time constants at each call site. */
