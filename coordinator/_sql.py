@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from typing import Any
 
 _STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason")
 

@@ -84,7 +84,6 @@ class ConnectServer:
     def __init__(self, servicers: dict, metrics, dashboard, *, host: str = "127.0.0.1", port: int = 0,
                  max_body: int = 4 * 1024 * 1024, tls: tuple[str, str] | None = None):
         routes = _routes(servicers)
-        outer = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"

@@ -74,10 +74,11 @@ class Dashboard:
         for cohort in self.store.list_cohorts():
             state, revision = self.store.get_cohort(cohort)
             n = sum(1 for d in devices if d["cohort"] == cohort)
-            rows.append(f"<tr><td><a href='/dashboard/{html.escape(quote(cohort, safe=''))}'>{html.escape(cohort)}</a></td><td>{n}</td>"
-                        f"<td>{html.escape((state.get('baseline') or {}).get('version', '-'))}</td>"
-                        f"<td>{html.escape(state.get('fallback_artifact') or (state.get('fallback') or {}).get('version', '') or '-')}</td>"
-                        f"<td>{html.escape(state.get('reason', ''))}</td></tr>")
+            baseline = (state.get("baseline") or {}).get("version", "-")
+            fallback = state.get("fallback_artifact") or (state.get("fallback") or {}).get("version", "") or "-"
+            cells = [f"<a href='/dashboard/{html.escape(quote(cohort, safe=''))}'>{html.escape(cohort)}</a>", str(n),
+                     html.escape(baseline), html.escape(fallback), html.escape(state.get("reason", ""))]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         table = ("<table><tr><th>cohort</th><th>devices</th><th>baseline</th><th>fallback</th><th>last change</th></tr>"
                  + "".join(rows) + "</table>")
         return self._page("edgefleet fleet", f"<p>{self.store.count_windows()} telemetry windows stored.</p>{table}")

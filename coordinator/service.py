@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from edgefleet._errors import BundleError
-from edgefleet.bundle import Bundle, unpack
+from edgefleet.bundle import unpack
 
 from . import policy as policy_engine
 from .errors import Conflict, InvalidRequest, NotFound, PermissionDenied, Unauthenticated

@@ -88,7 +88,7 @@ def postgres_url():
     if not initdb or not postgres:
         pytest.skip("PostgreSQL server binaries (initdb, postgres) not installed; .ci/run installs them")
     try:
-        import psycopg  # noqa: F401
+        import psycopg
     except ImportError:
         pytest.skip("psycopg not installed (pip install 'psycopg[binary]')")
     root = Path(tempfile.mkdtemp(prefix="edgefleet-pg-"))
@@ -103,7 +103,6 @@ def postgres_url():
     proc = subprocess.Popen(as_user + [postgres, "-D", str(data), "-p", str(port), "-k", str(root),
                                        "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"],
                             stdout=log, stderr=subprocess.STDOUT)
-    import psycopg
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     deadline = time.monotonic() + 60
     while True:

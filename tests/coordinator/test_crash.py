@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from edgefleet.bundle import Bundle, pack
+from edgefleet.bundle import pack
 from edgefleet.coordinator import AdminClient
 from edgefleet.coordinator.store import open_store
 from edgefleet.device import Device, GrpcTransport, Window

@@ -193,7 +193,8 @@ def _self_signed(tmp_path):
 def test_tls_with_a_self_signed_certificate(tmp_path, archives):
     from edgefleet.coordinator import AdminClient, Server, ServerConfig
     from edgefleet.device import Offline
-    import urllib.request, ssl, json
+    import ssl
+    import urllib.request
     cert, key = _self_signed(tmp_path)
     with Server(ServerConfig(store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, tls_cert=cert, tls_key=key,
                              evaluate_interval_s=None)) as srv:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from edgefleet.cli import main
 from edgefleet.coordinator import AdminClient, Server, ServerConfig
