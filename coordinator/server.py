@@ -52,6 +52,8 @@ class ServerConfig:
     workers: int = 16
     evaluate_interval_s: float | None = 10.0   # None: only on the Evaluate call
     watch_interval_s: float = 1.0
+    max_watches: int | None = None       # open WatchPolicy streams (each holds a worker); default workers // 4
+    watch_max_s: float = 300.0           # a watch ends after this long; the device watches again
 
 
 class Server:
@@ -66,7 +68,9 @@ class Server:
         self.coordinator = Coordinator(self.store, admin_token=config.admin_token,
                                        rules=config.rules or load_rules(None), trusted_key=config.trusted_key)
         self.metrics.gauge("edgefleet_devices", "Enrolled devices.", lambda: len(self.store.list_devices()))
-        self.fleet = FleetServicer(self.coordinator, self.metrics, watch_interval_s=config.watch_interval_s)
+        max_watches = config.max_watches if config.max_watches is not None else max(1, config.workers // 4)
+        self.fleet = FleetServicer(self.coordinator, self.metrics, watch_interval_s=config.watch_interval_s,
+                                   max_watches=max_watches, watch_max_s=config.watch_max_s)
         self.admin = AdminServicer(self.coordinator, self.metrics)
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),

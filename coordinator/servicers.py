@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 
 import grpc
@@ -61,8 +62,11 @@ def call(context, metrics, method: str, fn):
 
 
 class FleetServicer(pb_grpc.FleetServicer):
-    def __init__(self, coordinator, metrics, *, watch_interval_s: float = 1.0):
+    def __init__(self, coordinator, metrics, *, watch_interval_s: float = 1.0, max_watches: int = 4,
+                 watch_max_s: float = 300.0):
         self.c, self.m, self.watch_interval_s = coordinator, metrics, watch_interval_s
+        self.max_watches, self.watch_max_s = max_watches, watch_max_s
+        self._watch_slots = threading.BoundedSemaphore(max_watches)
 
     def _device(self, context):
         return self.c.device_for(_token(context))
@@ -98,16 +102,25 @@ class FleetServicer(pb_grpc.FleetServicer):
         return call(context, self.m, "GetPolicy", run)
 
     def WatchPolicy(self, request, context):
+        """A watch holds one worker thread, so watches are capped (``max_watches``; beyond it
+        RESOURCE_EXHAUSTED: poll GetPolicy instead) and each ends after ``watch_max_s`` (watch again)."""
         device_id, cohort = call(context, self.m, "WatchPolicy", lambda: self._device(context))
-        known = (cohort, request.known_revision) if request.known_revision else None
-        while context.is_active():
-            policy = call(context, self.m, "WatchPolicy",
-                          lambda: self.c.policy(device_id, self.c.device_for(_token(context))[1]))
-            if (policy["cohort"], policy["revision"]) != known:
-                known = (policy["cohort"], policy["revision"])
-                yield policy_to_pb(policy)
-            with self.c.policy_changed:
-                self.c.policy_changed.wait(self.watch_interval_s)
+        if not self._watch_slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"too many policy watches open (limit {self.max_watches}); poll GetPolicy instead")
+        try:
+            known = (cohort, request.known_revision) if request.known_revision else None
+            deadline = time.monotonic() + self.watch_max_s
+            while context.is_active() and time.monotonic() < deadline:
+                policy = call(context, self.m, "WatchPolicy",
+                              lambda: self.c.policy(device_id, self.c.device_for(_token(context))[1]))
+                if (policy["cohort"], policy["revision"]) != known:
+                    known = (policy["cohort"], policy["revision"])
+                    yield policy_to_pb(policy)
+                with self.c.policy_changed:
+                    self.c.policy_changed.wait(self.watch_interval_s)
+        finally:
+            self._watch_slots.release()
 
     def FetchBundle(self, request, context):
         def run():

@@ -222,3 +222,18 @@ def test_assign_cohort_moves_a_device(enrolled, admin, archives, bundles, server
     from edgefleet.device import Rejected
     with pytest.raises(Rejected, match="NOT_FOUND"):
         admin.assign_cohort("dev-nope", "us")
+
+
+def test_policy_watches_are_capped(enrolled, server):
+    stub, r1, _ = enrolled
+    limit = server.fleet.max_watches
+    streams = [stub.WatchPolicy(pb.PolicyRequest(), metadata=md(r1.device_token), timeout=20) for _ in range(limit)]
+    for s in streams:
+        next(s)  # each holds a slot now
+    extra = stub.WatchPolicy(pb.PolicyRequest(), metadata=md(r1.device_token), timeout=20)
+    with pytest.raises(grpc.RpcError) as info:
+        next(extra)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "poll GetPolicy" in info.value.details()
+    assert stub.GetPolicy(pb.PolicyRequest(), metadata=md(r1.device_token)).cohort == "eu"  # polling still works
+    for s in streams:
+        s.cancel()
