@@ -78,11 +78,38 @@ def _envelope(flags: int, data: bytes) -> bytes:
     return bytes([flags]) + len(data).to_bytes(4, "big") + data
 
 
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, but at most ``max_connections`` at once: beyond that a connection is
+    closed at once (a flood cannot exhaust the process)."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_connections: int):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class ConnectServer:
     """HTTP/1.1 server for Connect unary calls, ``/metrics`` and ``/dashboard`` (optionally TLS)."""
 
     def __init__(self, servicers: dict, metrics, dashboard, *, host: str = "127.0.0.1", port: int = 0,
-                 max_body: int = 4 * 1024 * 1024, tls: tuple[str, str] | None = None):
+                 max_body: int = 4 * 1024 * 1024, tls: tuple[str, str] | None = None, max_connections: int = 64):
         routes = _routes(servicers)
 
         class Handler(BaseHTTPRequestHandler):
@@ -178,8 +205,7 @@ class ConnectServer:
                     out = response.SerializeToString()
                 self._send(200, out, ctype)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _BoundedHTTPServer((host, port), Handler, max_connections)
         self.scheme = "http"
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

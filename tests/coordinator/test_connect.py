@@ -128,3 +128,31 @@ def test_fetch_bundle_as_a_connect_stream(server, device, archives):
     req.remove_header("Authorization")
     raw = urllib.request.urlopen(req, timeout=10).read()
     assert raw[0] == 2 and json.loads(raw[5:])["error"]["code"] == "unauthenticated"
+
+
+def test_http_connections_are_capped():
+    import socket
+    import time
+    from edgefleet.coordinator.connect import ConnectServer
+    from edgefleet.coordinator.metrics import Metrics
+    srv = ConnectServer({}, Metrics(), None, max_connections=2).start()
+    try:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(2)]
+        time.sleep(0.2)  # both are being served (waiting for a request line)
+        extra = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        extra.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert extra.recv(100) == b""  # closed without an answer
+        extra.close()
+        for s in idle:
+            s.close()
+        for _ in range(50):  # the slots come back once the idle connections are gone
+            try:
+                with urllib.request.urlopen(srv.url + "/metrics", timeout=5) as r:
+                    assert r.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the server did not recover its connection slots")
+    finally:
+        srv.stop()

@@ -128,3 +128,15 @@ def test_follow_policy_applies_streamed_changes(fleet, admin):
     dev.transport.cancel_watch()
     thread.join(30)
     assert dev.artifact == "onnx-fp32" and result["n"] >= 1 and not thread.is_alive()
+
+
+def test_old_bundles_are_pruned(fleet, admin, archives, tmp_path):
+    dev = fleet("d1")
+    admin.start_canary("eu", "1.1", share=1.0)
+    dev.sync()
+    admin.stop_canary("eu", promote=True)  # baseline 1.1
+    admin.publish_bundle(archives["2.0-bad"])
+    admin.set_baseline("eu", "2.0-bad")
+    dev.sync()
+    kept = sorted(p.name for p in (tmp_path / "d1" / "bundles").iterdir())
+    assert dev.model_version == "2.0-bad" and len(kept) == 2  # the serving bundle and the one before

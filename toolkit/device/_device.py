@@ -423,9 +423,20 @@ class Device:
         with self._lock:
             self._close_window()
             _write_json(self.state / "current.json", {"digest": bundle.digest, "path": str(bundle.path)})
+            previous = self.bundle
             self.bundle, self.engine = bundle, engine
         self.stats["bundle_swaps"] += 1
+        self._prune_bundles(keep={bundle.digest, previous.digest})
         return True
+
+    def _prune_bundles(self, keep: set[str]) -> None:
+        """Fetched bundles other than the serving one, the one before it (a quick rollback) and the
+        shadow are deleted, so the state directory does not grow with every rollout."""
+        if self.shadow_engine is not None:
+            keep = keep | {self.shadow_engine.bundle.digest}
+        for path in (self.state / "bundles").iterdir():
+            if path.is_dir() and not path.name.startswith(".") and path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
 
     def _switch_shadow(self, shadow: dict) -> bool:
         if not shadow.get("digest"):
