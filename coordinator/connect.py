@@ -115,6 +115,7 @@ class ConnectServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "edgefleet"
+            timeout = 30  # an idle or slow connection gives its slot back
 
             def log_message(self, *args):  # quiet; metrics count the calls
                 pass
