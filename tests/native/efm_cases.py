@@ -28,3 +28,32 @@ def small_cnn() -> tuple[bytes, object]:
     g = build((2, 4, 4), nodes, "y")
     qg = quantized(g, rng, (2, 4, 4))
     return build_efm(qg), qg
+
+
+@functools.lru_cache(maxsize=None)
+def small_encoder() -> tuple[bytes, object]:
+    """embedding -> layer norm -> linear -> reshape/transpose -> matmul -> mul -> softmax -> matmul ->
+    concat -> gelu -> mean: the transformer-side ops, with an int64 index input."""
+    from edgefleet.compress.ir import quantize_graph
+
+    rng = np.random.default_rng(1)
+    d = 8
+    nodes = [
+        ("embedding", ["x"], "e", {}, {"weight": weights(rng, 20, d)}),
+        ("layer_norm", ["e"], "n", {"eps": 1e-5}, {"gamma": 1 + weights(rng, d, scale=0.1), "beta": weights(rng, d, scale=0.1)}),
+        ("linear", ["n"], "q", {"act": "none"}, {"weight": weights(rng, d, d), "bias": weights(rng, d)}),
+        ("reshape", ["q"], "qh", {"shape": (-1, 6, 2, 4)}, {}),
+        ("transpose", ["qh"], "qt", {"perm": (0, 2, 1, 3)}, {}),
+        ("transpose", ["qt"], "kt", {"perm": (0, 1, 3, 2)}, {}),
+        ("matmul", ["qt", "kt"], "s", {}, {}),
+        ("mul", ["s"], "ss", {}, {"const": np.float32(0.5)}),
+        ("softmax", ["ss"], "p", {"axis": -1}, {}),
+        ("matmul", ["p", "qt"], "ctx", {}, {}),
+        ("concat", ["ctx", "qt"], "cc", {"axis": 3}, {}),
+        ("gelu", ["cc"], "g", {}, {}),
+        ("mean", ["g"], "y", {"axes": (2,), "keepdim": False}, {}),
+    ]
+    calib = rng.integers(0, 20, (4, 6))
+    g = build((6,), nodes, "y", in_dtype="int64", calib=calib)
+    qg = quantize_graph(g, [calib.astype(np.int64)])
+    return build_efm(qg), qg

@@ -9,7 +9,7 @@ import pytest
 from edgefleet import DataError, RuntimeBackendError, _native, runtimes
 from edgefleet.compress.ir import run_int
 
-from .efm_cases import small_cnn
+from .efm_cases import small_cnn, small_encoder
 
 
 def test_valid_file_loads_and_introspects():
@@ -21,6 +21,15 @@ def test_valid_file_loads_and_introspects():
     assert m.arena_bytes(8) > m.arena_bytes(1) > 0
     x = np.random.default_rng(1).standard_normal((3, 2, 4, 4)).astype(np.float32)
     np.testing.assert_array_equal(m.run([x], raw=True)[0], run_int(qg, x, raw=True)["y"])
+
+
+def test_transformer_ops_file_loads_and_matches_the_reference():
+    data, qg = small_encoder()
+    m = _native.Model.from_bytes(data)
+    assert "matmul" in m.ops and "embedding" in m.ops and m.inputs[0]["dtype"] == "int64"
+    idx = np.random.default_rng(2).integers(0, 20, (3, 6)).astype(np.int64)
+    ref = run_int(qg, idx, raw=True)["y"].astype(int)
+    assert np.abs(m.run([idx], raw=True)[0].astype(int) - ref).max() <= 1  # layer norm: 1 LSB
 
 
 @pytest.mark.parametrize("cut", [0, 10, 127, 128, 500, -1])
