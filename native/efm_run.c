@@ -80,6 +80,7 @@ static void pack_pointwise(const int8_t *x, int64_t C, int64_t P, int64_t Kp, ui
             r[t] = 4 * cq + t < C ? x + (4 * cq + t) * P : 0;
             full_rows &= r[t] != 0;
         }
+        (void)full_rows; /* used by the SSE2 path only */
         for (int64_t pb = 0; pb < pblk; pb++) {
             uint8_t *dst = Xp + (pb * kq + cq) * 32;
 #if defined(__SSE2__)
@@ -147,6 +148,7 @@ static void pack_from_padded(const int8_t *padded, int64_t Hp, int64_t Wp, int32
             int64_t ci = k / (kh * kw), i = (k / kw) % kh, j = k % kw;
             koff[t] = (ci * Hp + i * dh) * Wp + j * dw;
         }
+        (void)full; /* used by the SSE2 path only */
         for (int64_t pb = 0; pb < pblk; pb++) {
             int64_t oy = pb * 8 / Wo, ox0 = pb * 8 - oy * Wo, rowoff = oy * sh * Wp + ox0;
             uint8_t *dst = Xp + (pb * kq + cq) * 32;
