@@ -63,8 +63,8 @@ static void op_linear(const run_ctx *c, const efm_op *op, uint32_t flags) {
       N, 1, flags & (EFM_OPF_RQ32 | EFM_OPF_RQF));
 }
 
-/* Packed activations (see efm_conv_fn): element (p, k) of the im2col matrix, offset to unsigned. */
-static inline uint64_t xp_at(int64_t p, int64_t k, int64_t kq) { return (uint64_t)(((p >> 3) * kq + (k >> 2)) * 32 + (p & 7) * 4 + (k & 3)); }
+/* Packed activations (see efm_conv_fn): element (p, k) of the im2col matrix, offset to unsigned, lives
+ * at ((p/8)*(Kp/4) + k/4)*32 + (p%8)*4 + k%4. */
 
 #if defined(__SSE2__)
 #include <emmintrin.h>

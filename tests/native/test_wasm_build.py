@@ -17,8 +17,10 @@ def test_kernels_build_for_wasm32_freestanding(tmp_path):
     objs = []
     for src in SOURCES:
         obj = tmp_path / f"{src}.o"
-        subprocess.run(["clang", "--target=wasm32", "-O2", "-std=c11", "-ffreestanding", "-fno-math-errno", "-nostdlib",
-                        "-Wall", "-Werror", "-c", str(NATIVE / src), "-o", str(obj)], check=True, capture_output=True)
+        proc = subprocess.run(["clang", "--target=wasm32", "-O2", "-std=c11", "-ffreestanding", "-fno-math-errno",
+                               "-nostdlib", "-Wall", "-Werror", "-c", str(NATIVE / src), "-o", str(obj)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"{src}: {proc.stderr}"
         objs.append(str(obj))
     exports = [f"-Wl,--export={name}" for name in ("efm_peek", "efm_load", "efm_run", "efm_arena_bytes")]
     out = tmp_path / "efm.wasm"
