@@ -148,7 +148,114 @@ static void center512(const int8_t *x, int H, int W, int32_t zx, int16_t *plane,
     }
 }
 
-const efm_kernels efm_kernels_avx512vnni = {"avx512vnni", gemm_w7_avx512, gemm_w7_avx512, conv512, conv512,
+/* Linear layers on 512-bit vectors: G groups of 16 output channels (two packed 8-channel blocks
+ * each) x R rows per step, so that R*G independent accumulators hide the vpdpbusd latency.
+ * Per-lane requantization constants (the short sequence, EFM_KF_RQF); otherwise the 256-bit kernel. */
+typedef struct {
+    __m512i b32, mv, mo, se, so, c1e, c1o, k32;
+    __mmask16 k;
+    int two;
+} lane_rq;
+
+static inline lane_rq lane_rq_load(int n0, int N, int nblk, int nb, const int64_t *bias, const int32_t *mult,
+                                   const int32_t *shift) {
+    const __m512i one = _mm512_set1_epi64(1), low32 = _mm512_set1_epi64(0xFFFFFFFFLL);
+    const __m512i two62 = _mm512_set1_epi64((long long)((uint64_t)1 << 62));
+    lane_rq r;
+    int n = N - n0 < 16 ? N - n0 : 16;
+    r.k = n == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    r.two = nb + 1 < nblk;
+    __m512i b64a = _mm512_maskz_loadu_epi64((__mmask8)(r.k & 0xFF), bias + n0);
+    __m512i b64b = _mm512_maskz_loadu_epi64((__mmask8)(r.k >> 8), bias + n0 + 8);
+    r.b32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(b64a)), _mm512_cvtepi64_epi32(b64b), 1);
+    r.mv = _mm512_maskz_loadu_epi32(r.k, mult + n0);
+    r.mo = _mm512_srli_epi64(r.mv, 32);
+    __m512i sv = _mm512_mask_loadu_epi32(_mm512_set1_epi32(31), r.k, shift + n0);
+    r.se = _mm512_and_si512(sv, low32);
+    r.so = _mm512_srli_epi64(sv, 32);
+    r.c1e = _mm512_add_epi64(_mm512_sllv_epi64(one, _mm512_sub_epi64(r.se, one)), two62);
+    r.c1o = _mm512_add_epi64(_mm512_sllv_epi64(one, _mm512_sub_epi64(r.so, one)), two62);
+    r.k32 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srlv_epi64(two62, r.se), _mm512_slli_epi64(_mm512_srlv_epi64(two62, r.so), 32));
+    return r;
+}
+
+static inline __attribute__((always_inline)) void gemm512_tile(int R, int G, int kq, const int8_t *a, int64_t lda,
+                                                               const int8_t *W, int64_t ws, const lane_rq *rq,
+                                                               efm_clamp c, int8_t *out, int64_t ldm) {
+    __m512i acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int g = 0; g < G; g++) acc[r][g] = _mm512_setzero_si512();
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int q = 0; q < kq; q++) {
+        __m512i wv[4];
+        for (int g = 0; g < G; g++) {
+            const int8_t *w0 = W + 2 * g * ws + q * 32;
+            __m256i hi8 = rq[g].two ? _mm256_load_si256((const __m256i *)(w0 + ws)) : _mm256_setzero_si256();
+            wv[g] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256((const __m256i *)w0)), hi8, 1);
+        }
+        for (int r = 0; r < R; r++) {
+            int32_t a4;
+            memcpy(&a4, a + r * lda + 4 * q, 4);
+            __m512i av = _mm512_xor_si512(_mm512_set1_epi32(a4), flip);
+            for (int g = 0; g < G; g++) acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], av, wv[g]);
+        }
+    }
+    const __m512i lo = _mm512_set1_epi32(c.lo - c.zo), hi = _mm512_set1_epi32(c.hi - c.zo), zo = _mm512_set1_epi32(c.zo);
+    for (int r = 0; r < R; r++)
+        for (int g = 0; g < G; g++) {
+            const lane_rq *q = &rq[g];
+            __m512i S = _mm512_add_epi32(acc[r][g], q->b32);
+            __m512i pe = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epi32(S, q->mv), q->c1e), q->se);
+            __m512i po = _mm512_srlv_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(S, 32), q->mo), q->c1o), q->so);
+            __m512i v = _mm512_sub_epi32(_mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32)), q->k32);
+            v = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo), hi), zo);
+            _mm_mask_storeu_epi8(out + r * ldm + g * 16, q->k, _mm512_cvtsepi32_epi8(v));
+        }
+}
+
+static void gemm512(int M, int N, int Kp, const int8_t *A, int64_t lda, const int8_t *Wp, const int64_t *bias,
+                    const int32_t *mult, const int32_t *shift, efm_clamp c, int8_t *out, int64_t ldm, int64_t ldn,
+                    uint32_t flags) {
+    if (!(flags & EFM_KF_RQF) || ldn != 1) {
+        gemm_w7_avx512(M, N, Kp, A, lda, Wp, bias, mult, shift, c, out, ldm, ldn, flags);
+        return;
+    }
+    const int kq = Kp / 4, nblk = (N + 7) / 8, ngrp = (N + 15) / 16;
+    const int64_t ws = (int64_t)kq * 32;
+    lane_rq rq[4];
+    if (M < 4) { /* few rows (batch 1 of an MLP): 4 channel groups per step */
+        for (int g0 = 0; g0 < ngrp; g0 += 4) {
+            int G = ngrp - g0 < 4 ? ngrp - g0 : 4;
+            for (int g = 0; g < G; g++) rq[g] = lane_rq_load((g0 + g) * 16, N, nblk, 2 * (g0 + g), bias, mult, shift);
+            for (int m = 0; m < M; m++) {
+                const int8_t *a = A + m * lda;
+                int8_t *o = out + m * ldm + g0 * 16;
+                const int8_t *W = Wp + 2 * g0 * ws;
+                if (G == 4) gemm512_tile(1, 4, kq, a, lda, W, ws, rq, c, o, ldm);
+                else if (G == 3) gemm512_tile(1, 3, kq, a, lda, W, ws, rq, c, o, ldm);
+                else if (G == 2) gemm512_tile(1, 2, kq, a, lda, W, ws, rq, c, o, ldm);
+                else gemm512_tile(1, 1, kq, a, lda, W, ws, rq, c, o, ldm);
+            }
+        }
+        return;
+    }
+    for (int g0 = 0; g0 < ngrp; g0 += 2) {
+        int G = ngrp - g0 < 2 ? 1 : 2;
+        for (int g = 0; g < G; g++) rq[g] = lane_rq_load((g0 + g) * 16, N, nblk, 2 * (g0 + g), bias, mult, shift);
+        const int8_t *W = Wp + 2 * g0 * ws;
+        int m = 0;
+        for (; m + 4 <= M; m += 4) {
+            if (G == 2) gemm512_tile(4, 2, kq, A + m * lda, lda, W, ws, rq, c, out + m * ldm + g0 * 16, ldm);
+            else gemm512_tile(4, 1, kq, A + m * lda, lda, W, ws, rq, c, out + m * ldm + g0 * 16, ldm);
+        }
+        for (; m < M; m++) {
+            if (G == 2) gemm512_tile(1, 2, kq, A + m * lda, lda, W, ws, rq, c, out + m * ldm + g0 * 16, ldm);
+            else gemm512_tile(1, 1, kq, A + m * lda, lda, W, ws, rq, c, out + m * ldm + g0 * 16, ldm);
+        }
+    }
+}
+
+const efm_kernels efm_kernels_avx512vnni = {"avx512vnni", gemm512, gemm512, conv512, conv512,
                                             mm16_avx512, dw512, center512, add_avx512, quantize_avx512};
 
 #if defined(__clang__)

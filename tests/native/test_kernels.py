@@ -26,7 +26,9 @@ def run(a, w, bias, mult, shift, zo, lo, hi, kernel):
 KERNELS = [*PATHS, *(f"{p}-w7" for p in PATHS if p != "portable")]
 
 
-@pytest.mark.parametrize("small_bias", [False, True])  # True: the int32-lane requantization applies
+# "large": 64-bit requantization; "small": int32 lanes, short sequence (multipliers < 1);
+# "small, m>1": int32 lanes, general sequence
+@pytest.mark.parametrize("small_bias", ["large", "small", "small, m>1"])
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (4, 32, 8), (5, 37, 19), (9, 256, 17), (3, 1024, 64)])
 def test_gemm_matches_int64_numpy(m, k, n, kernel, small_bias):
@@ -38,8 +40,9 @@ def test_gemm_matches_int64_numpy(m, k, n, kernel, small_bias):
     w[0, :] = -qmax
     bias = rng.integers(-2 ** 31, 2 ** 31, n).astype(np.int64)
     mult, shift = K.quantize_multiplier(rng.uniform(1e-5, 1e-2, n))
-    if small_bias:
+    if small_bias != "large":
         bias //= 2 ** 12
+    if small_bias == "small, m>1":
         mult, shift = K.quantize_multiplier(rng.uniform(1e-4, 4.0, n))  # some multipliers above 1
     args = (bias, mult.astype(np.int32), shift.astype(np.int32), -3, -128, 127)
     np.testing.assert_array_equal(run(a, w, *args, kernel), reference(a, w, *args))
