@@ -163,6 +163,7 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         uint64_t taps = (uint64_t)w[0] * w[1];
         if (op->opcode == EFM_OP_DWCONV) {
             if (g != C || O != C) CORRUPT("depthwise conv: groups must equal channels, op", i, "");
+            if (taps > 65536) CORRUPT("depthwise conv: kernel too large for int32 accumulation, op", i, "");
             if ((rc = check_blob(m, op, 0, EFM_INT8, (uint64_t)C * taps, err, errlen)) ||
                 (rc = check_rq_blobs(m, op, O, err, errlen)))
                 return rc;
