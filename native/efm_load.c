@@ -33,6 +33,7 @@ int efm_peek(const void *buf, uint64_t len, uint32_t *n_ops, char *err, size_t e
         FAIL(h->file_bytes > len ? EFM_E_TRUNCATED : EFM_E_CORRUPT,
              h->file_bytes > len ? "file truncated: header says" : "file size mismatch: header says",
              (int64_t)h->file_bytes, " bytes");
+    if ((uint64_t)h->n_ops * sizeof(efm_op) > len) CORRUPT("op count exceeds the file:", h->n_ops, "");
     *n_ops = h->n_ops;
     return EFM_OK;
 }

@@ -65,6 +65,10 @@ def test_validators_catch_corruption_without_the_checksum():
     data, _ = small_cnn()
     hdr = bytearray(data)
     struct.pack_into("<I", hdr, 28, 10 ** 6)  # n_ops
+    with pytest.raises(_native.NativeError, match="op count exceeds the file"):
+        _native.Model.from_bytes(bytes(hdr), verify=False)
+    hdr = bytearray(data)
+    struct.pack_into("<Q", hdr, 48, len(data) - 8)  # tensor table at the very end
     with pytest.raises(_native.NativeError, match="section table points outside the file"):
         _native.Model.from_bytes(bytes(hdr), verify=False)
     ops_off = struct.unpack_from("<Q", data, 56)[0]
