@@ -84,14 +84,14 @@ def lsb_diff(out: np.ndarray, ref: np.ndarray, lsb: float) -> float:
     return float(np.abs(out - ref).max() / lsb)
 
 
-def bench_model(name: str, threads: int, workdir: Path) -> dict:
+def bench_model(name: str, threads: int, workdir: Path, kernels: str = "best") -> dict:
     import torch
 
     from edgefleet import _native
     from edgefleet.compress.ir import run_int
 
     graph, qgraph, module, shape, paths = build(name, workdir)
-    native = _native.Model(str(paths["efm"]))
+    native = _native.Model(str(paths["efm"]), kernels=kernels)
     runners = {"native int8": lambda x: native.run([x])[0]}
     if "onnx_int8" in paths:
         runners["onnxruntime int8"] = ort_session(paths["onnx_int8"], threads)
@@ -147,6 +147,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
     ap.add_argument("--threads", type=int, default=1, help="threads for onnxruntime and torch (native uses one)")
+    ap.add_argument("--kernels", default="best", help="native kernel table: best, portable, avx2, avxvnni, avx512vnni")
     ap.add_argument("--out", default="bench-results/native.json")
     args = ap.parse_args(argv)
 
@@ -156,10 +157,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             print(f"benchmarking {name} ...", file=sys.stderr)
-            results.append(bench_model(name, args.threads, Path(tmp)))
+            results.append(bench_model(name, args.threads, Path(tmp), args.kernels))
     report = {
         "machine": {"python": platform.python_version(), "machine": platform.machine(),
-                    "native_kernels": _native.kernel_path(), "kernel_tables": _native.kernel_tables(),
+                    "native_kernels": _native.kernel_path() if args.kernels == "best" else args.kernels,
+                    "kernel_tables": _native.kernel_tables(),
                     "peer_threads": args.threads},
         "method": "median wall time of repeated single calls (>= 10 repeats and >= 0.5 s per cell), after one warm-up",
         "results": results,
