@@ -35,6 +35,8 @@ cdef extern from "efm.h":
         uint32_t opcode
     ctypedef struct efm_opinfo:
         uint32_t flags
+    ctypedef struct efm_blob:
+        uint64_t offset
     ctypedef struct efm_model:
         const efm_header *h
         const efm_tensor *tensors
@@ -99,6 +101,11 @@ def _table(name):
 def kernel_path():
     """Name of the kernel table this CPU gets: ``"avx512vnni"``, ``"avxvnni"``, ``"avx2"`` or ``"portable"``."""
     return efm_kernels_named(0).name.decode()
+
+
+def record_sizes():
+    """Byte sizes of the .efm records as this C build lays them out (the exporter must agree)."""
+    return {"header": sizeof(efm_header), "tensor": sizeof(efm_tensor), "op": sizeof(efm_op), "blob": sizeof(efm_blob)}
 
 
 def kernel_tables():
