@@ -26,20 +26,16 @@ static void pack_pointwise(const int8_t *x, int64_t C, int64_t P, int64_t Kp, ui
     int64_t kq = Kp / 4, pblk = (P + 7) / 8;
     for (int64_t cq = 0; cq < kq; cq++) {
         const int8_t *r[4];
-        int full_rows = 1;
-        for (int t = 0; t < 4; t++) {
-            r[t] = 4 * cq + t < C ? x + (4 * cq + t) * P : 0;
-            full_rows &= r[t] != 0;
-        }
-        (void)full_rows; /* used by the SSE2 path only */
+        for (int t = 0; t < 4; t++) r[t] = 4 * cq + t < C ? x + (4 * cq + t) * P : 0; /* 0: a padding row */
         for (int64_t pb = 0; pb < pblk; pb++) {
             uint8_t *dst = Xp + (pb * kq + cq) * 32;
 #if defined(__SSE2__)
-            if (full_rows && pb * 8 + 8 <= P) {
+            if (pb * 8 + 8 <= P) {
                 const __m128i flip = _mm_set1_epi8((char)0x80);
-                __m128i a0 = _mm_loadl_epi64((const __m128i *)(r[0] + pb * 8)), a1 = _mm_loadl_epi64((const __m128i *)(r[1] + pb * 8));
-                __m128i a2 = _mm_loadl_epi64((const __m128i *)(r[2] + pb * 8)), a3 = _mm_loadl_epi64((const __m128i *)(r[3] + pb * 8));
-                __m128i t01 = _mm_unpacklo_epi8(a0, a1), t23 = _mm_unpacklo_epi8(a2, a3);
+                __m128i a[4];
+                for (int t = 0; t < 4; t++)
+                    a[t] = r[t] ? _mm_loadl_epi64((const __m128i *)(r[t] + pb * 8)) : flip; /* flip ^ flip = 0 */
+                __m128i t01 = _mm_unpacklo_epi8(a[0], a[1]), t23 = _mm_unpacklo_epi8(a[2], a[3]);
                 _mm_storeu_si128((__m128i *)dst, _mm_xor_si128(_mm_unpacklo_epi16(t01, t23), flip));
                 _mm_storeu_si128((__m128i *)(dst + 16), _mm_xor_si128(_mm_unpackhi_epi16(t01, t23), flip));
                 continue;
@@ -54,9 +50,6 @@ static void pack_pointwise(const int8_t *x, int64_t C, int64_t P, int64_t Kp, ui
     }
 }
 
-/* General im2col as rows: row k = (c, i, j) holds, for every output pixel, the input value under
- * that tap, so that pack_pointwise can pack it. The input is first copied into zero-point-padded
- * planes, which turns every row segment into a plain (strided for sw > 1) copy. */
 static void pad_planes(const int8_t *x, int32_t cg, int32_t H, int32_t W, int32_t ph, int32_t pw, int8_t zx, int8_t *padded) {
     int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
     for (int64_t i = 0; i < cg * Hp * Wp; i++) padded[i] = zx;
@@ -79,6 +72,18 @@ static void im2col_rows(int32_t cg, int32_t H, int32_t W, int32_t kh, int32_t kw
                         int32_t ox = 0;
                         for (; ox + 8 <= Wo; ox += 8) __builtin_memcpy(d + ox, src + ox, 8);
                         for (; ox < Wo; ox++) d[ox] = src[ox];
+                    } else if (sw == 2) {
+                        int32_t ox = 0;
+#if defined(__SSE2__)
+                        /* even bytes of 32 inputs: mask each 16-bit lane to its low byte, pack back */
+                        const __m128i lowbyte = _mm_set1_epi16(0x00FF);
+                        for (; ox + 16 <= Wo && 2 * ox + 32 <= W + 2 * pw - j * dw; ox += 16) {
+                            __m128i lo = _mm_and_si128(_mm_loadu_si128((const __m128i *)(src + 2 * ox)), lowbyte);
+                            __m128i hi = _mm_and_si128(_mm_loadu_si128((const __m128i *)(src + 2 * ox + 16)), lowbyte);
+                            _mm_storeu_si128((__m128i *)(d + ox), _mm_packus_epi16(lo, hi));
+                        }
+#endif
+                        for (; ox < Wo; ox++) d[ox] = src[2 * ox];
                     } else {
                         for (int32_t ox = 0; ox < Wo; ox++) d[ox] = src[ox * sw];
                     }

@@ -40,6 +40,7 @@ CONV_CASES = [  # C, O, H, W, kernel, stride, padding, dilation, groups
     (3, 6, 5, 5, (3, 3), (1, 1), (1, 1), (1, 1), 3),     # channel multiplier 2 (grouped path)
     (2, 3, 4, 4, (4, 4), (1, 1), (0, 0), (1, 1), 1),     # kernel as large as the input
     (3, 5, 6, 16, (3, 3), (1, 1), (1, 1), (2, 1), 1),   # stride 1, rows of whole 8-pixel blocks (direct pack)
+    (3, 8, 5, 41, (3, 3), (2, 2), (1, 1), (1, 1), 1),   # stride 2 over wide rows (vector even-byte gather)
 ]
 
 
