@@ -9,38 +9,26 @@
 
 from __future__ import annotations
 
-import importlib
-
 from edgefleet._errors import RuntimeBackendError
+from edgefleet._registry import LazyRegistry
 
 from .base import Runtime, TensorSpec
 
 __all__ = ["Runtime", "TensorSpec", "names", "get", "load", "available", "for_target", "open_artifact"]
 
 # One registry, keyed by name; each backend is its own module, imported only when asked for.
-_BACKENDS: dict[str, str] = {
+_BACKENDS = LazyRegistry("runtime", RuntimeBackendError, {
     "onnxruntime": "edgefleet.runtimes.backends.ort:OnnxRuntime",
     "torch": "edgefleet.runtimes.backends.torch_ref:TorchRuntime",
     "litert": "edgefleet.runtimes.backends.litert:LiteRtRuntime",
     "native": "edgefleet.runtimes.backends.native:NativeRuntime",
-}
-
-
-def register(name: str, path: str) -> None:
-    """Register a backend class by ``"module:Class"`` (for plug-ins)."""
-    _BACKENDS[name] = path
-
-
-def names() -> list[str]:
-    return list(_BACKENDS)
+})
+register = _BACKENDS.register
+names = _BACKENDS.names
 
 
 def get(name: str) -> type[Runtime]:
-    try:
-        module, cls = _BACKENDS[name].split(":")
-    except KeyError:
-        raise RuntimeBackendError(f"unknown runtime {name!r}; known: {', '.join(_BACKENDS)}") from None
-    return getattr(importlib.import_module(module), cls)
+    return _BACKENDS.get(name)
 
 
 def load(name: str, path, **options) -> Runtime:
@@ -49,12 +37,12 @@ def load(name: str, path, **options) -> Runtime:
 
 def available() -> list[str]:
     """Names of the backends whose libraries import on this machine."""
-    return [name for name in _BACKENDS if get(name).is_available()]
+    return [name for name in names() if get(name).is_available()]
 
 
 def for_target(target: str) -> list[str]:
     """Backends able to run an artifact target such as ``onnx-int8``."""
-    return [name for name in _BACKENDS if target in get(name).targets]
+    return [name for name in names() if target in get(name).targets]
 
 
 def open_artifact(bundle, *, target: str | None = None, runtime: str | None = None, **options) -> tuple[str, Runtime]:

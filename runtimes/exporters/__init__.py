@@ -11,32 +11,18 @@ raises :class:`~edgefleet.UnsupportedOpError` naming the op and the node.
 
 from __future__ import annotations
 
-import importlib
-
 from edgefleet._errors import ConfigError
+from edgefleet._registry import LazyRegistry
 
 __all__ = ["get", "targets", "register"]
 
-_EXPORTERS: dict[str, str] = {
+_EXPORTERS = LazyRegistry("export target", ConfigError, {
     "onnx-fp32": "edgefleet.runtimes.exporters.onnx_export:OnnxFp32Exporter",
     "onnx-int8": "edgefleet.runtimes.exporters.onnx_export:OnnxInt8Exporter",
     "tflite-fp32": "edgefleet.runtimes.exporters.tflite_export:TfliteFp32Exporter",
     "tflite-int8": "edgefleet.runtimes.exporters.tflite_export:TfliteInt8Exporter",
     "efm-int8": "edgefleet.runtimes.exporters.efm_export:EfmExporter",
-}
-
-
-def register(target: str, path: str) -> None:
-    _EXPORTERS[target] = path
-
-
-def targets() -> list[str]:
-    return list(_EXPORTERS)
-
-
-def get(target: str):
-    try:
-        module, cls = _EXPORTERS[target].split(":")
-    except KeyError:
-        raise ConfigError(f"unknown export target {target!r}; known: {', '.join(_EXPORTERS)}") from None
-    return getattr(importlib.import_module(module), cls)
+})
+register = _EXPORTERS.register
+targets = _EXPORTERS.names
+get = _EXPORTERS.get

@@ -1,0 +1,29 @@
+"""A registry of named plug-ins, each a ``"module:attr"`` path imported only when first asked for.
+
+One shape for every registry (runtimes, exporters): heavy libraries load lazily, and an unknown
+name raises the caller's error class listing what is known.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+class LazyRegistry:
+    def __init__(self, kind: str, error: type[Exception], entries: dict[str, str]):
+        self.kind, self.error, self._entries = kind, error, dict(entries)
+
+    def register(self, name: str, path: str) -> None:
+        """Add or replace an entry by ``"module:attr"`` (for plug-ins)."""
+        self._entries[name] = path
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def get(self, name: str) -> Any:
+        try:
+            module, attr = self._entries[name].split(":")
+        except KeyError:
+            raise self.error(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)}") from None
+        return getattr(importlib.import_module(module), attr)
