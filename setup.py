@@ -2,7 +2,7 @@
 
 The C kernels (native/*.c) are compiled for the baseline x86-64 / target ISA into a static library;
 AVX2, AVX-VNNI and AVX-512 VNNI code is enabled per function (native/kernels_avx2.c, kernels_vnni.c,
-kernels_avx512.c) and chosen at run time by CPU detection (native/cpu.c). Never add -march=native.
+kernels_avx512.c) and chosen at run time by CPU detection (native/cpu.c). Never build for the host CPU only.
 The library gets its own flags: Python's -fwrapv (which keeps the compiler from vectorising some
 integer loops, ~25% slower here) is not needed, as the C never relies on signed overflow.
 """

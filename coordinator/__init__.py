@@ -4,7 +4,7 @@
 >>> with Server(ServerConfig(store="sqlite:///fleet.db", admin_token="s3cret")) as srv:   # doctest: +SKIP
 ...     print(srv.grpc_target, srv.http_url)
 
-Needs the ``coordinator`` extra (grpcio, protobuf). See ``docs/coordinator.md``.
+Needs the ``server`` extra (grpcio, protobuf, cryptography). See ``docs/coordinator.md``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ def _crypto():
         from cryptography.hazmat.primitives.asymmetric import ed25519
         from cryptography.hazmat.primitives import serialization
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise BundleError("bundle signing needs the 'cryptography' package: pip install 'edgefleet[coordinator]'") from e
+        raise BundleError("bundle signing needs the 'cryptography' package: pip install 'edgefleet[server]'") from e
     return ed25519, serialization
 
 
