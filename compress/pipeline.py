@@ -27,7 +27,7 @@ from edgefleet.bundle import Bundle, BundleWriter
 
 from . import report as report_mod
 from .data import Dataset, load_dataset
-from .ir import run_int
+from .ir import run_float, run_int
 from .model_loading import load_model
 from .monitoring_ref import build_reference
 from .passes import get_pass
@@ -124,13 +124,14 @@ def _attempt(cfg: ExportConfig, recipe: Recipe, teacher, data: Dataset, number: 
                  "val_accuracy": state.val_accuracy(), "changed": result.changed, "seconds": round(result.seconds, 2),
                  "config": result.params}
         stages.append(stage)
-    int8_val = accuracy(run_int(state.qgraph, data.x_val)["output"], data.y_val)
+    int8_logits = run_int(state.qgraph, data.x_val)["output"]
+    int8_val = accuracy(int8_logits, data.y_val)
     stages.append({"stage": "int8 (reference)", "params": count_parameters(state.model),
                    "nonzero": count_nonzero(state.model), "val_accuracy": int8_val})
     drop = teacher_val - int8_val
     attempt = Attempt(number, recipe.describe(), recipe.to_dict()["passes"], count_parameters(state.model),
                       state.val_accuracy(), int8_val, drop, drop <= cfg.max_drop)
-    return state, stages, attempt
+    return state, stages, attempt, int8_logits
 
 
 def _backoff(recipe: Recipe, number: int) -> Recipe | None:
@@ -174,11 +175,11 @@ def run_export(cfg: ExportConfig) -> ExportResult:
 
     attempts: list[Attempt] = []
     current: Recipe | None = recipe
-    state = stages = None
+    state = stages = int8_logits = None
     for number in range(1, cfg.max_attempts + 1):
         if current is None:
             break
-        state, stages, attempt = _attempt(cfg, current, teacher["model"], data, number, teacher["val_accuracy"])
+        state, stages, attempt, int8_logits = _attempt(cfg, current, teacher["model"], data, number, teacher["val_accuracy"])
         attempts.append(attempt)
         if attempt.ok:
             break
@@ -190,28 +191,21 @@ def run_export(cfg: ExportConfig) -> ExportResult:
                           f"{teacher['val_accuracy']:.2f}%); tried: {tried}")
 
     graph, qgraph = state.graph, state.qgraph
-    teacher_graph = teacher_graph_size = None
-    verdicts: list[Verdict] = []
+    # the reference outputs every artifact is held to, computed once
+    references = {"int8": int8_logits, "fp32": run_float(graph, data.x_val)["output"]}
     name = cfg.name or Path(cfg.out).name or "model"
     writer = BundleWriter(cfg.out)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            # the uncompressed teacher's fp32 size, the yardstick of the size targets
-            from .capture import capture
-            teacher_graph = capture(teacher["model"], data.input_shape)
-            teacher_path = Path(tmp) / "teacher.onnx"
-            exporters.get("onnx-fp32")().export(teacher_graph, teacher_path)
-            teacher_graph_size = teacher_path.stat().st_size
-            for target in targets:
-                verdicts.append(_export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cfg, writer))
+        teacher_onnx_bytes = _fp32_onnx_bytes(teacher["model"], data)
+        verdicts = [_export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cfg, writer, references)
+                    for target in targets]
         shipped = [v.target for v in verdicts if v.shipped]
         if not shipped:
             raise EdgefleetError("no artifact passed verification: " + "; ".join(f"{v.target}: {v.reason}" for v in verdicts))
-        result = ExportResult(None, {k: v for k, v in teacher.items() if k != "model"} | {"onnx_bytes": teacher_graph_size},
+        result = ExportResult(None, {k: v for k, v in teacher.items() if k != "model"} | {"onnx_bytes": teacher_onnx_bytes},
                               stages, attempts, verdicts, machine_info(), _config_dict(cfg, recipe))
-        ref_logits = run_int(qgraph, data.x_val)["output"]
-        fields = _manifest_fields(cfg, name, data, graph, _fallback_chain(verdicts), build_reference(data.x_val, ref_logits, data.y_val,
-                                                                                     len(data.labels)), result)
+        monitoring = build_reference(data.x_val, references["int8"], data.y_val, len(data.labels))
+        fields = _manifest_fields(cfg, name, data, graph, _fallback_chain(verdicts), monitoring, result)
         writer.add_file("card.md", report_mod.model_card(result, fields))
         writer.add_file("report.html", report_mod.html_report(result, fields))
         result.bundle = writer.finish(fields, signing_key=cfg.signing_key)
@@ -221,7 +215,18 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     return result
 
 
-def _export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cfg, writer) -> Verdict:
+def _fp32_onnx_bytes(model, data: Dataset) -> int:
+    """Size of a model's fp32 ONNX: the yardstick of the size targets (the uncompressed teacher)."""
+    from edgefleet.runtimes import exporters
+
+    from .capture import capture
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = exporters.get("onnx-fp32")().export(capture(model, data.input_shape), Path(tmp) / "teacher.onnx")
+        return path.stat().st_size
+
+
+def _export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cfg, writer, references) -> Verdict:
     from edgefleet.runtimes import exporters
 
     try:
@@ -238,7 +243,8 @@ def _export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cf
         return Verdict(target, False, f"exporter unavailable: {e}")
     verdict = verify_artifact(target, exporter.runtime, exporter.precision, path, graph=graph, qgraph=qgraph, data=data,
                               teacher_test_logits=teacher_test_logits, teacher_test_acc=teacher["test_accuracy"],
-                              int8_max_lsb=cfg.parity_lsb, measure_latency=cfg.measure_latency)
+                              int8_max_lsb=cfg.parity_lsb, measure_latency=cfg.measure_latency,
+                              reference=references[exporter.precision])
     if verdict.shipped:
         writer.add_artifact(target, path, runtime=exporter.runtime, precision=exporter.precision,
                             metrics=_json_safe(verdict.metrics))

@@ -86,13 +86,15 @@ def run_batched(rt, x: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def parity(target_precision: str, outputs: np.ndarray, graph, qgraph, x: np.ndarray) -> dict:
+def parity(target_precision: str, outputs: np.ndarray, graph, qgraph, x: np.ndarray, ref: np.ndarray | None = None) -> dict:
+    """Distance of an artifact's outputs on ``x`` from the reference interpreter's (``ref`` when
+    already computed): in output LSB for int8, absolute for fp32."""
     if target_precision == "int8":
-        ref = run_int(qgraph, x)[qgraph.outputs[0]]
+        ref = run_int(qgraph, x)[qgraph.outputs[0]] if ref is None else ref
         lsb = qgraph.qparams[qgraph.outputs[0]].scalar_scale
         diff = np.abs(outputs - ref) / lsb
         return {"max_lsb": float(diff.max()), "mean_lsb": float(diff.mean()), "lsb": float(lsb)}
-    ref = run_float(graph, x)[graph.outputs[0]]
+    ref = run_float(graph, x)[graph.outputs[0]] if ref is None else ref
     return {"max_abs": float(np.abs(outputs - ref).max())}
 
 
@@ -109,7 +111,7 @@ def parity_ok(precision: str, p: dict, int8_max_lsb: float = INT8_MAX_LSB) -> tu
 
 def verify_artifact(target: str, runtime_name: str, precision: str, path, *, graph, qgraph, data,
                     teacher_test_logits: np.ndarray, teacher_test_acc: float, int8_max_lsb: float = INT8_MAX_LSB,
-                    measure_latency: bool = True, threads: int | None = 1) -> Verdict:
+                    measure_latency: bool = True, threads: int | None = 1, reference: np.ndarray | None = None) -> Verdict:
     from edgefleet import runtimes
 
     from .train import accuracy
@@ -121,7 +123,7 @@ def verify_artifact(target: str, runtime_name: str, precision: str, path, *, gra
         return Verdict(target, False, f"cannot load with {runtime_name}: {e}", metrics)
     out_val = run_batched(rt, data.x_val)
     out_test = run_batched(rt, data.x_test)
-    p = parity(precision, out_val, graph, qgraph, data.x_val)
+    p = parity(precision, out_val, graph, qgraph, data.x_val, reference)
     metrics["parity"] = p
     if not np.isfinite(out_test).all():
         return Verdict(target, False, "outputs hold NaN or infinite values", metrics)
