@@ -16,6 +16,8 @@ import numpy as np
 
 from edgefleet._errors import ConfigError, UnsupportedOpError
 
+from ._names import UniqueNames
+
 OPSET = 17
 _DTYPES = {"float32": 1, "int64": 7}
 
@@ -29,16 +31,8 @@ class _Writer:
         self.graph, self.int8 = graph, int8
         self.nodes: list = []
         self.inits: list = []
-        self.names: set[str] = set()
+        self.unique = UniqueNames()
         self.alias: dict[str, str] = {}  # IR tensor -> name consumers should read
-
-    def unique(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.names:
-            i += 1
-            name = f"{base}_{i}"
-        self.names.add(name)
-        return name
 
     def init(self, base: str, arr: np.ndarray) -> str:
         name = self.unique(base)
@@ -188,7 +182,7 @@ class _Writer:
         for v in g.inputs:
             shape = ["N" if d is None else d for d in v.shape]
             inputs.append(helper.make_tensor_value_info(v.name, _DTYPES[v.dtype], shape))
-            self.names.add(v.name)
+            self.unique.reserve(v.name)
             if self.int8 and v.dtype == "float32":
                 self.alias[v.name] = self.qdq(v.name, v.name)
         for node in g.nodes:
@@ -199,7 +193,7 @@ class _Writer:
                 y = self.qdq(out, y, out_name=out if is_output else None)
             elif is_output:
                 y = self.node("Identity", [y], [out], base=f"{out}_identity")
-            self.names.add(out)
+            self.unique.reserve(out)
             self.alias[out] = y
         outputs = [helper.make_tensor_value_info(o, 1, ["N" if d is None else d for d in g.values[o].shape])
                    for o in g.outputs]

@@ -27,6 +27,8 @@ from tflite.BuiltinOperator import BuiltinOperator
 from tflite.BuiltinOptions import BuiltinOptions
 from tflite.TensorType import TensorType
 
+from ._names import UniqueNames
+
 SCHEMA_VERSION = 3
 _PLACEHOLDER_FOR_GREATER_OP_CODES = 127
 # the generated builder functions live in modules named like the tables (``tflite`` re-exports the classes)
@@ -76,7 +78,7 @@ class TfliteModel:
         self.ops: list[OpDef] = []
         self.inputs: list[int] = []
         self.outputs: list[int] = []
-        self._names: set[str] = set()
+        self._unique = UniqueNames()
 
     # -- building --------------------------------------------------------------------------------
     def tensor(self, name: str, shape, dtype: str, quant: Quant | None = None, *, dynamic_batch: bool = False) -> int:
@@ -100,14 +102,6 @@ class TfliteModel:
     def _add(self, t: TensorDef) -> int:
         self.tensors.append(t)
         return len(self.tensors) - 1
-
-    def _unique(self, name: str) -> str:
-        base, i = name, 1
-        while name in self._names:
-            i += 1
-            name = f"{base}_{i}"
-        self._names.add(name)
-        return name
 
     # -- serializing -----------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
