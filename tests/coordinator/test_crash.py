@@ -24,9 +24,10 @@ from bundle_factory import ADMIN
 DEVICES, PER_DEVICE = 4, 2500
 
 
-def start_server(store_url, port=0):
+def start_server(store_url, port=0, *, init=False):
     proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", store_url, "--port",
-                             str(port), "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0"],
+                             str(port), "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0"]
+                            + (["--init"] if init else []),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = ""
     for _ in range(20):  # "edgefleet serve: gRPC 127.0.0.1:PORT" after a few JSON log lines (bounded: it prints or exits)
@@ -84,7 +85,7 @@ def stored_ids(store_url):
 
 
 def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles, store_url):
-    proc, port = start_server(store_url)
+    proc, port = start_server(store_url, init=True)
     try:
         admin = AdminClient(f"127.0.0.1:{port}", ADMIN)
         admin.publish_bundle(pack(bundles["1.0"], tmp_path / "b.tgz").read_bytes())

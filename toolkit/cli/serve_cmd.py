@@ -36,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="an origin (scheme://host[:port]) whose pages may call the HTTP port; repeatable, no wildcard")
     p.add_argument("--max-connections-per-address", type=int, default=128,
                    help="open HTTP connections one client address may hold")
+    p.add_argument("--init", action="store_true",
+                   help="create the store when it does not exist (without it a missing database is refused)")
+    p.add_argument("--insecure-plaintext", action="store_true",
+                   help="allow a non-loopback --host without TLS (tokens and telemetry travel in the clear)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                    help="JSON-lines log on stderr at this level")
 
@@ -61,7 +65,8 @@ def config_from_args(args):
                         max_message_bytes=args.max_message_bytes, evaluate_interval_s=args.evaluate_interval or None,
                         read_token=args.read_token, app_dir=args.app_dir or None,
                         cors_origins=tuple(check_cors_origins(args.cors_origin)),
-                        http_limits=Limits(per_address=args.max_connections_per_address))
+                        http_limits=Limits(per_address=args.max_connections_per_address), init=args.init,
+                        insecure_plaintext=args.insecure_plaintext)
 
 
 def run(args) -> int:
