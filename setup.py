@@ -11,9 +11,11 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-C_SOURCES = ["native/efm_load.c", "native/efm_run.c", "native/efm_ops.c", "native/efm_ops_conv.c", "native/cpu.c",
+C_SOURCES = ["native/efm_load.c", "native/efm_run.c", "native/efm_ops.c", "native/efm_ops_conv.c", "native/efm_pool.c",
+             "native/cpu.c",
              "native/kernels_portable.c", "native/kernels_avx2.c", "native/kernels_vnni.c", "native/kernels_avx512.c"]
-C_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fno-wrapv", "-fno-strict-aliasing", "-fno-math-errno", "-fvisibility=hidden"]
+C_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fno-wrapv", "-fno-strict-aliasing", "-fno-math-errno", "-fvisibility=hidden",
+           "-pthread", "-DEFM_THREADS"]  # intra-op threads (native/efm_pool.c); the wasm32 build has none
 
 HEADERS = ["native/efm.h", "native/efm_ops.h", "native/efm_util.h", "native/kernels.h", "native/kernels_impl.h",
            "native/kernels_x86.h"]
@@ -25,6 +27,7 @@ ext = Extension(
     include_dirs=["native", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=["-O3", "-fvisibility=hidden"],
+    extra_link_args=["-pthread"],
     depends=C_SOURCES + HEADERS,
 )
 

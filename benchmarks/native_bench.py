@@ -1,12 +1,20 @@
-"""Benchmark of the native int8 runtime against onnxruntime (int8 QDQ and fp32) and torch fp32.
+"""Benchmark of the native int8 runtime against onnxruntime (the same quantized model as int8 QDQ, and
+the float model as fp32).
 
-One run: for each zoo model (digits CNN, MLP 784-1024-1024-10, MobileNetV2 stack at 96x96, 2-layer
-BERT-like encoder at seq 128 / hidden 384) and batch 1 and 32, the median latency over repeats of
-the *same* quantized model on each runtime, single-threaded everywhere (the native runtime is
-single-threaded; ``--threads`` changes the peers). Also records each int8 runtime's agreement with the
-integer reference and, per model, the native per-op profile (where the time goes).
+For each zoo model (digits CNN, MLP 784-1024-1024-10, MobileNetV2 stack at 96x96, 2-layer BERT-like
+encoder at seq 128 / hidden 384), each batch (1, 32) and each thread count (1, and all physical
+cores): every runtime is timed **interleaved round by round** (native on each ``--kernels`` table,
+onnxruntime int8, onnxruntime fp32, native through the SDK backend, then again, ...), so a burst of
+load from elsewhere hits every column alike. Each round times a few calls of one runtime and keeps
+the per-call wall time and per-call CPU time (process-wide, so a threaded runtime pays for all its
+threads); the table gives the minimum and the median over rounds. With "all cores", onnxruntime runs
+with its default thread count and native with its default (the physical cores).
 
-    .venv/bin/python benchmarks/native_bench.py            # prints a table, writes bench-results/native.json
+Also recorded: each int8 runtime's agreement with the integer reference, the SDK overhead (the
+``native`` backend's ``run`` minus the raw ``Model.run``) and, where a goal is missed, the native
+per-op profile of that model.
+
+    .venv/bin/python benchmarks/native_bench.py --kernels avx2 best   # table + bench-results/native.json
 
 Not a test: nothing here asserts a speed.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -26,23 +35,83 @@ import numpy as np
 
 MODELS = ("digits_cnn", "mlp", "mobilenet_v2_stack", "bert_encoder")
 BATCHES = (1, 32)
-#: the issue's goal: native at batch 1 no slower than onnxruntime int8 (encoder: within 1.5x)
-GOAL = {"digits_cnn": 1.0, "mlp": 1.0, "mobilenet_v2_stack": 1.0, "bert_encoder": 1.5}
+#: the issue's goals: (batch, threads) -> the largest native / peer ratio on median wall time
+GOALS = {("1", "1"): {"onnxruntime int8": 0.8, "onnxruntime fp32": 0.7},
+         ("32", "all"): {"onnxruntime int8": 0.8, "onnxruntime fp32": 0.8}}
+SDK_GOAL_US = 10.0
 
 
-def median_ms(fn, min_time=0.5, min_reps=10, max_reps=500) -> float:
-    fn()  # warm up (allocations, lazy initialisation)
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
+def physical_cores() -> int:
+    """Physical cores of this machine (Linux sysfs; falls back to the logical count)."""
+    cores = set()
+    base = Path("/sys/devices/system/cpu")
+    for topo in base.glob("cpu[0-9]*/topology"):
+        try:
+            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            pass
+    return len(cores) or os.cpu_count() or 1
+
+
+def cpu_header() -> dict:
+    """The machine's ISA as the benchmark header states it."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "asimd", "asimddp") if f in flags]
+    return {"cpu": name, "isa": isa, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores()}
+
+
+class Timer:
+    """Per-call wall and CPU time of one runtime, one round at a time."""
+
+    def __init__(self, fn, calls: int):
+        self.fn, self.calls = fn, calls
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def round(self) -> None:
+        fn, n = self.fn, self.calls
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(n):
+            fn()
+        w1, c1 = time.perf_counter(), time.process_time()
+        self.wall.append((w1 - w0) / n * 1e3)
+        self.cpu.append((c1 - c0) / n * 1e3)
+
+    def stats(self) -> dict:
+        return {"wall_min_ms": min(self.wall), "wall_median_ms": statistics.median(self.wall),
+                "cpu_min_ms": min(self.cpu), "cpu_median_ms": statistics.median(self.cpu), "rounds": len(self.wall),
+                "calls_per_round": self.calls}
+
+
+def interleaved(runners: dict, seconds: float, min_rounds: int = 7, max_rounds: int = 200) -> dict:
+    """Time every runner round by round (A, B, C, A, B, C, ...) until ``seconds`` have passed."""
+    timers = {}
+    for name, fn in runners.items():
+        fn()  # warm up: allocations, lazy initialisation, thread pools
         t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+        one = max(time.perf_counter() - t, 1e-6)
+        timers[name] = Timer(fn, max(1, min(50, int(0.002 / one))))  # ~2 ms per round and runtime
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or (time.perf_counter() - start < seconds and rounds < max_rounds):
+        for t in timers.values():
+            t.round()
+        rounds += 1
+    return {name: t.stats() for name, t in timers.items()}
 
 
 def build(name: str, workdir: Path):
-    """Float graph, quantized graph, torch module and the three artifacts of one zoo model."""
+    """Float graph, quantized graph and the three artifacts of one zoo model."""
     import torch
 
     from edgefleet.compress import zoo
@@ -62,17 +131,19 @@ def build(name: str, workdir: Path):
         try:
             paths[key] = workdir / f"{name}.{target}.onnx"
             exporters.get(target)().export(g, paths[key])
-        except Exception as e:  # an exporter not landed yet (or refusing): that column is skipped
+        except Exception as e:  # an exporter refusing: that column is skipped, and says so
             print(f"  {name}: no {target} artifact ({type(e).__name__}: {e})", file=sys.stderr)
             paths.pop(key)
-    return graph, qgraph, module, shape, paths
+    return qgraph, shape, paths
 
 
-def ort_session(path, threads: int):
+def ort_session(path, threads: int | None):
+    """threads None: onnxruntime's default intra-op thread count."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+    if threads is not None:
+        opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -80,104 +151,159 @@ def ort_session(path, threads: int):
     return lambda x: sess.run(None, {name: x})[0]
 
 
-def lsb_diff(out: np.ndarray, ref: np.ndarray, lsb: float) -> float:
-    return float(np.abs(out - ref).max() / lsb)
-
-
-def bench_model(name: str, threads: int, workdir: Path, kernels: str = "best") -> dict:
-    import torch
-
+def native_model(path, kernels: str, threads: int | None):
     from edgefleet import _native
+
+    try:
+        return _native.Model(str(path), kernels=kernels, threads=threads)
+    except TypeError:  # a build without the threads option
+        return _native.Model(str(path), kernels=kernels)
+
+
+def bench_model(name: str, workdir: Path, kernels: list[str], thread_counts: dict, seconds: float) -> dict:
+    from edgefleet import _native, runtimes
     from edgefleet.compress.ir import run_int
 
-    graph, qgraph, module, shape, paths = build(name, workdir)
-    native = _native.Model(str(paths["efm"]), kernels=kernels)
-    runners = {"native int8": lambda x: native.run([x])[0]}
-    if "onnx_int8" in paths:
-        runners["onnxruntime int8"] = ort_session(paths["onnx_int8"], threads)
-    if "onnx_fp32" in paths:
-        runners["onnxruntime fp32"] = ort_session(paths["onnx_fp32"], threads)
-    torch.set_num_threads(threads)
-
-    def torch_run(x):
-        with torch.inference_mode():
-            return module(torch.from_numpy(x)).numpy()
-    runners["torch fp32"] = torch_run
-
+    qgraph, shape, paths = build(name, workdir)
     rng = np.random.default_rng(1)
-    result = {"model": name, "input_shape": list(shape), "latency_ms": {}, "parity_lsb": {}}
+    result = {"model": name, "input_shape": list(shape), "cells": {}, "parity_lsb": {}, "profiles_us": {}}
     x1 = rng.standard_normal((1, *shape)).astype(np.float32)
     ref = run_int(qgraph, x1)[qgraph.outputs[0]]
     lsb = qgraph.qparams[qgraph.outputs[0]].scalar_scale
-    for rt in ("native int8", "onnxruntime int8"):
-        if rt in runners:
-            result["parity_lsb"][rt] = lsb_diff(runners[rt](x1), ref, lsb)
-    for batch in BATCHES:
-        x = rng.standard_normal((batch, *shape)).astype(np.float32)
-        result["latency_ms"][str(batch)] = {rt: median_ms(lambda: fn(x)) for rt, fn in runners.items()}
-    prof = _native.profile(native, [x1], repeats=20)
-    by_op: dict[str, float] = {}
-    for _, op, us in prof:
-        by_op[op] = by_op.get(op, 0.0) + us
-    result["native_profile_us"] = {
-        "total": sum(by_op.values()),
-        "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
-        "top_nodes": [{"node": qgraph.nodes[i].name, "op": op, "us": us}
-                      for i, op, us in sorted(prof, key=lambda p: -p[2])[:5]],
-    }
+    for tname, threads in thread_counts.items():
+        models = {k: native_model(paths["efm"], k, 1 if threads == 1 else None) for k in kernels}
+        peers = {}
+        if "onnx_int8" in paths:
+            peers["onnxruntime int8"] = ort_session(paths["onnx_int8"], 1 if threads == 1 else None)
+        if "onnx_fp32" in paths:
+            peers["onnxruntime fp32"] = ort_session(paths["onnx_fp32"], 1 if threads == 1 else None)
+        sdk = runtimes.load("native", paths["efm"], threads=1 if threads == 1 else None)
+        if tname == "1":
+            for k, m in models.items():
+                result["parity_lsb"][f"native {k}"] = float(np.abs(m.run([x1])[0] - ref).max() / lsb)
+            if "onnxruntime int8" in peers:
+                result["parity_lsb"]["onnxruntime int8"] = float(np.abs(peers["onnxruntime int8"](x1) - ref).max() / lsb)
+        for batch in BATCHES:
+            x = rng.standard_normal((batch, *shape)).astype(np.float32)
+            runners = {f"native {k}": (lambda m=m: m.run([x])) for k, m in models.items()}
+            runners.update({p: (lambda fn=fn: fn(x)) for p, fn in peers.items()})
+            if batch == 1:  # the SDK path: the backend's checks and the binding on top of the raw run
+                runners["sdk native"] = lambda: sdk.run(x)
+                runners["raw native (sdk model)"] = lambda: sdk._model.run([x])
+            print(f"  {name} batch {batch} threads {tname} ...", file=sys.stderr)
+            result["cells"][f"{batch}/{tname}"] = interleaved(runners, seconds)
+        if tname == "1":
+            for k, m in models.items():
+                prof = _native.profile(m, [x1], repeats=20)
+                by_op: dict[str, float] = {}
+                for _, op, us in prof:
+                    by_op[op] = by_op.get(op, 0.0) + us
+                result["profiles_us"][k] = {
+                    "total": sum(by_op.values()),
+                    "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+                    "top_nodes": [{"node": qgraph.nodes[i].name, "op": op, "us": us}
+                                  for i, op, us in sorted(prof, key=lambda p: -p[2])[:6]],
+                }
     return result
 
 
-def table(results: list[dict]) -> str:
-    cols = ["native int8", "onnxruntime int8", "onnxruntime fp32", "torch fp32"]
-    lines = ["| model | batch | " + " | ".join(f"{c} (ms)" for c in cols) + " | native / ort int8 | goal |",
-             "|---" * (len(cols) + 4) + "|"]
+def verdicts(results: list[dict], kernels: list[str]) -> list[str]:
+    """One line per missed goal (and the SDK overhead), with the op profile of that model."""
+    lines = []
     for r in results:
-        for batch, lat in r["latency_ms"].items():
-            cells = [f"{lat[c]:.3f}" if c in lat else "—" for c in cols]
-            ratio = lat["native int8"] / lat["onnxruntime int8"] if "onnxruntime int8" in lat else None
-            goal = GOAL[r["model"]]
-            verdict = "" if ratio is None or batch != "1" else ("met" if ratio <= goal else f"missed (goal <= {goal}x)")
-            lines.append(f"| {r['model']} | {batch} | " + " | ".join(cells) +
-                         f" | {'—' if ratio is None else f'{ratio:.2f}x'} | {verdict} |")
+        for (batch, tname), goals in GOALS.items():
+            cell = r["cells"].get(f"{batch}/{tname}")
+            if not cell:
+                continue
+            for k in kernels:
+                nat = cell[f"native {k}"]["wall_median_ms"]
+                for peer, goal in goals.items():
+                    if peer in cell:
+                        ratio = nat / cell[peer]["wall_median_ms"]
+                        if ratio > goal:
+                            lines.append(f"MISSED {r['model']} batch {batch} threads {tname} native {k}: "
+                                         f"{ratio:.2f}x {peer} (goal <= {goal}x)")
+        cell = r["cells"].get("1/1", {})
+        if "sdk native" in cell:
+            over = (cell["sdk native"]["wall_median_ms"] - cell["raw native (sdk model)"]["wall_median_ms"]) * 1e3
+            lines.append(f"{'MISSED' if over > SDK_GOAL_US else 'met'} {r['model']} SDK overhead {over:.1f} us per call "
+                         f"(goal <= {SDK_GOAL_US:g} us)")
+    return lines
+
+
+def table(results: list[dict], kernels: list[str]) -> str:
+    cols = [f"native {k}" for k in kernels] + ["onnxruntime int8", "onnxruntime fp32"]
+    head = ["model", "batch", "threads"] + [f"{c} ms (min / med wall; med cpu)" for c in cols]
+    head += [f"{k} / ort {p}" for k in kernels for p in ("int8", "fp32")]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for r in results:
+        for key, cell in r["cells"].items():
+            batch, tname = key.split("/")
+            cells = [f"{cell[c]['wall_min_ms']:.3f} / {cell[c]['wall_median_ms']:.3f}; {cell[c]['cpu_median_ms']:.3f}"
+                     if c in cell else "—" for c in cols]
+            for k in kernels:
+                for p in ("onnxruntime int8", "onnxruntime fp32"):
+                    cells.append(f"{cell[f'native {k}']['wall_median_ms'] / cell[p]['wall_median_ms']:.2f}x"
+                                 if p in cell else "—")
+            lines.append(f"| {r['model']} | {batch} | {tname} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
-    ap.add_argument("--threads", type=int, default=1, help="threads for onnxruntime and torch (native uses one)")
-    ap.add_argument("--kernels", default="best", help="native kernel table: best, portable, avx2, avxvnni, avx512vnni")
+    ap.add_argument("--kernels", nargs="+", default=["best"],
+                    help="native kernel tables to time side by side: best, portable, avx2, avxvnni, avx512vnni, neon")
+    ap.add_argument("--threads", nargs="+", default=["1", "all"], choices=["1", "all"],
+                    help="thread settings: 1, and all (native: physical cores; onnxruntime: its default)")
+    ap.add_argument("--seconds", type=float, default=1.5, help="time budget per (model, batch, threads) cell")
     ap.add_argument("--out", default="bench-results/native.json")
     args = ap.parse_args(argv)
 
+    import onnxruntime
+
     from edgefleet import _native
 
+    kernels = [_native.kernel_path() if k == "best" else k for k in args.kernels]
+    kernels = list(dict.fromkeys(kernels))
+    for k in kernels:
+        if k not in _native.kernel_tables():
+            ap.error(f"this CPU cannot run the {k} kernel table (it runs: {', '.join(_native.kernel_tables())})")
+    machine = {**cpu_header(), "python": platform.python_version(), "machine": platform.machine(),
+               "onnxruntime": onnxruntime.__version__, "native_kernels": kernels,
+               "kernel_tables": _native.kernel_tables(),
+               "native_default_threads": getattr(_native, "default_threads", lambda: 1)()}
+    thread_counts = {t: (1 if t == "1" else None) for t in args.threads}
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             print(f"benchmarking {name} ...", file=sys.stderr)
-            results.append(bench_model(name, args.threads, Path(tmp), args.kernels))
+            results.append(bench_model(name, Path(tmp), kernels, thread_counts, args.seconds))
     report = {
-        "machine": {"python": platform.python_version(), "machine": platform.machine(),
-                    "native_kernels": _native.kernel_path() if args.kernels == "best" else args.kernels,
-                    "kernel_tables": _native.kernel_tables(),
-                    "peer_threads": args.threads},
-        "method": "median wall time of repeated single calls (>= 10 repeats and >= 0.5 s per cell), after one warm-up",
+        "machine": machine,
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "method": "interleaved round by round; per round a few calls of each runtime (~2 ms); min and median over "
+                  "rounds of per-call wall time (perf_counter) and per-call process CPU time (process_time)",
         "results": results,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    print(table(results))
+    print(f"machine: {machine['cpu']}; ISA: {' '.join(machine['isa'])}; {machine['physical_cores']} physical cores; "
+          f"native kernel tables timed: {', '.join(kernels)} (this CPU runs {', '.join(machine['kernel_tables'])}); "
+          f"onnxruntime {machine['onnxruntime']}")
+    print(table(results, kernels))
     print("\nint8 parity at batch 1 (max |diff| vs run_int, in output LSB): " +
           "; ".join(f"{r['model']}: " + ", ".join(f"{k} {v:g}" for k, v in r["parity_lsb"].items()) for r in results))
+    lines = verdicts(results, kernels)
+    print("\n" + "\n".join(lines))
+    missed = {line.split()[1] for line in lines if line.startswith("MISSED") and "SDK" not in line}
     for r in results:
-        lat = r["latency_ms"]["1"]
-        if "onnxruntime int8" in lat and lat["native int8"] / lat["onnxruntime int8"] > GOAL[r["model"]]:
-            p = r["native_profile_us"]
-            print(f"\n{r['model']}: native misses the batch-1 goal; profile ({p['total']:.1f} us): " +
-                  ", ".join(f"{op} {us:.1f} us" for op, us in p["by_op"].items()))
+        if r["model"] in missed:
+            for k, p in r["profiles_us"].items():
+                print(f"\n{r['model']} native {k} op profile, batch 1, 1 thread ({p['total']:.1f} us): " +
+                      ", ".join(f"{op} {us:.1f}" for op, us in p["by_op"].items()) + "; top nodes: " +
+                      ", ".join(f"{n['node']} ({n['op']}) {n['us']:.1f}" for n in p["top_nodes"]))
     print(f"\nwrote {out}")
     return 0
 

@@ -12,6 +12,7 @@ Errors raise :class:`NativeError` (a ``ValueError``) with the loader's message.
 """
 
 import mmap
+import os
 import threading
 import time
 
@@ -37,6 +38,8 @@ cdef extern from "efm.h":
         uint32_t flags
     ctypedef struct efm_blob:
         uint64_t offset
+    ctypedef struct efm_pool:
+        pass
     ctypedef struct efm_model:
         const efm_header *h
         const efm_tensor *tensors
@@ -54,6 +57,10 @@ cdef extern from "efm.h":
                 int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen) nogil
     const char *efm_kernel_path(const efm_model *m)
     int efm_use_kernels(efm_model *m, int which)
+    efm_pool *efm_pool_create(int threads)
+    void efm_pool_destroy(efm_pool *p)
+    int efm_pool_threads(const efm_pool *p)
+    void efm_use_pool(efm_model *m, efm_pool *p)
     ctypedef void (*efm_op_hook)(void *user, uint32_t op_index)
     int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
                        int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen,
@@ -108,6 +115,24 @@ def record_sizes():
     return {"header": sizeof(efm_header), "tensor": sizeof(efm_tensor), "op": sizeof(efm_op), "blob": sizeof(efm_blob)}
 
 
+def default_threads():
+    """Threads a model uses unless told: the physical cores this process may run on (at least 1)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = set(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/core_id") as f:
+                core = f.read().strip()
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id") as f:
+                cores.add((f.read().strip(), core))
+        except OSError:
+            cores.add(("", str(cpu)))
+    return max(1, len(cores))
+
+
 def kernel_tables():
     """Every kernel table this CPU can run (tests run them all)."""
     return [n for n in KERNEL_TABLES[1:] if efm_kernels_named(KERNEL_TABLES.index(n)) != NULL]
@@ -115,10 +140,15 @@ def kernel_tables():
 
 cdef class Model:
     """A loaded ``.efm`` model. ``verify=False`` skips the checksum (tests of the validators);
-    ``kernels`` picks a kernel table by name (default: the best this CPU runs; tests run each)."""
+    ``kernels`` picks a kernel table by name (default: the best this CPU runs; tests run each);
+    ``threads``: intra-op threads (default :func:`default_threads`, the physical cores; every count
+    gives the same outputs bit for bit; 1 runs on the calling thread only)."""
 
     cdef efm_model m
     cdef efm_opinfo *info
+    cdef efm_pool *pool
+    cdef const void **pin
+    cdef void **pout
     cdef object buf          # keeps the mapped/copied bytes alive
     cdef object _mm
     cdef public object _arenas
@@ -128,8 +158,11 @@ cdef class Model:
 
     def __cinit__(self):
         self.info = NULL
+        self.pool = NULL
+        self.pin = NULL
+        self.pout = NULL
 
-    def __init__(self, path=None, *, verify=True, kernels="best", _data=None):
+    def __init__(self, path=None, *, verify=True, kernels="best", threads=None, _data=None):
         self._arenas = {}
         self._in_specs = None
         self._lock = threading.Lock()
@@ -148,12 +181,19 @@ cdef class Model:
             copy[:] = data
             data = copy
         self.buf = data
+        if threads is None:
+            threads = default_threads()
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise NativeError(f"threads must be a positive integer, got {threads!r}")
         self._load(verify, _table(kernels))
+        if threads > 1:
+            self.pool = efm_pool_create(threads)  # NULL where the build has no threads: one thread
+            efm_use_pool(&self.m, self.pool)
 
     @classmethod
-    def from_bytes(cls, data, *, verify=True, kernels="best"):
+    def from_bytes(cls, data, *, verify=True, kernels="best", threads=None):
         """Load from one buffer (bytes, bytearray, memoryview); copied only if not 64-byte aligned."""
-        return cls(None, verify=verify, kernels=kernels, _data=data)
+        return cls(None, verify=verify, kernels=kernels, threads=threads, _data=data)
 
     cdef _load(self, bint verify, int table):
         cdef char err[_ERRLEN]
@@ -172,9 +212,16 @@ cdef class Model:
             raise NativeError(err.decode("utf-8", "replace"))
         if efm_use_kernels(&self.m, table) != 0:
             raise NativeError(f"this CPU cannot run the {KERNEL_TABLES[table]} kernels")
+        self.pin = <const void **>malloc(sizeof(void *) * (self.m.h.n_inputs + 1))
+        self.pout = <void **>malloc(sizeof(void *) * (self.m.h.n_outputs + 1))
+        if self.pin == NULL or self.pout == NULL:
+            raise MemoryError()
 
     def __dealloc__(self):
+        efm_pool_destroy(self.pool)
         free(self.info)
+        free(self.pin)
+        free(self.pout)
 
     # -- introspection --------------------------------------------------------------------------
     cdef dict _tensor(self, uint32_t tid):
@@ -206,6 +253,11 @@ cdef class Model:
     def kernel_path(self):
         return efm_kernel_path(&self.m).decode()
 
+    @property
+    def threads(self):
+        """Intra-op threads this model runs with (1 where the build has no threads)."""
+        return int(efm_pool_threads(self.pool))
+
     def arena_bytes(self, batch=1):
         """Bytes of activation memory one run with this batch size uses."""
         return int(efm_arena_bytes(&self.m, batch))
@@ -214,7 +266,7 @@ cdef class Model:
     def run(self, inputs, raw=False):
         """Run the whole graph on a list of arrays (one per input, batch axis first). Returns float32
         outputs, or the int8 outputs when ``raw``. The GIL is released while the C code runs."""
-        cdef uint32_t n_in = self.m.h.n_inputs, n_out = self.m.h.n_outputs
+        cdef uint32_t n_in = self.m.h.n_inputs
         if len(inputs) != n_in:
             raise NativeError(f"model has {n_in} inputs, got {len(inputs)}")
         if self._in_specs is None:  # (name, dtype, per-sample shape), computed once
@@ -235,42 +287,45 @@ cdef class Model:
             feeds.append(arr if cnp.PyArray_IS_C_CONTIGUOUS(arr) else np.ascontiguousarray(arr))
         if batch is None or batch < 1:
             raise NativeError(f"batch size must be at least 1, got {batch}")
+        return self._run_checked(feeds, batch, raw)
+
+    def _run_checked(self, list feeds, Py_ssize_t batch, bint raw=False):
+        """``run`` on inputs the caller has already checked (C-contiguous arrays of the model's dtypes
+        and per-sample shapes, one batch size >= 1): the SDK backend's path, without a second check."""
+        cdef uint32_t n_in = self.m.h.n_inputs, n_out = self.m.h.n_outputs, k
+        if self._out_shapes is None:
+            self._out_shapes = [tuple(t["shape"][1:]) for t in self.outputs]
         odt = np.int8 if raw else np.float32
         outs = [np.empty((batch, *shape), odt) for shape in self._out_shapes]
-        cdef const void **pin = <const void **>malloc(sizeof(void *) * n_in)
-        cdef void **pout = <void **>malloc(sizeof(void *) * n_out)
         cdef char err[_ERRLEN]
         cdef int rc
         cdef int64_t b = batch
         cdef uint64_t alen
         cdef void *aptr
         cdef const efm_model *mp = &self.m
-        cdef bint want_raw = bool(raw)
+        cdef const void **pin = self.pin
+        cdef void **pout = self.pout
         err[0] = 0
-        try:
+        with self._lock:  # one run at a time per model: the arena, pointer arrays and thread pool are shared
             for k in range(n_in):
                 pin[k] = <const void *>cnp.PyArray_DATA(<cnp.ndarray>feeds[k])
             for k in range(n_out):
                 pout[k] = cnp.PyArray_DATA(<cnp.ndarray>outs[k])
-            with self._lock:
-                arena = self._arenas.get(batch)
-                if arena is None:
-                    need = efm_arena_bytes(&self.m, batch)
-                    if need == 0:
-                        raise NativeError(f"batch size {batch} is too large for this model")
-                    arena = self._arenas[batch] = _aligned(need, zero=False)
-                    while len(self._arenas) > 4:  # keep a few batch sizes, not every one ever seen
-                        self._arenas.pop(next(iter(self._arenas)))
-                alen = arena.size
-                aptr = cnp.PyArray_DATA(<cnp.ndarray>arena)
-                with nogil:
-                    if want_raw:
-                        rc = efm_run(mp, b, pin, NULL, <int8_t *const *>pout, aptr, alen, err, _ERRLEN)
-                    else:
-                        rc = efm_run(mp, b, pin, <float *const *>pout, NULL, aptr, alen, err, _ERRLEN)
-        finally:
-            free(pin)
-            free(pout)
+            arena = self._arenas.get(batch)
+            if arena is None:
+                need = efm_arena_bytes(&self.m, batch)
+                if need == 0:
+                    raise NativeError(f"batch size {batch} is too large for this model")
+                arena = self._arenas[batch] = _aligned(need, zero=False)
+                while len(self._arenas) > 4:  # keep a few batch sizes, not every one ever seen
+                    self._arenas.pop(next(iter(self._arenas)))
+            alen = arena.size
+            aptr = cnp.PyArray_DATA(<cnp.ndarray>arena)
+            with nogil:
+                if raw:
+                    rc = efm_run(mp, b, pin, NULL, <int8_t *const *>pout, aptr, alen, err, _ERRLEN)
+                else:
+                    rc = efm_run(mp, b, pin, <float *const *>pout, NULL, aptr, alen, err, _ERRLEN)
         if rc != 0:
             raise NativeError(err.decode("utf-8", "replace"))
         return outs
@@ -287,6 +342,7 @@ def profile(Model model, inputs, int repeats=20):
     model.run(feeds)  # validates the inputs and allocates the arena
     batch = feeds[0].shape[0]
     arena = model._arenas[batch]
+    lock = model._lock
     cdef uint32_t n_in = len(feeds)
     cdef const void **pin = <const void **>malloc(sizeof(void *) * n_in)
     cdef char err[_ERRLEN]
@@ -296,8 +352,9 @@ def profile(Model model, inputs, int repeats=20):
             pin[k] = <const void *><size_t>feeds[k].ctypes.data
         for _ in range(repeats):
             stamps = [time.perf_counter_ns()]
-            rc = efm_run_hooked(&model.m, batch, pin, NULL, NULL, <void *><size_t>arena.ctypes.data, arena.size,
-                                err, _ERRLEN, _profile_hook, <void *>stamps)
+            with lock:
+                rc = efm_run_hooked(&model.m, batch, pin, NULL, NULL, <void *><size_t>arena.ctypes.data, arena.size,
+                                    err, _ERRLEN, _profile_hook, <void *>stamps)
             if rc:
                 raise NativeError(err.decode("utf-8", "replace"))
             times.append(np.diff(stamps))

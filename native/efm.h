@@ -79,6 +79,7 @@ typedef struct {
 } efm_blob;                  /* 24 bytes */
 
 /* ---- in-memory model: views into the caller's buffer plus facts derived at load -------------- */
+typedef struct efm_pool efm_pool; /* intra-op threads (efm_pool.c); NULL runs every op on the caller */
 typedef struct {
     uint32_t flags;          /* EFM_OPF_* */
     uint32_t reserved;
@@ -100,6 +101,7 @@ typedef struct {
     uint64_t arena_per_sample; /* bytes of activations per batch item */
     uint64_t scratch_bytes;  /* batch-independent scratch (im2col, int16 panels, float rows) */
     const void *kernels;     /* kernel table: the best this CPU runs, or one set by efm_use_kernels */
+    efm_pool *pool;          /* NULL after load (one thread); set by efm_use_pool */
 } efm_model;
 
 /* Read the header counts before load (to size the opinfo array). */
@@ -124,5 +126,17 @@ uint32_t efm_crc32(const uint8_t *p, uint64_t n, uint32_t crc); /* zlib.crc32 co
 const char *efm_kernel_path(const efm_model *m);
 /* Use kernel table `which` (0 best, 1 portable, 2 avx2, 3 avxvnni); EFM_E_ARG if this CPU lacks it. */
 int efm_use_kernels(efm_model *m, int which);
+
+/* Intra-op threads. efm_pool_create(n) starts n - 1 workers (the caller is the n-th); it returns NULL
+ * for n < 2 or where the build has no threads (wasm32, freestanding: define EFM_THREADS to get them).
+ * Every thread count computes the same bytes. A pool serves one run at a time. efm_use_pool attaches
+ * one to a model (NULL: one thread); the arena a run needs grows with the pool's threads. */
+efm_pool *efm_pool_create(int threads);
+void efm_pool_destroy(efm_pool *p);
+int efm_pool_threads(const efm_pool *p);
+void efm_use_pool(efm_model *m, efm_pool *p);
+/* Run fn(ctx, t, thread) for every task t < ntasks on the pool's threads and the caller (thread is
+ * the runner's index, 0 .. threads-1: per-thread scratch); returns when all tasks are done. */
+void efm_parallel(efm_pool *p, int ntasks, void (*fn)(void *ctx, int task, int thread), void *ctx);
 
 #endif

@@ -363,6 +363,7 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
     m->ids = (const uint32_t *)(base + h->ids_off);
     m->names = (const char *)(base + h->names_off);
     m->info = info; m->arena_per_sample = 0; m->scratch_bytes = 0; m->kernels = efm_kernels_named(EFM_K_BEST);
+    m->pool = 0;
     for (uint32_t b = 0; b < h->n_blobs; b++) {
         const efm_blob *bl = &m->blobs[b];
         if (bl->dtype > EFM_FLOAT32 || bl->offset % EFM_ALIGN || bl->offset > len || bl->nbytes > len - bl->offset ||
@@ -413,7 +414,8 @@ uint64_t efm_arena_bytes(const efm_model *m, int64_t batch) {
     if (batch < 1 || batch > ((int64_t)1 << 24)) return 0;
     if (m->arena_per_sample > ((uint64_t)1 << 62) / (uint64_t)batch) return 0;
     /* 64 bytes of slack: the GEMM reads up to 3 bytes past a row whose K is not a multiple of 4 */
-    return (uint64_t)batch * m->arena_per_sample + efm_round_up(m->scratch_bytes, EFM_ALIGN) + 64;
+    /* one scratch region per thread (an op's parallel tasks each get their own) */
+    return (uint64_t)batch * m->arena_per_sample + efm_round_up(m->scratch_bytes, EFM_ALIGN) * (uint64_t)efm_pool_threads(m->pool) + 64;
 }
 
 uint32_t efm_crc32(const uint8_t *p, uint64_t n, uint32_t crc) {

@@ -24,7 +24,15 @@ typedef struct {
     uint8_t *arena;
     uint8_t *scratch;
     const void *const *inputs;
+    efm_pool *pool;          /* NULL: one thread */
+    int nthreads;            /* efm_pool_threads(pool) */
+    uint64_t scratch_stride; /* bytes of scratch per thread: task t of efm_parallel may use scratch + t * stride */
 } run_ctx;
+
+/* Work (multiply-adds) below which an op is not split across threads, and tasks per thread (more
+ * tasks than threads: a thread that gets no core for a while leaves its share to the others). */
+#define EFM_PAR_MIN_WORK (1 << 18)
+#define EFM_PAR_TASKS 4
 
 static inline int8_t *act(const run_ctx *c, uint32_t id) { return (int8_t *)(c->arena + (uint64_t)c->batch * c->m->tensors[id].offset); }
 static inline const efm_tensor *T(const run_ctx *c, uint32_t id) { return &c->m->tensors[id]; }

@@ -38,7 +38,8 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
         efm_err(err, errlen, "arena too small or misaligned; need bytes:", (int64_t)need, "");
         return EFM_E_ARENA;
     }
-    run_ctx c = {m, (const efm_kernels *)m->kernels, batch, (uint8_t *)arena, 0, inputs};
+    run_ctx c = {m, (const efm_kernels *)m->kernels, batch, (uint8_t *)arena, 0, inputs, m->pool,
+                 efm_pool_threads(m->pool), efm_round_up(m->scratch_bytes, EFM_ALIGN)};
     c.scratch = c.arena + (uint64_t)batch * m->arena_per_sample;
     const efm_header *h = m->h;
     for (uint32_t k = 0; k < h->n_inputs; k++) {

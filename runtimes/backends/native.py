@@ -41,7 +41,7 @@ class NativeRuntime(Runtime):
         from edgefleet import _native
 
         try:
-            self._model = _native.Model(str(path))
+            self._model = _native.Model(str(path), threads=self.threads)  # None: the physical cores
         except _native.NativeError as e:
             # the base class wraps this into RuntimeBackendError naming the backend and the file
             raise ValueError(f"invalid .efm file: {e}") from e
@@ -50,16 +50,19 @@ class NativeRuntime(Runtime):
 
     @property
     def kernel_path(self) -> str:
-        """``"avx2"`` or ``"portable"``: the kernel table this CPU runs."""
+        """The kernel table this CPU runs (``"avx512vnni"``, ``"avxvnni"``, ``"avx2"``, ``"neon"``, ...)."""
         return self._model.kernel_path
 
     def _run(self, feeds):
         from edgefleet import _native
 
+        # the base class has checked names, dtypes and shapes and made every array C-contiguous
         arrays = [feeds[s.name] for s in self.input_specs]
-        if any(a.shape[0] == 0 for a in arrays):
-            raise DataError("runtime 'native': the batch is empty")
+        batch = arrays[0].shape[0]
+        if batch == 0 or any(a.shape[0] != batch for a in arrays):
+            raise DataError(f"runtime 'native': the batch is empty or differs between inputs "
+                            f"({[a.shape[0] for a in arrays]})")
         try:
-            return self._model.run(arrays)
+            return self._model._run_checked(arrays, batch)
         except _native.NativeError as e:
             raise DataError(f"runtime 'native': {e}") from e

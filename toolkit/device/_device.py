@@ -69,13 +69,16 @@ class Device:
     - ``queue_bytes``: the on-disk queue's budget (see ``edgefleet.device._queue`` for the policy);
     - ``runner_factory(target, path) -> run(rows) -> logits rows``: a runtime other than
       ``edgefleet.runtimes`` (e.g. wasm under Pyodide);
+    - ``threads``: intra-op threads of the runtimes it loads (default: each runtime's own; the native
+      runtime's is the physical cores; outputs do not depend on it);
     - ``clock``: seconds since the epoch (tests pass a fake one).
     """
 
     def __init__(self, bundle: str | os.PathLike, state_dir: str | os.PathLike, *, transport=None,
                  enrollment_token: str = "", trusted_key: bytes | str | None = None, window_size: int = 100,
                  window_seconds: float = 60.0, latency_budget_ms: float | None = None,
-                 queue_bytes: int = 256 * 1024, runner_factory=None, clock=time.time, hardware: str = ""):
+                 queue_bytes: int = 256 * 1024, runner_factory=None, clock=time.time, hardware: str = "",
+                 threads: int | None = None):
         self.state = Path(state_dir)
         (self.state / "bundles").mkdir(parents=True, exist_ok=True)
         self.transport = transport
@@ -83,6 +86,9 @@ class Device:
         self.trusted_key = trusted_key
         self.window_size, self.window_seconds = window_size, window_seconds
         self.latency_budget_ms = latency_budget_ms
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise DataError(f"threads must be a positive integer, got {threads!r}")
+        self.threads = threads
         self.runner_factory = runner_factory
         self.clock = clock
         self.hardware = hardware
@@ -135,7 +141,7 @@ class Device:
     # -- inference -----------------------------------------------------------------------------
     def _engine(self, bundle, prefer=""):
         return Engine(bundle, prefer=prefer, runner_factory=self.runner_factory,
-                      latency_budget_ms=self.latency_budget_ms)
+                      latency_budget_ms=self.latency_budget_ms, threads=self.threads)
 
     def _prepare(self, x):
         """(model-input rows, flattened rows for the projections), applying the manifest's preprocessing."""

@@ -8,6 +8,7 @@ without them (e.g. a wasm runtime under Pyodide).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -16,18 +17,19 @@ from edgefleet._errors import RuntimeBackendError
 __all__ = ["Engine", "default_runner_factory"]
 
 
-def default_runner_factory(target: str, path):
+def default_runner_factory(target: str, path, threads: int | None = None):
     from edgefleet import runtimes
 
     names = [n for n in runtimes.for_target(target) if runtimes.get(n).is_available()]
     if not names:
         raise RuntimeBackendError(f"no available runtime for {target} (known: {', '.join(runtimes.names())})")
-    runtime = runtimes.load(names[0], path)
+    runtime = runtimes.load(names[0], path, threads=threads)
     output = runtime.output_names[0]
 
     def run(rows):
         import numpy as np
         return runtime.run(np.asarray(rows, dtype=np.float32))[output]
+    run.runtime = runtime  # the backend behind this runner (its options, for callers that ask)
     return run
 
 
@@ -44,9 +46,10 @@ def _finite(outputs) -> bool:
 class Engine:
     """Runs one bundle. ``prefer`` (an artifact target) goes first, then the bundle's chain."""
 
-    def __init__(self, bundle, *, prefer: str = "", runner_factory=None, latency_budget_ms: float | None = None):
+    def __init__(self, bundle, *, prefer: str = "", runner_factory=None, latency_budget_ms: float | None = None,
+                 threads: int | None = None):
         self.bundle = bundle
-        self.factory = runner_factory or default_runner_factory
+        self.factory = runner_factory or functools.partial(default_runner_factory, threads=threads)
         self.latency_budget_ms = latency_budget_ms
         chain = list(bundle.fallback_chain) or list(bundle.targets)
         if prefer and prefer in bundle.targets:
