@@ -17,17 +17,17 @@ from pathlib import Path
 
 import grpc
 
-from .connect import ConnectServer
-from .dashboard import Dashboard
 from edgefleet._errors import ConfigError
 
-from .errors import StoreError
+from ._guard import Limits
+from .dashboard import Dashboard
 from .handlers import generic_handler
 from .metrics import Metrics
 from .rules import Rules, load_rules
 from .service import Coordinator
 from .servicers import AdminServicer, FleetServicer
 from .store import open_store
+from .web import HttpConfig, HttpServer, build_app, check_cors_origins, default_app_dir
 
 __all__ = ["Server", "ServerConfig"]
 
@@ -54,6 +54,10 @@ class ServerConfig:
     watch_interval_s: float = 1.0
     max_watches: int | None = None       # open WatchPolicy streams (each holds a worker); default workers // 4
     watch_max_s: float = 300.0           # a watch ends after this long; the device watches again
+    read_token: str = ""                 # reads /metrics and /dashboard (the admin token does too)
+    http_limits: Limits | None = None    # per-address connections, header/body/idle timeouts
+    app_dir: str | None = "default"      # static files under /app/; "default": the repo's wasm/web/ if present
+    cors_origins: tuple[str, ...] = ()   # origins allowed to call the HTTP port from a page
 
 
 class Server:
@@ -62,12 +66,14 @@ class Server:
             raise ConfigError("serve: TLS needs both --tls-cert and --tls-key")
         if not config.admin_token:
             raise ConfigError("serve: an admin token is required")
+        check_cors_origins(config.cors_origins)
         self.config = config
         self.store = open_store(config.store)
         self.metrics = Metrics()
         self.coordinator = Coordinator(self.store, admin_token=config.admin_token,
-                                       rules=config.rules or load_rules(None), trusted_key=config.trusted_key)
-        self.metrics.gauge("edgefleet_devices", "Enrolled devices.", lambda: len(self.store.list_devices()))
+                                       rules=config.rules or load_rules(None), trusted_key=config.trusted_key,
+                                       read_token=config.read_token)
+        self.metrics.gauge("edgefleet_devices", "Enrolled devices.", self.store.count_devices, cache_s=10.0)
         max_watches = config.max_watches if config.max_watches is not None else max(1, config.workers // 4)
         self.fleet = FleetServicer(self.coordinator, self.metrics, watch_interval_s=config.watch_interval_s,
                                    max_watches=max_watches, watch_max_s=config.watch_max_s)
@@ -89,14 +95,18 @@ class Server:
         else:
             self.port = self.grpc.add_insecure_port(address)
         if not self.port:
-            raise StoreError(f"cannot bind the gRPC port {address}")
+            raise ConfigError(f"serve: cannot bind the gRPC port {address} (in use, or not an address of this host)")
         self.http = None
         if config.http_port is not None:
-            tls = (config.tls_cert, config.tls_key) if config.tls_cert else None
-            dashboard = Dashboard(self.store, self.coordinator.rules)
-            self.http = ConnectServer({"Fleet": self.fleet, "Admin": self.admin}, self.metrics, dashboard,
-                                      host=config.host, port=config.http_port, max_body=config.max_message_bytes,
-                                      tls=tls)
+            app_dir = default_app_dir() if config.app_dir == "default" else config.app_dir
+            http = HttpConfig(host=config.host, port=config.http_port,
+                              tls=(config.tls_cert, config.tls_key) if config.tls_cert else None,
+                              max_body=config.max_message_bytes, limits=config.http_limits or Limits(),
+                              app_dir=Path(app_dir) if app_dir else None, cors_origins=list(config.cors_origins))
+            app = build_app({"Fleet": self.fleet, "Admin": self.admin}, metrics=self.metrics,
+                            dashboard=Dashboard(self.store, self.coordinator.rules),
+                            may_read=self.coordinator.may_read, config=http)
+            self.http = HttpServer(http, app)
         self._stop = threading.Event()
         self._evaluator = threading.Thread(target=self._evaluate_loop, name="edgefleet-evaluate", daemon=True)
 

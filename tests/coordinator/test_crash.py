@@ -28,9 +28,14 @@ def start_server(store_url, port=0):
     proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", store_url, "--port",
                              str(port), "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()  # "edgefleet serve: gRPC 127.0.0.1:PORT" (bounded: the process prints or exits)
-    found = re.search(r"gRPC 127\.0\.0\.1:(\d+)", line)
-    assert found, f"server did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+    lines = ""
+    for _ in range(20):  # "edgefleet serve: gRPC 127.0.0.1:PORT" after a few JSON log lines (bounded: it prints or exits)
+        line = proc.stdout.readline()
+        lines += line
+        found = re.search(r"^edgefleet serve: gRPC 127\.0\.0\.1:(\d+)", line)
+        if found or not line:
+            break
+    assert found, f"server did not start: {lines}{proc.stdout.read() if proc.poll() is not None else ''}"
     return proc, int(found.group(1))
 
 

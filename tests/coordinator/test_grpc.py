@@ -207,7 +207,8 @@ def test_tls_with_a_self_signed_certificate(tmp_path, archives):
         plain.close()
         ctx = ssl.create_default_context(cafile=cert)
         assert srv.http_url.startswith("https://")
-        with urllib.request.urlopen(srv.http_url + "/metrics", context=ctx, timeout=10) as r:
+        req = urllib.request.Request(srv.http_url + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
             assert b"edgefleet_rpc_total" in r.read()
 
 
