@@ -22,6 +22,7 @@ _BACKENDS = LazyRegistry("runtime", RuntimeBackendError, {
     "torch": "edgefleet.runtimes.backends.torch_ref:TorchRuntime",
     "litert": "edgefleet.runtimes.backends.litert:LiteRtRuntime",
     "native": "edgefleet.runtimes.backends.native:NativeRuntime",
+    "wasm": "edgefleet.runtimes.backends.wasm:WasmRuntime",
 })
 register = _BACKENDS.register
 names = _BACKENDS.names

@@ -33,3 +33,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-build-isolation --no-deps -e .
   echo "$want" > "$stamp"
 fi
+
+# The browser runtime: native/ C + wasm/ compiled to wasm/web/*.wasm (clang + lld), and the pinned npm
+# packages of wasm/package-lock.json (Pyodide, playwright-core for the Chromium tests).
+wasm_want=$(cat native/*.c native/*.h wasm/*.c wasm/*.h wasm/build.sh | sha256sum | cut -d' ' -f1)
+if [ "$(cat wasm/web/.build-stamp 2>/dev/null)" != "$wasm_want" ] || [ ! -f wasm/web/efm-simd128.wasm ]; then
+  echo "setup: building wasm/web/*.wasm"
+  bash wasm/build.sh
+  echo "$wasm_want" > wasm/web/.build-stamp
+fi
+npm_want=$(sha256sum wasm/package-lock.json | cut -d' ' -f1)
+if [ "$(cat wasm/node_modules/.edgefleet-stamp 2>/dev/null)" != "$npm_want" ]; then
+  echo "setup: npm ci (wasm/package-lock.json)"
+  (cd wasm && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$npm_want" > wasm/node_modules/.edgefleet-stamp
+fi
