@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import fleet_pb2 as pb
+from edgefleet.proto import fleet_pb2 as pb
 
 __all__ = ["connect_routes", "HTTP_STATUS"]
 

@@ -10,8 +10,9 @@ from ._device import Device, Prediction
 from ._fetch import FetchTransport
 from ._policy import choose, in_canary
 from ._queue import DiskQueue
-from ._sketch import LATENCY_EDGES_MS, Window, latency_quantile, merge
-from ._transport import GrpcTransport, Offline, Rejected
+from ._transport import GrpcTransport, Offline, Rejected, grpc_channel, translate_rpc_error
+from edgefleet.telemetry import LATENCY_EDGES_MS, Window, latency_quantile, merge
 
-__all__ = ["Device", "Prediction", "GrpcTransport", "ConnectTransport", "FetchTransport", "Offline", "Rejected", "DiskQueue", "Window", "merge",
-           "latency_quantile", "LATENCY_EDGES_MS", "in_canary", "choose"]
+__all__ = ["Device", "Prediction", "GrpcTransport", "ConnectTransport", "FetchTransport", "Offline", "Rejected", "DiskQueue",
+           "Window", "merge", "latency_quantile", "LATENCY_EDGES_MS", "in_canary", "choose",
+           "grpc_channel", "translate_rpc_error"]

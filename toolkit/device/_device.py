@@ -30,7 +30,7 @@ from edgefleet.bundle import Bundle, unpack
 from ._engine import Engine
 from ._policy import choose
 from ._queue import DiskQueue
-from ._sketch import Window
+from edgefleet.telemetry import Window, projection_space
 from ._transport import Offline, Rejected
 
 __all__ = ["Device", "Prediction"]
@@ -166,8 +166,12 @@ class Device:
             out.append([(v * scale - m) / s for v, m, s in zip(row, means, stds)])
         return out, out
 
-    def _projections(self, flat) -> list[list[float]]:
+    def _projections(self, flat) -> list[list[float]] | list[None]:
+        """Input projections, for a reference whose projection space is ``"input"`` (the window
+        projects the logits itself otherwise)."""
         proj = self.bundle.manifest["monitoring"]["projection"]
+        if projection_space(self.bundle.manifest["monitoring"]) != "input":
+            return [None] * len(flat)
         try:
             import numpy as np
             if isinstance(flat, np.ndarray):
