@@ -61,8 +61,8 @@ def test_serve_prints_the_real_bind_address_and_refuses_plaintext_on_the_network
 # -- storage integrity -------------------------------------------------------------------------------
 def test_the_store_stops_acknowledging_when_its_file_is_removed(tmp_path, archives, bundles, public_key):
     import grpc
-    from edgefleet.coordinator import fleet_pb2 as pb
-    from edgefleet.coordinator import fleet_pb2_grpc as pb_grpc
+    from edgefleet.proto import fleet_pb2 as pb
+    from edgefleet.proto import fleet_pb2_grpc as pb_grpc
     from edgefleet.coordinator.wire import window_from_dict
     from test_grpc import make_window
     with Server(_config(tmp_path, trusted_key=public_key)) as srv:
