@@ -63,6 +63,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()   # origins allowed to call the HTTP port from a page
     init: bool = False                   # create the store when it does not exist (else refuse: state was lost)
     insecure_plaintext: bool = False     # allow a non-loopback bind without TLS
+    allow_unsigned: bool = False         # accept unsigned or foreign-signed bundles (else trusted_key is required)
 
 
 #: an admin or read token shorter than this, or with fewer distinct characters, is refused
@@ -95,6 +96,9 @@ def _check(config: ServerConfig) -> None:
     if config.read_token:
         check_token_strength("read", config.read_token)
     check_cors_origins(config.cors_origins)
+    if config.trusted_key is None and not config.allow_unsigned:
+        raise ConfigError("serve: no trusted key for bundles: pass --trusted-key, run `edgefleet keys init` in this "
+                          "directory, or --allow-unsigned to accept bundles nobody vouches for")
     if not config.tls_cert and not is_loopback(config.host):
         if not config.insecure_plaintext:
             raise ConfigError(f"serve: --host {config.host} is reachable from the network; give --tls-cert and "
@@ -112,7 +116,7 @@ class Server:
             self.metrics = Metrics()
             self.coordinator = Coordinator(self.store, admin_token=config.admin_token,
                                            rules=config.rules or load_rules(None), trusted_key=config.trusted_key,
-                                           read_token=config.read_token)
+                                           read_token=config.read_token, allow_unsigned=config.allow_unsigned)
             self.metrics.gauge("edgefleet_devices", "Enrolled devices.", self.store.count_devices, cache_s=10.0)
             max_watches = config.max_watches if config.max_watches is not None else max(1, config.workers // 4)
             self.fleet = FleetServicer(self.coordinator, self.metrics, watch_interval_s=config.watch_interval_s,

@@ -39,12 +39,14 @@ class Coordinator:
     (raw ed25519 public key) makes publishing require a bundle signed by it."""
 
     def __init__(self, store, *, admin_token: str, rules: Rules | None = None, trusted_key: bytes | None = None,
-                 read_token: str = ""):
+                 read_token: str = "", allow_unsigned: bool = False):
         if not admin_token:
             raise InvalidRequest("the coordinator needs a non-empty admin token")
         self.store = store
         self.rules = rules or load_rules(None)
         self.trusted_key = trusted_key
+        self.allow_unsigned = allow_unsigned
+        self._served: set[str] = set()   # sha256 of archives verified since start (FetchBundle)
         self._admin_hash = _hash(admin_token)
         self._read_hash = _hash(read_token) if read_token else None
         self._manifests: dict[str, dict | None] = {}
@@ -124,10 +126,40 @@ class Coordinator:
         return {**state, "revision": revision, "cohort": cohort}
 
     def bundle_archive(self, digest: str) -> bytes:
+        """The archive of a published bundle, verified again (artifacts, digest, signature) the first
+        time this process serves it: a consistent rewrite of the store's rows cannot forge a signature."""
         found = self.store.get_bundle(digest) if digest else None
         if found is None:
             raise NotFound(f"no published bundle with digest {digest[:16]!r}")
-        return found[1]
+        archive = found[1]
+        sha = hashlib.sha256(archive).hexdigest()
+        if sha not in self._served:
+            bundle = self._verified(archive)
+            if bundle.digest != digest:
+                log.error(json.dumps({"event": "store_tampered", "digest": digest, "found": bundle.digest}))
+                raise PermissionDenied(f"bundle {digest[:16]}: the stored archive is not the published bundle "
+                                       "(store altered?); refusing to serve it")
+            with self._lock:
+                self._served.add(sha)
+        return archive
+
+    def _verified(self, archive: bytes):
+        """Unpack and verify an archive: artifact digests always; the signature against the trusted key
+        unless unsigned bundles are allowed. InvalidRequest when it does not hold."""
+        from edgefleet.keys import require_trusted
+        with tempfile.TemporaryDirectory(prefix="edgefleet-verify-") as tmp:
+            path = Path(tmp, "archive.tar.gz")
+            path.write_bytes(archive)
+            try:
+                bundle = unpack(path, Path(tmp, "bundle"))
+                if bundle.manifest.get("signature") is not None or not self.allow_unsigned:
+                    require_trusted(bundle, self.trusted_key, allow_unsigned=self.allow_unsigned, what="coordinator",
+                                    label=f"{bundle.name} {bundle.version}")
+                    if bundle.manifest.get("signature") is not None and self.trusted_key is None:
+                        bundle.verify_signature(None)
+            except BundleError as e:
+                raise InvalidRequest(f"bundle refused: {e}") from e
+        return bundle
 
     def event(self, device_id: str, kind: str, detail: str, digest: str) -> None:
         if not kind or len(kind) > 64 or len(detail) > 4096 or len(digest) > 128:
@@ -145,17 +177,10 @@ class Coordinator:
         return token
 
     def publish_bundle(self, archive: bytes) -> dict:
-        """Unpack, verify (digests; signature, and its key when a trusted key is set) and store."""
-        with tempfile.TemporaryDirectory(prefix="edgefleet-publish-") as tmp:
-            path = Path(tmp, "archive.tar.gz")
-            path.write_bytes(archive)
-            try:
-                bundle = unpack(path, Path(tmp, "bundle"))
-                signed = bundle.manifest.get("signature") is not None
-                if signed or self.trusted_key is not None:
-                    bundle.verify_signature(self.trusted_key)
-            except BundleError as e:
-                raise InvalidRequest(f"bundle refused: {e}") from e
+        """Unpack, verify (digests; the signature against the trusted key unless unsigned bundles are
+        allowed) and store."""
+        bundle = self._verified(archive)
+        signed = bundle.manifest.get("signature") is not None
         existing = self.store.bundle_by_version(bundle.version)
         if existing is not None:
             if existing[0] != bundle.digest:

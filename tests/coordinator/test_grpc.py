@@ -162,7 +162,7 @@ def test_publish_refuses_conflicts_and_untrusted_bundles(admin, archives, tmp_pa
     admin.publish_bundle(archives["1.0"])
     assert admin.publish_bundle(archives["1.0"])["version"] == "1.0"  # republishing the same is a no-op
     other = pack(make_bundle(tmp_path / "o", version="1.0", signing_key=generate_key()), tmp_path / "o.tgz")
-    with pytest.raises(Rejected, match="INVALID_ARGUMENT.*untrusted key"):
+    with pytest.raises(Rejected, match="INVALID_ARGUMENT.*UNTRUSTED KEY"):
         admin.publish_bundle(other.read_bytes())
     with pytest.raises(Rejected, match="INVALID_ARGUMENT"):
         admin.publish_bundle(b"not an archive")
@@ -190,13 +190,13 @@ def _self_signed(tmp_path):
     return str(cert_path), str(key_path)
 
 
-def test_tls_with_a_self_signed_certificate(tmp_path, archives):
+def test_tls_with_a_self_signed_certificate(tmp_path, archives, public_key):
     from edgefleet.coordinator import AdminClient, Server, ServerConfig
     from edgefleet.device import Offline
     import ssl
     import urllib.request
     cert, key = _self_signed(tmp_path)
-    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, tls_cert=cert, tls_key=key,
+    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, tls_cert=cert, tls_key=key, trusted_key=public_key,
                              evaluate_interval_s=None)) as srv:
         admin = AdminClient(srv.grpc_target, ADMIN, root_cert=cert)
         assert admin.publish_bundle(archives["1.0"])["signed"]

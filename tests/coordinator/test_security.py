@@ -8,6 +8,7 @@ Network exposure (plaintext non-loopback bind, weak admin token, startup line), 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ from bundle_factory import ADMIN
 
 def _config(tmp_path, **kw):
     return ServerConfig(**{"init": True, "store": f"sqlite:///{tmp_path / 'fleet.db'}", "admin_token": ADMIN,
-                           "evaluate_interval_s": None, **kw})
+                           "evaluate_interval_s": None, "allow_unsigned": True, **kw})
 
 
 # -- network exposure ------------------------------------------------------------------------------
@@ -117,3 +118,131 @@ def test_postgres_store_without_tables_refuses_without_init(pg_database):
         open_store(pg_database, create=False)
     open_store(pg_database, create=True).close()
     open_store(pg_database, create=False).close()
+
+
+# -- signing on by default -----------------------------------------------------------------------------
+def _copy(src, dest):
+    import shutil
+    shutil.copytree(src, dest)
+    return dest
+
+
+def _hand_edit(bundle_dir):
+    """Rename a label and change the input shape in manifest.json, as a person with an editor would."""
+    import json
+    path = bundle_dir / "manifest.json"
+    m = json.loads(path.read_text())
+    m["task"]["labels"][0] = "zero-renamed"
+    m["inputs"][0]["shape"] = [None, 65]
+    path.write_text(json.dumps(m, indent=2))
+
+
+@pytest.fixture
+def variants(bundles, tmp_path):
+    """Signed by the project key, unsigned, signed by a stranger, and hand-edited after signing."""
+    from edgefleet._signing import generate_key
+    from bundle_factory import make_bundle
+    edited = _copy(bundles["1.0"], tmp_path / "edited")
+    _hand_edit(edited)
+    return {"good": bundles["1.0"], "unsigned": make_bundle(tmp_path / "unsigned", version="3.0"),
+            "foreign": make_bundle(tmp_path / "foreign", version="3.1", signing_key=generate_key()),
+            "edited": edited}
+
+
+def _archive(path, tmp_path):
+    from edgefleet.bundle import pack
+    return pack(path, tmp_path / f"{path.name}.tgz").read_bytes()
+
+
+def test_serve_needs_a_trusted_key_or_an_explicit_flag(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="no trusted key.*--allow-unsigned"):
+        Server(_config(tmp_path, allow_unsigned=False))
+    env = {**os.environ, "EDGEFLEET_ADMIN_TOKEN": ADMIN, "EDGEFLEET_KEY_DIR": str(tmp_path / "no-key-here")}
+    r = subprocess.run([sys.executable, "-m", "edgefleet", "serve", "--store", f"sqlite:///{tmp_path / 'f.db'}",
+                        "--init", "--port", "0", "--http-port", "-1"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "keys init" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_publish_refuses_unsigned_foreign_and_edited_bundles(server, admin, variants, tmp_path):
+    from edgefleet.device import Rejected
+    assert admin.publish_bundle(_archive(variants["good"], tmp_path))["signed"]
+    for name, what in (("unsigned", "UNSIGNED"), ("foreign", "UNTRUSTED KEY"), ("edited", "SIGNATURE INVALID")):
+        with pytest.raises(Rejected, match=f"INVALID_ARGUMENT.*{what}"):
+            admin.publish_bundle(_archive(variants[name], tmp_path))
+    assert server.store.bundle_by_version("3.0") is None and server.store.bundle_by_version("3.1") is None
+
+
+def test_a_consistent_tamper_in_the_store_is_not_served(server, admin, variants, tmp_path, public_key):
+    """Rewrite archive, manifest and digest of a published version in the database, consistently: the
+    signature cannot be rewritten, so the coordinator refuses to serve it and the device refuses it too."""
+    import json
+    import sqlite3
+    import grpc
+    from edgefleet.bundle import Bundle
+    from edgefleet.coordinator import fleet_pb2 as pb
+    from edgefleet.coordinator import fleet_pb2_grpc as pb_grpc
+    published = admin.publish_bundle(_archive(variants["good"], tmp_path))
+    rogue = _copy(variants["good"], tmp_path / "rogue")
+    _hand_edit(rogue)
+    rogue_bundle = Bundle.open(rogue)
+    db = sqlite3.connect(server.store.path)
+    db.execute("UPDATE bundles SET digest = ?, manifest = ?, archive = ? WHERE version = '1.0'",
+               (rogue_bundle.digest, json.dumps(rogue_bundle.manifest), _archive(rogue, tmp_path)))
+    db.execute("UPDATE cohorts SET state = replace(state, ?, ?)", (published["digest"], rogue_bundle.digest))
+    db.commit()
+    db.close()
+    stub = pb_grpc.FleetStub(grpc.insecure_channel(server.grpc_target))
+    token = stub.Enroll(pb.EnrollRequest(enrollment_token=admin.create_enrollment_token("eu"))).device_token
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.FetchBundle(pb.FetchBundleRequest(digest=rogue_bundle.digest),
+                              metadata=(("authorization", f"Bearer {token}"),)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "SIGNATURE INVALID" in info.value.details()
+
+
+def test_device_requires_a_trusted_key_and_refuses_bad_bundles(variants, tmp_path, public_key):
+    from edgefleet import BundleError, Device
+    with pytest.raises(ConfigError, match="trusted_key is required"):
+        Device(variants["good"], tmp_path / "d0")
+    Device(variants["good"], tmp_path / "d1", trusted_key=public_key).close()
+    for i, (name, what) in enumerate((("unsigned", "not signed"), ("foreign", "untrusted key"),
+                                      ("edited", "signature does not match"))):
+        with pytest.raises(BundleError, match=what):
+            Device(variants[name], tmp_path / f"e{i}", trusted_key=public_key)
+    Device(variants["unsigned"], tmp_path / "d2", allow_unsigned=True).close()   # only when told
+
+
+def test_predict_and_inspect_verify_the_signature_loudly(variants, tmp_path, capsys):
+    import numpy as np
+    from edgefleet.cli import main
+    from bundle_factory import digits
+    np.save(tmp_path / "x.npy", digits()[2][:3])
+    assert main(["inspect", str(variants["good"])]) == 0
+    assert "signature: signed by the trusted key" in capsys.readouterr().out
+    assert main(["predict", str(variants["good"]), str(tmp_path / "x.npy")]) == 0
+    capsys.readouterr()
+    for name, what, inspect_code in (("unsigned", "UNSIGNED", 0), ("foreign", "SIGNED BY AN UNTRUSTED KEY", 0),
+                                     ("edited", "SIGNATURE INVALID", 5)):
+        assert main(["predict", str(variants[name]), str(tmp_path / "x.npy")]) == 5
+        err = capsys.readouterr().err
+        assert what in err and len(err.strip().splitlines()) == 1, err
+        assert main(["inspect", str(variants[name])]) == inspect_code
+        out, err = capsys.readouterr()
+        assert f"signature: {what}" in out and "WARNING" in err and "all verified" not in out
+    assert main(["predict", str(variants["unsigned"]), str(tmp_path / "x.npy"), "--allow-unsigned"]) == 0
+    assert "WARNING: bundle is UNSIGNED" in capsys.readouterr().err
+
+
+def test_keys_init_once_and_export_signs_with_the_project_key(tmp_path, capsys, monkeypatch, digits_bundle):
+    from edgefleet.bundle import Bundle
+    from edgefleet.cli import main
+    monkeypatch.setenv("EDGEFLEET_KEY_DIR", str(tmp_path / "keys"))
+    assert main(["export", "--out", str(tmp_path / "b")]) == 2
+    assert "edgefleet keys init" in capsys.readouterr().err
+    assert main(["keys", "init"]) == 0
+    assert (tmp_path / "keys" / "signing.key").stat().st_mode & 0o777 == 0o600
+    assert main(["keys", "init"]) == 2 and "already exists" in capsys.readouterr().err
+    # the session's export (tests/conftest.py) was signed by the session project key, recorded by path
+    manifest = Bundle.open(digits_bundle).manifest
+    assert manifest["provenance"]["signing_key"]["path"].endswith("signing.key")
+    assert not list(Path(digits_bundle).glob("*.key"))   # the key never goes into the bundle

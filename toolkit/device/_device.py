@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgefleet import monitoring
-from edgefleet._errors import BundleError, DataError, EdgefleetError
+from edgefleet._errors import BundleError, ConfigError, DataError, EdgefleetError
 from edgefleet.bundle import Bundle, unpack
 
 from ._engine import Engine
@@ -62,7 +62,8 @@ class Device:
     - ``state_dir``: identity, queue, fetched bundles and the current-bundle pointer (survives restarts);
     - ``transport``: :class:`GrpcTransport`, :class:`ConnectTransport`, or None (standalone);
     - ``enrollment_token``: used once, on the first :meth:`sync`;
-    - ``trusted_key``: the ed25519 public key (raw or base64) every bundle must be signed with;
+    - ``trusted_key``: the ed25519 public key (raw or base64) every bundle must be signed with; required
+      unless ``allow_unsigned=True`` (then no signature is checked);
     - ``window_size`` / ``window_seconds``: a telemetry window closes after this many predictions or
       this long, whichever first (checked when predicting and on :meth:`sync`);
     - ``latency_budget_ms``: per :meth:`predict` call; a miss moves the next call down the chain;
@@ -78,12 +79,16 @@ class Device:
                  enrollment_token: str = "", trusted_key: bytes | str | None = None, window_size: int = 100,
                  window_seconds: float = 60.0, latency_budget_ms: float | None = None,
                  queue_bytes: int = 256 * 1024, runner_factory=None, clock=time.time, hardware: str = "",
-                 threads: int | None = None):
+                 threads: int | None = None, allow_unsigned: bool = False):
+        if trusted_key is None and not allow_unsigned:
+            raise ConfigError("Device: trusted_key is required (the public key every bundle must be signed with); "
+                              "pass allow_unsigned=True to run bundles nobody vouches for")
         self.state = Path(state_dir)
         (self.state / "bundles").mkdir(parents=True, exist_ok=True)
         self.transport = transport
         self.enrollment_token = enrollment_token
         self.trusted_key = trusted_key
+        self.allow_unsigned = allow_unsigned
         self.window_size, self.window_seconds = window_size, window_seconds
         self.latency_budget_ms = latency_budget_ms
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
@@ -384,6 +389,7 @@ class Device:
     def _verify_signature(self, bundle: Bundle) -> None:
         if self.trusted_key is not None:
             bundle.verify_signature(self.trusted_key)
+        # else allow_unsigned: no signature check (e.g. a browser build without the crypto library)
 
     def _open_verified(self, path: Path, digest: str) -> Bundle:
         bundle = Bundle.open(path)
