@@ -3,13 +3,23 @@
 The C kernels (native/*.c) are compiled for the baseline x86-64 / target ISA into a static library;
 AVX2, AVX-VNNI and AVX-512 VNNI code is enabled per function (native/kernels_avx2.c, kernels_vnni.c,
 kernels_avx512.c) and chosen at run time by CPU detection (native/cpu.c). Never build for the host CPU only.
+EDGEFLEET_PURE=1 builds a pure-Python wheel without the extension (for Pyodide: see wasm/README.md).
 The library gets its own flags: Python's -fwrapv (which keeps the compiler from vectorising some
 integer loops, ~25% slower here) is not needed, as the C never relies on signed overflow.
 """
 
-import numpy
-from Cython.Build import cythonize
+import os
+
 from setuptools import Extension, setup
+
+if os.environ.get("EDGEFLEET_PURE") == "1":
+    # The pure-Python wheel (py3-none-any) for Pyodide and other hosts without a C toolchain: the same
+    # sources without the extension; the runtime there is wasm (wasm/) or another backend.
+    setup()
+    raise SystemExit(0)
+
+import numpy  # noqa: E402
+from Cython.Build import cythonize  # noqa: E402
 
 C_SOURCES = ["native/efm_load.c", "native/efm_run.c", "native/efm_ops.c", "native/efm_ops_conv.c", "native/cpu.c",
              "native/kernels_portable.c", "native/kernels_avx2.c", "native/kernels_vnni.c", "native/kernels_avx512.c"]
