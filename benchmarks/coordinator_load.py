@@ -35,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "coordinator"))
-ADMIN = "bench-admin"
+ADMIN = "bench-admin-token-0123456789abcdef"
 
 
 def free_port():
@@ -95,7 +95,7 @@ def register_devices(store_url, n):
 def start_server(store_url, workers):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", store_url, "--port", str(port),
-                             "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0"],
+                             "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0", "--init"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = proc.stdout.readline()
     if not re.search(r"gRPC 127\.0\.0\.1:\d+", line):

@@ -1,7 +1,7 @@
 """The fleet coordinator: gRPC + HTTP/1.1 (Connect) service, durable store, drift and policy engines.
 
 >>> from edgefleet.coordinator import Server, ServerConfig              # doctest: +SKIP
->>> with Server(ServerConfig(store="sqlite:///fleet.db", admin_token="s3cret")) as srv:   # doctest: +SKIP
+>>> with Server(ServerConfig(init=True, store="sqlite:///fleet.db", admin_token="s3cret")) as srv:   # doctest: +SKIP
 ...     print(srv.grpc_target, srv.http_url)
 
 Needs the ``server`` extra (grpcio, protobuf, cryptography). See ``docs/coordinator.md``.

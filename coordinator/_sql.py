@@ -90,6 +90,11 @@ class SqlStore:
             cur.execute("SELECT device_id, cohort, hardware, created_ms FROM devices ORDER BY created_ms, device_id")
             return [dict(zip(("device_id", "cohort", "hardware", "created_ms"), r)) for r in cur.fetchall()]
 
+    def count_devices(self):
+        with self._tx() as cur:
+            cur.execute("SELECT COUNT(*) FROM devices")
+            return cur.fetchone()[0]
+
     # -- telemetry -----------------------------------------------------------------------------
     def ingest_windows(self, device_id, cohort, windows):
         """Store the windows in one transaction; return how many were new (the rest are replays)."""

@@ -1,7 +1,7 @@
 """Assemble and run a coordinator: store + service + gRPC server + HTTP/1.1 (Connect, metrics,
 dashboard) + a background policy evaluation.
 
->>> srv = Server(ServerConfig(store="sqlite:///tmp/fleet.db", admin_token="secret")).start()   # doctest: +SKIP
+>>> srv = Server(ServerConfig(init=True, store="sqlite:///tmp/fleet.db", admin_token="secret")).start()   # doctest: +SKIP
 >>> srv.grpc_target, srv.http_url                                                              # doctest: +SKIP
 ('127.0.0.1:40123', 'http://127.0.0.1:40124')
 >>> srv.stop()                                                                                 # doctest: +SKIP
@@ -9,7 +9,10 @@ dashboard) + a background policy evaluation.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
+import socket
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -17,17 +20,17 @@ from pathlib import Path
 
 import grpc
 
-from .connect import ConnectServer
-from .dashboard import Dashboard
 from edgefleet._errors import ConfigError
 
-from .errors import StoreError
+from ._guard import Limits
+from .dashboard import Dashboard
 from .handlers import generic_handler
 from .metrics import Metrics
 from .rules import Rules, load_rules
 from .service import Coordinator
 from .servicers import AdminServicer, FleetServicer
 from .store import open_store
+from .web import HttpConfig, HttpServer, build_app, check_cors_origins, default_app_dir
 
 __all__ = ["Server", "ServerConfig"]
 
@@ -54,51 +57,107 @@ class ServerConfig:
     watch_interval_s: float = 1.0
     max_watches: int | None = None       # open WatchPolicy streams (each holds a worker); default workers // 4
     watch_max_s: float = 300.0           # a watch ends after this long; the device watches again
+    read_token: str = ""                 # reads /metrics and /dashboard (the admin token does too)
+    http_limits: Limits | None = None    # per-address connections, header/body/idle timeouts
+    app_dir: str | None = "default"      # static files under /app/; "default": the repo's wasm/web/ if present
+    cors_origins: tuple[str, ...] = ()   # origins allowed to call the HTTP port from a page
+    init: bool = False                   # create the store when it does not exist (else refuse: state was lost)
+    insecure_plaintext: bool = False     # allow a non-loopback bind without TLS
+
+
+#: an admin or read token shorter than this, or with fewer distinct characters, is refused
+MIN_TOKEN_CHARS, MIN_TOKEN_DISTINCT = 20, 10
+
+
+def check_token_strength(name: str, token: str) -> None:
+    if len(token) < MIN_TOKEN_CHARS or len(set(token)) < MIN_TOKEN_DISTINCT:
+        raise ConfigError(f"serve: the {name} token is too weak (at least {MIN_TOKEN_CHARS} characters with "
+                          f"{MIN_TOKEN_DISTINCT} distinct ones); make one with: "
+                          "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback address."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise ConfigError(f"serve: --host {host!r} does not resolve ({e})") from e
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def _check(config: ServerConfig) -> None:
+    """Refuse an unsafe or inconsistent configuration before anything is opened."""
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("serve: TLS needs both --tls-cert and --tls-key")
+    if not config.admin_token:
+        raise ConfigError("serve: an admin token is required")
+    check_token_strength("admin", config.admin_token)
+    if config.read_token:
+        check_token_strength("read", config.read_token)
+    check_cors_origins(config.cors_origins)
+    if not config.tls_cert and not is_loopback(config.host):
+        if not config.insecure_plaintext:
+            raise ConfigError(f"serve: --host {config.host} is reachable from the network; give --tls-cert and "
+                              "--tls-key, or --insecure-plaintext to send tokens and telemetry in the clear")
+        log.warning(json.dumps({"event": "insecure_plaintext", "host": config.host,
+                                "message": "serving without TLS on a non-loopback address"}))
 
 
 class Server:
     def __init__(self, config: ServerConfig):
-        if bool(config.tls_cert) != bool(config.tls_key):
-            raise ConfigError("serve: TLS needs both --tls-cert and --tls-key")
-        if not config.admin_token:
-            raise ConfigError("serve: an admin token is required")
+        _check(config)
         self.config = config
-        self.store = open_store(config.store)
-        self.metrics = Metrics()
-        self.coordinator = Coordinator(self.store, admin_token=config.admin_token,
-                                       rules=config.rules or load_rules(None), trusted_key=config.trusted_key)
-        self.metrics.gauge("edgefleet_devices", "Enrolled devices.", lambda: len(self.store.list_devices()))
-        max_watches = config.max_watches if config.max_watches is not None else max(1, config.workers // 4)
-        self.fleet = FleetServicer(self.coordinator, self.metrics, watch_interval_s=config.watch_interval_s,
-                                   max_watches=max_watches, watch_max_s=config.watch_max_s)
-        self.admin = AdminServicer(self.coordinator, self.metrics)
+        self.store = open_store(config.store, create=config.init)
+        try:
+            self.metrics = Metrics()
+            self.coordinator = Coordinator(self.store, admin_token=config.admin_token,
+                                           rules=config.rules or load_rules(None), trusted_key=config.trusted_key,
+                                           read_token=config.read_token)
+            self.metrics.gauge("edgefleet_devices", "Enrolled devices.", self.store.count_devices, cache_s=10.0)
+            max_watches = config.max_watches if config.max_watches is not None else max(1, config.workers // 4)
+            self.fleet = FleetServicer(self.coordinator, self.metrics, watch_interval_s=config.watch_interval_s,
+                                       max_watches=max_watches, watch_max_s=config.watch_max_s)
+            self.admin = AdminServicer(self.coordinator, self.metrics)
+            self.grpc, self.port = self._grpc_server()
+            self.http = self._http_server() if config.http_port is not None else None
+        except BaseException:
+            self.store.close()
+            raise
+        self._stop = threading.Event()
+        self._evaluator = threading.Thread(target=self._evaluate_loop, name="edgefleet-evaluate", daemon=True)
+
+    def _grpc_server(self):
+        config = self.config
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="edgefleet"),
-                                options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
-        self.grpc.add_generic_rpc_handlers((generic_handler("Fleet", self.fleet), generic_handler("Admin", self.admin)))
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="edgefleet"),
+                             options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
+        server.add_generic_rpc_handlers((generic_handler("Fleet", self.fleet), generic_handler("Admin", self.admin)))
         address = f"{config.host}:{config.port}"
         if config.tls_cert:
             try:
                 pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
             except OSError as e:
                 raise ConfigError(f"serve: cannot read the TLS certificate or key ({e})") from e
-            creds = grpc.ssl_server_credentials([pair])
-            self.port = self.grpc.add_secure_port(address, creds)
+            port = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
         else:
-            self.port = self.grpc.add_insecure_port(address)
-        if not self.port:
-            raise StoreError(f"cannot bind the gRPC port {address}")
-        self.http = None
-        if config.http_port is not None:
-            tls = (config.tls_cert, config.tls_key) if config.tls_cert else None
-            dashboard = Dashboard(self.store, self.coordinator.rules)
-            self.http = ConnectServer({"Fleet": self.fleet, "Admin": self.admin}, self.metrics, dashboard,
-                                      host=config.host, port=config.http_port, max_body=config.max_message_bytes,
-                                      tls=tls)
-        self._stop = threading.Event()
-        self._evaluator = threading.Thread(target=self._evaluate_loop, name="edgefleet-evaluate", daemon=True)
+            port = server.add_insecure_port(address)
+        if not port:
+            raise ConfigError(f"serve: cannot bind the gRPC port {address} (in use, or not an address of this host)")
+        return server, port
+
+    def _http_server(self) -> HttpServer:
+        config = self.config
+        app_dir = default_app_dir() if config.app_dir == "default" else config.app_dir
+        http = HttpConfig(host=config.host, port=config.http_port,
+                          tls=(config.tls_cert, config.tls_key) if config.tls_cert else None,
+                          max_body=config.max_message_bytes, limits=config.http_limits or Limits(),
+                          app_dir=Path(app_dir) if app_dir else None, cors_origins=list(config.cors_origins))
+        app = build_app({"Fleet": self.fleet, "Admin": self.admin}, metrics=self.metrics,
+                        dashboard=Dashboard(self.store, self.coordinator.rules),
+                        may_read=self.coordinator.may_read, config=http)
+        return HttpServer(http, app)
 
     @property
     def grpc_target(self) -> str:

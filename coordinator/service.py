@@ -38,13 +38,15 @@ class Coordinator:
     """Plain functions for every call. ``admin_token`` guards the admin calls; ``trusted_key``
     (raw ed25519 public key) makes publishing require a bundle signed by it."""
 
-    def __init__(self, store, *, admin_token: str, rules: Rules | None = None, trusted_key: bytes | None = None):
+    def __init__(self, store, *, admin_token: str, rules: Rules | None = None, trusted_key: bytes | None = None,
+                 read_token: str = ""):
         if not admin_token:
             raise InvalidRequest("the coordinator needs a non-empty admin token")
         self.store = store
         self.rules = rules or load_rules(None)
         self.trusted_key = trusted_key
         self._admin_hash = _hash(admin_token)
+        self._read_hash = _hash(read_token) if read_token else None
         self._manifests: dict[str, dict | None] = {}
         # token hash -> (device_id, cohort, expiry): saves a store round trip per call; a cohort change
         # made on another replica is seen within TOKEN_CACHE_S
@@ -75,6 +77,14 @@ class Coordinator:
     def check_admin(self, token: str) -> None:
         if not token or not hmac.compare_digest(_hash(token), self._admin_hash):
             raise Unauthenticated("admin call without the admin token")
+
+    def may_read(self, token: str) -> bool:
+        """The admin or the read token: what ``/metrics`` and ``/dashboard`` ask for."""
+        if not token:
+            return False
+        h = _hash(token)
+        return hmac.compare_digest(h, self._admin_hash) or (
+            self._read_hash is not None and hmac.compare_digest(h, self._read_hash))
 
     # -- device calls --------------------------------------------------------------------------
     def enroll(self, enrollment_token: str, hardware: str = "") -> dict:

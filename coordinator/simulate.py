@@ -69,7 +69,7 @@ def run_fleet_demo(bundle_dir, workdir, devices: int = 20, seed: int = 0, *, coh
     names = [f"cohort-{i}" for i in range(cohorts)]
     shifted = names[-1]
     admin_token = secrets.token_urlsafe(16)
-    config = ServerConfig(store=f"sqlite:///{work / f'coordinator-{int(time.time() * 1000)}.db'}",
+    config = ServerConfig(init=True, store=f"sqlite:///{work / f'coordinator-{int(time.time() * 1000)}.db'}",
                           admin_token=admin_token, evaluate_interval_s=None)
     fleet, decisions = [], []
     with Server(config) as server:

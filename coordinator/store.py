@@ -29,6 +29,7 @@ class Store(Protocol):
     def device_by_token(self, token_hash: str) -> tuple[str, str] | None: ...
     def set_device_cohort(self, device_id: str, cohort: str) -> bool: ...
     def list_devices(self) -> list[dict]: ...
+    def count_devices(self) -> int: ...
     # telemetry
     def ingest_windows(self, device_id: str, cohort: str, windows: list[dict]) -> int: ...
     def count_windows(self) -> int: ...
@@ -53,13 +54,16 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> "Store":
-    """Open a store from a URL: ``sqlite:///path/to.db`` (or a plain path) or ``postgresql://...``."""
+def open_store(url: str, *, create: bool = True) -> "Store":
+    """Open a store from a URL: ``sqlite:///path/to.db`` (or a plain path) or ``postgresql://...``.
+
+    ``create=False`` (what ``edgefleet serve`` does without ``--init``) refuses a store that does not
+    exist yet: a coordinator restarted on a lost database must not start over silently."""
     if url.startswith(("postgresql://", "postgres://")):
         from .store_postgres import PostgresStore
-        return PostgresStore(url)
+        return PostgresStore(url, create=create)
     path = url[len("sqlite://"):] if url.startswith("sqlite://") else url
     if not path:
         raise StoreError(f"store URL {url!r}: no database path")
     from .store_sqlite import SqliteStore
-    return SqliteStore(path)
+    return SqliteStore(path, create=create)

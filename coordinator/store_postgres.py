@@ -41,13 +41,17 @@ class _Cursor:
 
 
 class PostgresStore(SqlStore):
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, create: bool = True):
         self.url = url
         self._local = threading.local()
         self._all: list = []
         self._all_lock = threading.Lock()
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(4242)")  # replicas may start together
+            cur.execute("SELECT to_regclass('devices') IS NOT NULL")
+            if not create and not cur.fetchone()[0]:
+                raise StoreError("postgres store: the database holds no edgefleet tables; if this is a new "
+                                 "coordinator pass --init to create them (a restart must find its state)")
             for stmt in schema("BIGSERIAL PRIMARY KEY", "BYTEA"):
                 cur.execute(stmt)
 

@@ -1,10 +1,16 @@
 """The embedded store: one SQLite file in WAL mode with ``synchronous=FULL`` (a commit is on disk
 before the call returns). One connection serialised by a lock: SQLite has one writer anyway, and a
-batched report is a single transaction, so throughput comes from batching, not from parallel writers."""
+batched report is a single transaction, so throughput comes from batching, not from parallel writers.
+
+The file's identity (device and inode) is checked around every transaction: a database removed or
+replaced while the coordinator runs (``rm fleet.db*``) would otherwise keep taking commits into an
+unlinked inode, acknowledged and then lost. Once noticed, every call fails with StoreError (nothing
+more is acknowledged) until the coordinator is restarted."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -16,8 +22,12 @@ __all__ = ["SqliteStore"]
 
 
 class SqliteStore(SqlStore):
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", create: bool = True):
         self.path = Path(path)
+        self._lost: str | None = None
+        if not create and not self.path.exists():
+            raise StoreError(f"sqlite store {self.path}: the database does not exist; if this is a new coordinator "
+                             "pass --init to create an empty one (a restart must find its state)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
@@ -27,18 +37,35 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as e:
             raise StoreError(f"sqlite store {self.path}: cannot open ({e})") from e
         self._lock = threading.Lock()
+        self._identity = self._file_identity()
         with self._tx() as cur:
             for stmt in schema("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"):
                 cur.execute(stmt)
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _check_file(self) -> None:
+        if self._lost is None and self._file_identity() != self._identity:
+            self._lost = (f"sqlite store {self.path}: the database file was removed or replaced while the "
+                          "coordinator was running; nothing more is acknowledged. Restore the file and restart")
+        if self._lost is not None:
+            raise StoreError(self._lost)
+
     @contextlib.contextmanager
     def _tx(self):
         with self._lock:
+            self._check_file()
             cur = self._conn.cursor()
             try:
                 cur.execute("BEGIN IMMEDIATE")
                 yield cur
                 cur.execute("COMMIT")
+                self._check_file()   # committed into a file that is gone: do not acknowledge
             except sqlite3.Error as e:
                 self._rollback(cur)
                 raise StoreError(f"sqlite store {self.path}: {e}") from e

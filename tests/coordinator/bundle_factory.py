@@ -12,7 +12,7 @@ import numpy as np
 from edgefleet.bundle import BundleWriter
 
 N_PROJ = 4
-ADMIN = "admin-secret"  # the admin token of the test coordinators
+ADMIN = "test-admin-token-0123456789abcdef"  # the admin token of the test coordinators
 _DATA = None
 
 

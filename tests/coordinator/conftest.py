@@ -50,7 +50,7 @@ def archives(bundles, tmp_path_factory):
 @pytest.fixture
 def server(tmp_path, public_key):
     from edgefleet.coordinator import Server, ServerConfig
-    srv = Server(ServerConfig(store=f"sqlite:///{tmp_path / 'fleet.db'}", admin_token=ADMIN,
+    srv = Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'fleet.db'}", admin_token=ADMIN,
                               trusted_key=public_key, evaluate_interval_s=None, watch_interval_s=0.2)).start()
     yield srv
     srv.stop(0)

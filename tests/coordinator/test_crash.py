@@ -24,13 +24,19 @@ from bundle_factory import ADMIN
 DEVICES, PER_DEVICE = 4, 2500
 
 
-def start_server(store_url, port=0):
+def start_server(store_url, port=0, *, init=False):
     proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", store_url, "--port",
-                             str(port), "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0"],
+                             str(port), "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0"]
+                            + (["--init"] if init else []),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()  # "edgefleet serve: gRPC 127.0.0.1:PORT" (bounded: the process prints or exits)
-    found = re.search(r"gRPC 127\.0\.0\.1:(\d+)", line)
-    assert found, f"server did not start: {line}{proc.stdout.read() if proc.poll() is not None else ''}"
+    lines = ""
+    for _ in range(20):  # "edgefleet serve: gRPC 127.0.0.1:PORT" after a few JSON log lines (bounded: it prints or exits)
+        line = proc.stdout.readline()
+        lines += line
+        found = re.search(r"^edgefleet serve: gRPC 127\.0\.0\.1:(\d+)", line)
+        if found or not line:
+            break
+    assert found, f"server did not start: {lines}{proc.stdout.read() if proc.poll() is not None else ''}"
     return proc, int(found.group(1))
 
 
@@ -79,7 +85,7 @@ def stored_ids(store_url):
 
 
 def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles, store_url):
-    proc, port = start_server(store_url)
+    proc, port = start_server(store_url, init=True)
     try:
         admin = AdminClient(f"127.0.0.1:{port}", ADMIN)
         admin.publish_bundle(pack(bundles["1.0"], tmp_path / "b.tgz").read_bytes())

@@ -196,7 +196,7 @@ def test_tls_with_a_self_signed_certificate(tmp_path, archives):
     import ssl
     import urllib.request
     cert, key = _self_signed(tmp_path)
-    with Server(ServerConfig(store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, tls_cert=cert, tls_key=key,
+    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, tls_cert=cert, tls_key=key,
                              evaluate_interval_s=None)) as srv:
         admin = AdminClient(srv.grpc_target, ADMIN, root_cert=cert)
         assert admin.publish_bundle(archives["1.0"])["signed"]
@@ -207,7 +207,8 @@ def test_tls_with_a_self_signed_certificate(tmp_path, archives):
         plain.close()
         ctx = ssl.create_default_context(cafile=cert)
         assert srv.http_url.startswith("https://")
-        with urllib.request.urlopen(srv.http_url + "/metrics", context=ctx, timeout=10) as r:
+        req = urllib.request.Request(srv.http_url + "/metrics", headers={"Authorization": f"Bearer {ADMIN}"})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
             assert b"edgefleet_rpc_total" in r.read()
 
 

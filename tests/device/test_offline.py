@@ -23,7 +23,7 @@ def free_port():
 
 
 def coordinator(tmp_path, port):
-    return Server(ServerConfig(store=f"sqlite:///{tmp_path / 'fleet.db'}", admin_token=ADMIN, port=port,
+    return Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'fleet.db'}", admin_token=ADMIN, port=port,
                                http_port=None, evaluate_interval_s=None))
 
 

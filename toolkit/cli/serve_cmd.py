@@ -28,6 +28,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trusted-key", help="file with the ed25519 public key (raw or base64) bundles must be signed by")
     p.add_argument("--max-message-bytes", type=int, default=8 * 1024 * 1024)
     p.add_argument("--evaluate-interval", type=float, default=10.0, help="seconds between policy evaluations")
+    p.add_argument("--read-token", default=os.environ.get("EDGEFLEET_READ_TOKEN", ""),
+                   help="token that reads /metrics and /dashboard (the admin token does too)")
+    p.add_argument("--app-dir", default="default",
+                   help="static files served under /app/ (default: the repository's wasm/web/ when present; '' disables)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="an origin (scheme://host[:port]) whose pages may call the HTTP port; repeatable, no wildcard")
+    p.add_argument("--max-connections-per-address", type=int, default=128,
+                   help="open HTTP connections one client address may hold")
+    p.add_argument("--init", action="store_true",
+                   help="create the store when it does not exist (without it a missing database is refused)")
+    p.add_argument("--insecure-plaintext", action="store_true",
+                   help="allow a non-loopback --host without TLS (tokens and telemetry travel in the clear)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                   help="JSON-lines log on stderr at this level")
 
 
 def config_from_args(args):
@@ -41,14 +55,24 @@ def config_from_args(args):
         except OSError as e:
             raise ConfigError(f"serve: --trusted-key {args.trusted_key}: {e}") from e
         trusted = raw if len(raw) == 32 else base64.b64decode(raw)
+    from edgefleet.coordinator._guard import Limits
+    from edgefleet.coordinator.web import check_cors_origins
+    if args.max_connections_per_address < 1:
+        raise ConfigError("serve: --max-connections-per-address must be at least 1")
     return ServerConfig(store=args.store, admin_token=args.admin_token, host=args.host, port=args.port,
                         http_port=None if args.http_port < 0 else args.http_port, tls_cert=args.tls_cert,
                         tls_key=args.tls_key, rules=load_rules(args.rules), trusted_key=trusted,
-                        max_message_bytes=args.max_message_bytes, evaluate_interval_s=args.evaluate_interval or None)
+                        max_message_bytes=args.max_message_bytes, evaluate_interval_s=args.evaluate_interval or None,
+                        read_token=args.read_token, app_dir=args.app_dir or None,
+                        cors_origins=tuple(check_cors_origins(args.cors_origin)),
+                        http_limits=Limits(per_address=args.max_connections_per_address), init=args.init,
+                        insecure_plaintext=args.insecure_plaintext)
 
 
 def run(args) -> int:
     from edgefleet.coordinator import Server
+    from edgefleet.coordinator.logs import configure_logging
+    configure_logging(args.log_level)
     server = Server(config_from_args(args)).start()
     print(f"edgefleet serve: gRPC {server.grpc_target}" + (f", HTTP {server.http_url}" if server.http_url else ""),
           flush=True)
