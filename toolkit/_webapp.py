@@ -49,3 +49,47 @@ def write_browser_app(dest: Path, bundle_dir: Path, *, enrollment_token: str, tr
         config["samples"] = "samples.json"
     (dest / "config.json").write_text(json.dumps(config, indent=2))
     return dest
+
+
+def serve_browser_demo(bundle_dir: Path, workdir: Path, *, http_port: int = 8080, samples: int = 200):
+    """Start a coordinator on 127.0.0.1 serving the browser device under ``/app/`` with ``bundle_dir``
+    (signed here with a new key) as the web cohort's baseline. Returns ``(server, url)``."""
+    import secrets
+
+    from . import _signing
+    from .bundle import pack
+    from edgefleet.coordinator import AdminClient, Server, ServerConfig
+
+    workdir = Path(workdir)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    key = _signing.generate_key()
+    pub = _signing.public_key(key)
+    bundle = workdir / "bundle"
+    shutil.copytree(bundle_dir, bundle)
+    sign_bundle(bundle, key)
+    admin_token = secrets.token_urlsafe(32)
+    (workdir / "app").mkdir()
+    server = Server(ServerConfig(init=True, store=f"sqlite:///{workdir / 'fleet.db'}", admin_token=admin_token,
+                                 http_port=http_port, app_dir=str(workdir / "app"), trusted_key=pub)).start()
+    try:
+        admin = AdminClient(server.grpc_target, admin_token)
+        admin.publish_bundle(pack(bundle, workdir / "bundle.tar.gz").read_bytes())
+        admin.set_baseline("web", Bundle.open(bundle).version)
+        token = admin.create_enrollment_token("web", uses=10000)
+        admin.close()
+        write_browser_app(workdir / "app", bundle, enrollment_token=token, trusted_key=pub,
+                          samples=digits_samples(samples))
+    except BaseException:
+        server.stop(0)
+        raise
+    return server, f"{server.http_url}/app/"
+
+
+def digits_samples(n: int) -> dict:
+    """The first ``n`` held-out digits (8x8, values in [0, 1]) and their labels, for the page's picker."""
+    from edgefleet.compress.data import load_dataset
+
+    data = load_dataset("digits", seed=0)
+    return {"x": data.x_test[:n].reshape(min(n, len(data.x_test)), -1).tolist(), "y": data.y_test[:n].tolist()}

@@ -215,3 +215,24 @@ def test_bundle_with_a_flipped_byte_is_refused_visibly(setup):
     assert "failed verification" in text and "sha256" in text, text
     assert b("eval", js="return document.getElementById('status').textContent") == "bundle refused"
     b("screenshot", path=str(ARTIFACTS / "browser-refused.png"))
+
+
+def test_demo_serves_the_page_and_a_working_enrollment_token(digits_export, tmp_path):
+    """`edgefleet demo --browser`'s server: the page, its runtime and config under /app/, and a token
+    that enrols a device over Connect (no browser needed for this part)."""
+    import urllib.request
+
+    from edgefleet._webapp import serve_browser_demo
+    from edgefleet.device import ConnectTransport
+
+    server, url = serve_browser_demo(digits_export.bundle.path, tmp_path / "demo", http_port=free_port(), samples=5)
+    try:
+        page = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert "app.mjs" in page
+        assert urllib.request.urlopen(url + "efm-simd128.wasm", timeout=10).read()[:4] == b"\0asm"
+        config = json.loads(urllib.request.urlopen(url + "config.json", timeout=10).read())
+        assert len(json.loads(urllib.request.urlopen(url + "samples.json", timeout=10).read())["y"]) == 5
+        ident = ConnectTransport(server.http_url).enroll(config["enrollment_token"], "browser")
+        assert ident["cohort"] == "web"
+    finally:
+        server.stop(0)
