@@ -48,3 +48,17 @@ if [ "$(cat wasm/node_modules/.edgefleet-stamp 2>/dev/null)" != "$npm_want" ]; t
   (cd wasm && npm ci --no-audit --no-fund --loglevel=error)
   echo "$npm_want" > wasm/node_modules/.edgefleet-stamp
 fi
+
+# What the browser app serves beside the page (wasm/web/, ignored by git): Pyodide's runtime files and
+# the pure-Python edgefleet wheel (EDGEFLEET_PURE=1: the same sources without the C extension).
+mkdir -p wasm/web/pyodide wasm/web/wheels
+for f in pyodide.mjs pyodide.asm.mjs pyodide.asm.wasm python_stdlib.zip pyodide-lock.json; do
+  cmp -s "wasm/node_modules/pyodide/$f" "wasm/web/pyodide/$f" || cp "wasm/node_modules/pyodide/$f" wasm/web/pyodide/
+done
+wheel_want=$(cat pyproject.toml setup.py $(find toolkit runtimes compress coordinator -name '*.py' | sort) | sha256sum | cut -d' ' -f1)
+if [ "$(cat wasm/web/wheels/.stamp 2>/dev/null)" != "$wheel_want" ]; then
+  echo "setup: building the pure-Python wheel for the browser (wasm/web/wheels/)"
+  rm -f wasm/web/wheels/*.whl
+  EDGEFLEET_PURE=1 .venv/bin/python -m pip wheel -q --no-deps --no-build-isolation -w wasm/web/wheels . >/dev/null 2>&1
+  echo "$wheel_want" > wasm/web/wheels/.stamp
+fi

@@ -74,7 +74,7 @@ class _JsModel:
             out = self.model.run(arrays, to_js({"raw": raw}, dict_converter=_js_object))
         except JsException as e:
             raise DataError(f"runtime 'wasm': {e}") from e
-        return [getattr(out, spec["name"]).to_py() for spec in self.outputs]
+        return [getattr(out, spec["name"]).to_py().tolist() for spec in self.outputs]  # memoryview -> numbers
 
 
 def _js_object(pairs):
@@ -83,7 +83,7 @@ def _js_object(pairs):
 
 
 def _spec(t: dict) -> dict:
-    return {"name": t["name"], "dtype": t["dtype"], "shape": [None if d is None else int(d) for d in t["shape"]],
+    return {"name": t["name"], "dtype": t["dtype"], "shape": [int(d) if isinstance(d, (int, float)) else None for d in t["shape"]],  # JS null: batch
             "size": int(t["size"])}
 
 
