@@ -2,10 +2,15 @@
 
 One pass of :func:`evaluate` looks at every cohort that has a baseline version:
 
-- **fallback** — merge the cohort's most recent windows of its serving version, test them against the
-  bundle's reference (:func:`~edgefleet.coordinator.drift.drift_report`); the first ``[[fallback]]``
-  rule whose threshold is crossed sets the cohort's fallback (artifact and/or version). A cohort that
-  already has a fallback is not decided again.
+- **verdict** — the cohort's sequential drift monitor (:class:`~edgefleet.coordinator.drift.Monitor`)
+  looks at the windows of its serving version that arrived since the last look; its state survives in
+  the score history. The verdict (``insufficient``, ``ok``, ``drift``, ``recovered``, with its evidence)
+  is stored with every score point; a snapshot report of the most recent windows and the label-free
+  accuracy estimate come with it, and Benjamini-Hochberg across all cohorts x signals of the snapshots
+  marks which signals moved (``fdr_rejected``).
+- **fallback** — on a ``drift`` verdict, the first ``[[fallback]]`` rule that applies (cohort, and the
+  estimated accuracy drop) sets the cohort's fallback (artifact and/or version); on ``recovered``, a
+  fallback the drift rule set is released (``fallback_release``).
 - **canary** — compare the canary version's windows with the baseline's: roll back when the canary's
   accuracy (from labels when there are enough, else estimated from confidence) is lower by more than
   the margin or its error rate higher; promote after ``promote_after_windows`` healthy windows.
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .drift import drift_report, merge_windows
+from .drift import Monitor, MonitorSettings, drift_report, fdr, merge_windows
 from .rules import Rules
 
 __all__ = ["evaluate"]
@@ -34,19 +39,25 @@ def _accuracy(store, cohort: str, version: str, report: dict, min_labels: int) -
 
 def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict]) -> list[dict]:
     """Run every rule once over every cohort; return the decisions made (already stored)."""
-    decisions = []
+    decisions, looked = [], []
     for cohort in store.list_cohorts():
         state, _ = store.get_cohort(cohort)
         baseline = (state.get("baseline") or {}).get("version")
         if not baseline:
             continue
         report = _stats(store, rules, cohort, baseline, monitoring_for)
+        looked.append((cohort, state, baseline, report))
+    _mark_fdr([r for _, _, _, r in looked if r is not None], rules.drift.alpha)
+    for cohort, state, baseline, report in looked:
         if report is not None:
             n, correct = store.label_stats(cohort, baseline)
-            store.add_score(cohort, baseline, {**report, "label_accuracy": correct / n if n else None,
-                                               "labels": n})
-            if not state.get("fallback") and not state.get("fallback_artifact"):
-                decisions += _fallback(store, rules, cohort, baseline, report, monitoring_for)
+            realized = correct / n if n else None
+            est = report["estimated_accuracy"]
+            store.add_score(cohort, baseline, {**report, "label_accuracy": realized, "labels": n,
+                                               "estimation_error": (round(est - realized, 6)
+                                                                    if realized is not None and est is not None
+                                                                    else None)})
+            decisions += _fallback(store, rules, cohort, state, baseline, report)
         if (state.get("canary") or {}).get("version"):
             decisions += _canary(store, rules, cohort, state, baseline, report, monitoring_for)
         if (state.get("shadow") or {}).get("version"):
@@ -54,15 +65,57 @@ def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict]) -> list
     return decisions
 
 
+def monitor_settings(rules: Rules) -> MonitorSettings:
+    d = rules.drift
+    return MonitorSettings(alpha=d.alpha, horizon=d.horizon, min_samples=d.min_samples,
+                           recover_looks=d.recover_looks, recover_p=d.recover_p)
+
+
+def _last_monitor(store, cohort: str, version: str) -> dict | None:
+    for score in reversed(store.list_scores(cohort)):
+        if score["model_version"] == version and "monitor" in score["stats"]:
+            return score["stats"]["monitor"]
+    return None
+
+
 def _stats(store, rules, cohort, version, monitoring_for) -> dict | None:
     windows = store.recent_windows(cohort, version, rules.drift.lookback_windows)
     if not windows:
         return None
-    merged = merge_windows(windows)
-    report = drift_report(merged, monitoring_for(version))
-    report["enough_evidence"] = (merged["windows"] >= rules.drift.min_windows
-                                 and merged["count"] >= rules.drift.min_samples)
+    reference = monitoring_for(version)
+    report = drift_report(merge_windows(windows), reference, alpha=rules.drift.alpha,
+                          min_samples=rules.drift.min_samples)
+    saved = _last_monitor(store, cohort, version) or {}
+    cursor, seen = saved.get("cursor_ms", -1), set(saved.get("cursor_ids", []))
+    monitor = Monitor(monitor_settings(rules), saved.get("state"))
+    ident = lambda w: f"{w.get('device_id', '')}/{w['report_id']}"  # noqa: E731
+    fresh = [w for w in windows if w.get("received_ms", 0) > cursor
+             or (w.get("received_ms", 0) == cursor and ident(w) not in seen)]
+    verdict = monitor.look(merge_windows(fresh), reference)
+    if verdict["state"] != "insufficient":  # else the windows wait for the next look
+        last = max(w.get("received_ms", 0) for w in fresh)
+        seen = (seen if last == cursor else set()) | {ident(w) for w in fresh if w.get("received_ms", 0) == last}
+        cursor = last
+    report["verdict"] = _summary(verdict, report)
+    report["monitor"] = {"cursor_ms": cursor, "cursor_ids": sorted(seen), "state": monitor.state}
     return report
+
+
+def _summary(verdict: dict, snapshot: dict) -> dict:
+    """The verdict the rules (and the fallback ladder) read: small and documented in docs/coordinator.md."""
+    look = verdict.get("report") or {}
+    return {"state": verdict["state"], "status": verdict["status"], "look": verdict.get("look"),
+            "p_value": verdict.get("p_value"), "alpha_look": verdict.get("alpha_look"),
+            "scale": verdict.get("scale"), "samples": look.get("samples"), "effect": look.get("effect"),
+            "effect_signal": look.get("effect_signal"), "start_ms": look.get("start_ms"),
+            "end_ms": look.get("end_ms"), "reason": verdict.get("reason"),
+            "accuracy": snapshot["accuracy"], "accuracy_drop": snapshot["accuracy_drop"]}
+
+
+def _mark_fdr(reports: list[dict], alpha: float) -> None:
+    family = [(r, t) for r in reports for t in r["signals"]]
+    for (r, t), rejected in zip(family, fdr([t["p_value"] for _, t in family], alpha)):
+        t["fdr_rejected"] = rejected
 
 
 def _decide(store, cohort, kind, version, evidence, changes) -> dict:
@@ -72,18 +125,25 @@ def _decide(store, cohort, kind, version, evidence, changes) -> dict:
     return {"id": decision_id, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
 
 
-def _fallback(store, rules, cohort, version, report, monitoring_for) -> list[dict]:
-    if not report["enough_evidence"]:
+def _fallback(store, rules, cohort, state, version, report) -> list[dict]:
+    verdict = report["verdict"]
+    has_fallback = bool(state.get("fallback") or state.get("fallback_artifact"))
+    if has_fallback:
+        set_by_drift = state.get("reason", "").startswith("fallback:")
+        rule = next((r for r in rules.fallback if r.applies_to(cohort)), None)
+        if verdict["state"] == "recovered" and set_by_drift and (rule is None or rule.release):
+            evidence = {"why": f"drift verdict recovered after {rules.drift.recover_looks} unremarkable looks",
+                        "verdict": verdict, "action": {"fallback": None, "fallback_artifact": None}}
+            return [_decide(store, cohort, "fallback_release", version, evidence,
+                            {"fallback": None, "fallback_artifact": None})]
         return []
+    if verdict["state"] != "drift":
+        return []
+    drop = verdict["accuracy_drop"]
     for rule in rules.fallback:
         if not rule.applies_to(cohort):
             continue
-        fired = []
-        if report["chi2_p"] < rule.chi2_p_below:
-            fired.append(f"class-count chi2 p={report['chi2_p']:.3g} < {rule.chi2_p_below:g}")
-        if report["psi_max"] > rule.psi_above:
-            fired.append(f"max PSI {report['psi_max']:.3f} > {rule.psi_above:g}")
-        if not fired:
+        if rule.min_accuracy_drop > 0 and (drop is None or drop < rule.min_accuracy_drop):
             continue
         changes: dict = {}
         if rule.to_artifact:
@@ -93,8 +153,12 @@ def _fallback(store, rules, cohort, version, report, monitoring_for) -> list[dic
             if found is None:
                 continue  # a rule naming an unpublished version cannot act; the next rule may
             changes["fallback"] = {"version": rule.to_version, "digest": found[0]}
-        evidence = {"why": "; ".join(fired), "rule": rule.name, "statistics": report,
-                    "thresholds": {"chi2_p_below": rule.chi2_p_below, "psi_above": rule.psi_above},
+        why = (f"drift: p={verdict['p_value']:.3g} <= {verdict['alpha_look']:.3g} (look {verdict['look']}, "
+               f"n={verdict['samples']}, effect {verdict['effect']:.3f} on {verdict['effect_signal']})")
+        evidence = {"why": why, "rule": rule.name, "verdict": verdict,
+                    "statistics": {k: v for k, v in report.items() if k != "monitor"},
+                    "thresholds": {"alpha": rules.drift.alpha, "horizon": rules.drift.horizon,
+                                   "min_accuracy_drop": rule.min_accuracy_drop},
                     "action": changes}
         return [_decide(store, cohort, "fallback", version, evidence, changes)]
     return []

@@ -1,17 +1,21 @@
 """Policy rules: a small declarative TOML file, validated key by key.
 
-    [drift]                      # how much evidence every rule looks at
-    lookback_windows = 200       # the most recent windows per (cohort, model version) that are merged
-    min_windows = 5              # no verdict on fewer windows ...
-    min_samples = 200            # ... or fewer predictions
+    [drift]                      # the drift engine (edgefleet.coordinator.drift)
+    alpha = 0.05                 # chance of any false alarm per cohort over `horizon` looks
+    horizon = 1000               # looks (policy evaluations with new data) per alarm budget
+    min_samples = 10             # a look needs this many new predictions (else they wait)
+    lookback_windows = 200       # the most recent windows pooled for the snapshot report
+    recover_looks = 3            # after an alarm, this many consecutive unremarkable looks ...
+    recover_p = 0.05             # ... (combined p above this) mean the shift is over
 
-    [[fallback]]                 # any number; the first that fires decides
+    [[fallback]]                 # any number; the first that applies decides
     name = "drift-fallback"
     cohorts = ["*"]              # cohort names, "*" for all
-    chi2_p_below = 1e-6          # fire when the class-count chi-squared p-value is below this ...
-    psi_above = 0.25             # ... or when the largest PSI (confidence, projections) is above this
+    min_accuracy_drop = 0.0      # act on a drift verdict only when validation accuracy minus the
+                                 # estimate's upper bound is at least this (0: any detected drift)
     to_artifact = "onnx-fp32"    # fall back to this artifact target ...
     to_version = ""              # ... and/or to this published version
+    release = true               # return to the primary model when the verdict is "recovered"
 
     [canary]
     promote_after_windows = 20   # promote after this many healthy canary windows
@@ -41,15 +45,14 @@ __all__ = ["Rules", "FallbackRule", "DriftSettings", "CanaryRule", "ShadowRule",
 
 DEFAULT_RULES = """
 [drift]
+alpha = 0.05
+horizon = 1000
+min_samples = 10
 lookback_windows = 200
-min_windows = 5
-min_samples = 200
 
 [[fallback]]
 name = "drift-fallback"
 cohorts = ["*"]
-chi2_p_below = 1e-6
-psi_above = 0.25
 to_artifact = "onnx-fp32"
 
 [canary]
@@ -65,19 +68,22 @@ min_agreement = 0.9
 
 @dataclass(frozen=True)
 class DriftSettings:
+    alpha: float = 0.05
+    horizon: int = 1000
+    min_samples: int = 10
     lookback_windows: int = 200
-    min_windows: int = 5
-    min_samples: int = 200
+    recover_looks: int = 3
+    recover_p: float = 0.05
 
 
 @dataclass(frozen=True)
 class FallbackRule:
     name: str = "fallback"
     cohorts: tuple = ("*",)
-    chi2_p_below: float = 1e-6
-    psi_above: float = 0.25
+    min_accuracy_drop: float = 0.0
     to_artifact: str = ""
     to_version: str = ""
+    release: bool = True
 
     def applies_to(self, cohort: str) -> bool:
         return "*" in self.cohorts or cohort in self.cohorts
@@ -113,7 +119,10 @@ def _build(cls, table, where: str):
         if key not in known:
             raise PolicyError(f"policy {where}.{key}: unknown key; expected one of {', '.join(known)}")
         default = known[key].default
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise PolicyError(f"policy {where}.{key}: expected true or false, got {value!r}")
+        elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise PolicyError(f"policy {where}.{key}: expected a list of strings")
             value = tuple(value)
@@ -150,7 +159,11 @@ def parse_rules(text: str) -> Rules:
         if not rule.to_artifact and not rule.to_version:
             raise PolicyError(f"policy fallback[{i}]: needs to_artifact or to_version")
         built.append(rule)
-    return Rules(drift=_build(DriftSettings, doc.get("drift", {}), "drift"), fallback=tuple(built),
+    drift = _build(DriftSettings, doc.get("drift", {}), "drift")
+    for key in ("alpha", "recover_p"):
+        if not 0 < getattr(drift, key) < 1:
+            raise PolicyError(f"policy drift.{key}: must be between 0 and 1, got {getattr(drift, key)}")
+    return Rules(drift=drift, fallback=tuple(built),
                  canary=_build(CanaryRule, doc.get("canary", {}), "canary"),
                  shadow=_build(ShadowRule, doc.get("shadow", {}), "shadow"))
 
