@@ -180,8 +180,8 @@ def test_a_consistent_tamper_in_the_store_is_not_served(server, admin, variants,
     import sqlite3
     import grpc
     from edgefleet.bundle import Bundle
-    from edgefleet.coordinator import fleet_pb2 as pb
-    from edgefleet.coordinator import fleet_pb2_grpc as pb_grpc
+    from edgefleet.proto import fleet_pb2 as pb
+    from edgefleet.proto import fleet_pb2_grpc as pb_grpc
     published = admin.publish_bundle(_archive(variants["good"], tmp_path))
     rogue = _copy(variants["good"], tmp_path / "rogue")
     _hand_edit(rogue)

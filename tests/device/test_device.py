@@ -126,8 +126,8 @@ def test_core_runs_without_numpy(bundles, tmp_path):
 
 def test_threads_option_reaches_the_runtime(bundles, tmp_path):
     _, _, x, _ = digits()
-    dev = Device(bundles["1.0"], tmp_path, threads=2)
+    dev = Device(bundles["1.0"], tmp_path, threads=2, allow_unsigned=True)
     assert dev.predict(x[:4]) and dev.engine._runner(dev.artifact).runtime.threads == 2
     for bad in (0, 1.5, "2"):
         with pytest.raises(DataError, match="threads must be a positive integer"):
-            Device(bundles["1.0"], tmp_path / "bad", threads=bad)
+            Device(bundles["1.0"], tmp_path / "bad", threads=bad, allow_unsigned=True)
