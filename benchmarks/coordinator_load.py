@@ -99,11 +99,11 @@ def register_devices(store_url, n):
     return tokens
 
 
-def start_server(store_url, workers, trusted_key):
+def start_server(store_url, workers, trusted_key, extra=()):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", store_url, "--port", str(port),
                              "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0", "--init",
-                             "--trusted-key", trusted_key, "--log-level", "warning"],
+                             "--trusted-key", trusted_key, "--log-level", "warning", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     if not re.search(r"gRPC 127\.0\.0\.1:\d+", line):
@@ -264,7 +264,7 @@ def bench_one(store_name, store_url, bundle_dir, archive, devices, args, rng, re
     (open loop), then the exactly-once check against the store."""
     echo = echo_ceiling(args.seconds, args.concurrency)
     tokens = register_devices(store_url, devices)
-    procs = [start_server(store_url, args.workers, args.trusted_key) for _ in range(replicas)]
+    procs = [start_server(store_url, args.workers, args.trusted_key, args.serve_args.split()) for _ in range(replicas)]
     targets = [t for _, t in procs]
     try:
         from edgefleet.coordinator import AdminClient
@@ -333,6 +333,7 @@ def main(argv=None) -> int:
     p.add_argument("--replicas", type=int, default=2, help="coordinator replicas on one PostgreSQL (extra row)")
     p.add_argument("--max-rps", type=float, default=4000, help="requests prepared per second of the max phase")
     p.add_argument("--workers", type=int, default=16)
+    p.add_argument("--serve-args", default="", help="extra `edgefleet serve` flags, e.g. '--device-rate 100'")
     p.add_argument("--out", default=str(REPO / "bench-results" / "coordinator_load.json"))
     args = p.parse_args(argv)
     from bundle_factory import make_bundle
