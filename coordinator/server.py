@@ -28,8 +28,9 @@ from .handlers import generic_handler
 from .metrics import Metrics
 from .rules import Rules, load_rules
 from .service import Coordinator
-from .servicers import AdminServicer, FleetServicer
+from .servicers import AdminServicer, FleetServicer, IdentityServicer
 from .store import open_store
+from .throttle import RateLimit
 from .web import HttpConfig, HttpServer, build_app, check_cors_origins, default_app_dir
 
 __all__ = ["Server", "ServerConfig"]
@@ -64,6 +65,10 @@ class ServerConfig:
     init: bool = False                   # create the store when it does not exist (else refuse: state was lost)
     insecure_plaintext: bool = False     # allow a non-loopback bind without TLS
     allow_unsigned: bool = False         # accept unsigned or foreign-signed bundles (else trusted_key is required)
+    token_ttl_s: float = 30 * 86400      # device tokens expire (devices rotate before)
+    enrollment_ttl_s: float = 7 * 86400  # enrollment tokens expire
+    device_rate: float = 20.0            # calls per second per device (burst twice that)
+    watches_per_device: int = 1          # open WatchPolicy streams per device
 
 
 #: an admin or read token shorter than this, or with fewer distinct characters, is refused
@@ -116,12 +121,16 @@ class Server:
             self.metrics = Metrics()
             self.coordinator = Coordinator(self.store, admin_token=config.admin_token,
                                            rules=config.rules or load_rules(None), trusted_key=config.trusted_key,
-                                           read_token=config.read_token, allow_unsigned=config.allow_unsigned)
+                                           read_token=config.read_token, allow_unsigned=config.allow_unsigned,
+                                           token_ttl_s=config.token_ttl_s, enrollment_ttl_s=config.enrollment_ttl_s,
+                                           device_rate=RateLimit(config.device_rate, 2 * config.device_rate))
             self.metrics.gauge("edgefleet_devices", "Enrolled devices.", self.store.count_devices, cache_s=10.0)
             max_watches = config.max_watches if config.max_watches is not None else max(1, config.workers // 4)
             self.fleet = FleetServicer(self.coordinator, self.metrics, watch_interval_s=config.watch_interval_s,
-                                       max_watches=max_watches, watch_max_s=config.watch_max_s)
+                                       max_watches=max_watches, watch_max_s=config.watch_max_s,
+                                       watches_per_device=config.watches_per_device)
             self.admin = AdminServicer(self.coordinator, self.metrics)
+            self.identity = IdentityServicer(self.coordinator, self.metrics)
             self.grpc, self.port = self._grpc_server()
             self.http = self._http_server() if config.http_port is not None else None
         except BaseException:
@@ -137,7 +146,8 @@ class Server:
                    ("grpc.so_reuseport", 0)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="edgefleet"),
                              options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
-        server.add_generic_rpc_handlers((generic_handler("Fleet", self.fleet), generic_handler("Admin", self.admin)))
+        server.add_generic_rpc_handlers((generic_handler("Fleet", self.fleet), generic_handler("Admin", self.admin),
+                                         generic_handler("Identity", self.identity)))
         address = f"{config.host}:{config.port}"
         if config.tls_cert:
             try:
@@ -158,7 +168,7 @@ class Server:
                           tls=(config.tls_cert, config.tls_key) if config.tls_cert else None,
                           max_body=config.max_message_bytes, limits=config.http_limits or Limits(),
                           app_dir=Path(app_dir) if app_dir else None, cors_origins=list(config.cors_origins))
-        app = build_app({"Fleet": self.fleet, "Admin": self.admin}, metrics=self.metrics,
+        app = build_app({"Fleet": self.fleet, "Admin": self.admin, "Identity": self.identity}, metrics=self.metrics,
                         dashboard=Dashboard(self.store, self.coordinator.rules),
                         may_read=self.coordinator.may_read, config=http)
         return HttpServer(http, app)

@@ -139,8 +139,9 @@ def test_fetch_bundle_in_chunks_with_digest(enrolled, archives, server):
     tail = list(stub.FetchBundle(pb.FetchBundleRequest(digest=digest, offset=len(data) - 10),
                                  metadata=md(r1.device_token)))
     assert b"".join(c.data for c in tail) == data[-10:]
+    # a digest the device's policy does not name is refused without saying whether it exists
     assert code_of(lambda: list(stub.FetchBundle(pb.FetchBundleRequest(digest="0" * 64),
-                                                 metadata=md(r1.device_token)))) == grpc.StatusCode.NOT_FOUND
+                                                 metadata=md(r1.device_token)))) == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_watch_policy_streams_changes(enrolled, admin):
@@ -228,6 +229,7 @@ def test_assign_cohort_moves_a_device(enrolled, admin, archives, bundles, server
 def test_policy_watches_are_capped(enrolled, server):
     stub, r1, _ = enrolled
     limit = server.fleet.max_watches
+    server.fleet.watches_per_device = limit + 1   # the server-wide cap, not the per-device one
     streams = [stub.WatchPolicy(pb.PolicyRequest(), metadata=md(r1.device_token), timeout=20) for _ in range(limit)]
     for s in streams:
         next(s)  # each holds a slot now

@@ -7,6 +7,7 @@ Network exposure (plaintext non-loopback bind, weak admin token, startup line), 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 import subprocess
@@ -183,6 +184,7 @@ def test_a_consistent_tamper_in_the_store_is_not_served(server, admin, variants,
     from edgefleet.proto import fleet_pb2 as pb
     from edgefleet.proto import fleet_pb2_grpc as pb_grpc
     published = admin.publish_bundle(_archive(variants["good"], tmp_path))
+    admin.set_baseline("eu", "1.0")
     rogue = _copy(variants["good"], tmp_path / "rogue")
     _hand_edit(rogue)
     rogue_bundle = Bundle.open(rogue)
@@ -246,3 +248,167 @@ def test_keys_init_once_and_export_signs_with_the_project_key(tmp_path, capsys, 
     manifest = Bundle.open(digits_bundle).manifest
     assert manifest["provenance"]["signing_key"]["path"].endswith("signing.key")
     assert not list(Path(digits_bundle).glob("*.key"))   # the key never goes into the bundle
+
+
+# -- identities ------------------------------------------------------------------------------------------
+def _stub(srv):
+    import grpc
+    from edgefleet.proto import fleet_pb2_grpc as pb_grpc
+    channel = grpc.insecure_channel(srv.grpc_target)
+    return pb_grpc.FleetStub(channel), pb_grpc.IdentityStub(channel)
+
+
+def _md(token):
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _enroll(srv, admin, cohort="eu"):
+    from edgefleet.proto import fleet_pb2 as pb
+    fleet, _ = _stub(srv)
+    return fleet.Enroll(pb.EnrollRequest(enrollment_token=admin.create_enrollment_token(cohort)))
+
+
+def test_revoked_devices_are_refused_everywhere(tmp_path, public_key, capsys, monkeypatch):
+    import grpc
+    from edgefleet.cli import main
+    from edgefleet.proto import fleet_pb2 as pb
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False, watch_interval_s=0.1)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        a, b = _enroll(srv, admin), _enroll(srv, admin)
+        fleet, _ = _stub(srv)
+        watch = fleet.WatchPolicy(pb.PolicyRequest(), metadata=_md(a.device_token), timeout=20)
+        next(watch)
+        assert admin.revoke_device(a.device_id) is True
+        with pytest.raises(grpc.RpcError) as info:
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(a.device_token))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            next(watch)   # the open watch ends too
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert admin.revoke_device(a.device_id) is False   # already revoked
+        # the CLI does the same for the other device
+        port = srv.grpc_target.rsplit(":", 1)[1]
+        monkeypatch.setenv("EDGEFLEET_ADMIN_TOKEN", ADMIN)
+        assert main(["devices", "revoke", b.device_id, "--target", f"127.0.0.1:{port}"]) == 0
+        assert "revoked" in capsys.readouterr().out
+        with pytest.raises(grpc.RpcError):
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(b.device_token))
+        from edgefleet.device import Rejected
+        with pytest.raises(Rejected, match="NOT_FOUND"):
+            admin.revoke_device("dev-nope")
+        admin.close()
+
+
+def test_tokens_expire_and_rotate(tmp_path, public_key):
+    import time
+    import grpc
+    from edgefleet.proto import fleet_pb2 as pb
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False, token_ttl_s=1.5,
+                        enrollment_ttl_s=1.0)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        fleet, identity = _stub(srv)
+        late = admin.create_enrollment_token("eu")
+        d = _enroll(srv, admin)
+        rotated = identity.RotateToken(pb.RotateTokenRequest(), metadata=_md(d.device_token))
+        assert rotated.expires_ms > time.time() * 1000
+        with pytest.raises(grpc.RpcError) as info:   # the old token is gone at once
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(d.device_token))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(rotated.device_token)).cohort == "eu"
+        time.sleep(1.7)
+        with pytest.raises(grpc.RpcError) as info:
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(rotated.device_token))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED and "expired" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:   # an enrollment token expires too
+            fleet.Enroll(pb.EnrollRequest(enrollment_token=late))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED and "expired" in info.value.details()
+        admin.close()
+
+
+def test_the_device_sdk_rotates_its_token(tmp_path, bundles, archives, public_key):
+    from edgefleet.device import Device, GrpcTransport
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        admin.publish_bundle(archives["1.0"])
+        admin.set_baseline("eu", "1.0")
+        clock = [1_800_000_000.0]
+        dev = Device(bundles["1.0"], tmp_path / "dev", transport=GrpcTransport(srv.grpc_target),
+                     enrollment_token=admin.create_enrollment_token("eu"), trusted_key=public_key,
+                     rotate_after_s=3600, clock=lambda: clock[0])
+        assert dev.sync()["online"]
+        first = dev.identity["device_token"]
+        clock[0] += 3601
+        assert dev.sync()["online"] and dev.stats["token_rotations"] == 1
+        assert dev.identity["device_token"] != first
+        assert json.loads((tmp_path / "dev" / "identity.json").read_text())["device_token"] == dev.identity["device_token"]
+        dev.close()
+        admin.close()
+
+
+def test_failed_authentication_is_throttled_per_client_address(tmp_path, public_key):
+    import http.client
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        good = _enroll(srv, admin)
+        port = srv.http.port
+
+        def get_policy(token, source):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+            conn.request("POST", "/edgefleet.v1.Fleet/GetPolicy", body=b"{}",
+                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            status = conn.getresponse().status
+            conn.close()
+            return status
+
+        statuses = [get_policy(f"guess-{i}", "127.0.0.2") for i in range(60)]
+        assert statuses.count(401) <= 12 and statuses.count(429) >= 45, statuses   # was: 2,000 guesses in 2.7 s
+        assert get_policy(good.device_token, "127.0.0.1") == 200    # another address is not affected
+        assert get_policy(good.device_token, "127.0.0.2") == 429    # the locked address waits, token or not
+        admin.close()
+
+
+def test_a_device_fetches_only_bundles_its_policy_names(tmp_path, archives, public_key):
+    import grpc
+    from edgefleet.proto import fleet_pb2 as pb
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        mine = admin.publish_bundle(archives["1.0"])["digest"]
+        other = admin.publish_bundle(archives["1.1"])["digest"]
+        admin.set_baseline("eu", "1.0")
+        admin.set_baseline("us", "1.1")
+        d = _enroll(srv, admin, "eu")
+        fleet, _ = _stub(srv)
+        assert b"".join(c.data for c in fleet.FetchBundle(pb.FetchBundleRequest(digest=mine),
+                                                            metadata=_md(d.device_token))) == archives["1.0"]
+        with pytest.raises(grpc.RpcError) as info:
+            list(fleet.FetchBundle(pb.FetchBundleRequest(digest=other), metadata=_md(d.device_token)))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED and "not named by the policy" in info.value.details()
+        admin.close()
+
+
+def test_one_device_cannot_take_every_watch_slot_or_flood_calls(tmp_path, public_key):
+    import grpc
+    from edgefleet.proto import fleet_pb2 as pb
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False, device_rate=5.0)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        a, b = _enroll(srv, admin), _enroll(srv, admin)
+        fleet, _ = _stub(srv)
+        first = fleet.WatchPolicy(pb.PolicyRequest(), metadata=_md(a.device_token), timeout=20)
+        next(first)
+        with pytest.raises(grpc.RpcError) as info:
+            next(fleet.WatchPolicy(pb.PolicyRequest(), metadata=_md(a.device_token), timeout=20))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "already has 1" in info.value.details()
+        other = fleet.WatchPolicy(pb.PolicyRequest(), metadata=_md(b.device_token), timeout=20)
+        assert next(other).cohort == "eu"   # slots remain for other devices
+        first.cancel()
+        other.cancel()
+        codes = []
+        for _ in range(30):
+            try:
+                fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(a.device_token))
+                codes.append("OK")
+            except grpc.RpcError as e:
+                codes.append(e.code().name)
+        assert "RESOURCE_EXHAUSTED" in codes and codes.count("OK") < 30
+        assert fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(b.device_token)).cohort == "eu"
+        admin.close()

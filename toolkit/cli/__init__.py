@@ -18,6 +18,7 @@ _COMMANDS = {
     "serve": "edgefleet.cli.serve_cmd",
     "simulate": "edgefleet.cli.simulate_cmd",
     "keys": "edgefleet.cli.keys_cmd",
+    "devices": "edgefleet.cli.devices_cmd",
 }
 
 

@@ -9,7 +9,6 @@ import argparse
 import os
 import signal
 import threading
-from pathlib import Path
 
 from edgefleet._errors import ConfigError
 
@@ -42,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="create the store when it does not exist (without it a missing database is refused)")
     p.add_argument("--insecure-plaintext", action="store_true",
                    help="allow a non-loopback --host without TLS (tokens and telemetry travel in the clear)")
+    p.add_argument("--token-ttl", type=float, default=30 * 86400, help="seconds a device token lives (rotated by devices)")
+    p.add_argument("--enrollment-ttl", type=float, default=7 * 86400, help="seconds an enrollment token lives")
+    p.add_argument("--device-rate", type=float, default=20.0, help="calls per second one device may make (burst 2x)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                    help="JSON-lines log on stderr at this level")
 
@@ -63,7 +65,8 @@ def config_from_args(args):
                         read_token=args.read_token, app_dir=args.app_dir or None,
                         cors_origins=tuple(check_cors_origins(args.cors_origin)),
                         http_limits=Limits(per_address=args.max_connections_per_address), init=args.init,
-                        allow_unsigned=args.allow_unsigned,
+                        allow_unsigned=args.allow_unsigned, token_ttl_s=args.token_ttl,
+                        enrollment_ttl_s=args.enrollment_ttl, device_rate=args.device_rate,
                         insecure_plaintext=args.insecure_plaintext)
 
 

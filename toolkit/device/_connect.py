@@ -36,7 +36,8 @@ class ConnectTransport:
         headers = {"Content-Type": ctype, "Connect-Protocol-Version": "1"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(f"{self.base_url}/edgefleet.v1.Fleet/{method}", data=body, headers=headers,
+        path = method if "/" in method else f"Fleet/{method}"   # "Identity/RotateToken": another service
+        req = urllib.request.Request(f"{self.base_url}/edgefleet.v1.{path}", data=body, headers=headers,
                                      method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s, context=self._ssl) as r:
@@ -63,6 +64,10 @@ class ConnectTransport:
     def enroll(self, enrollment_token: str, hardware: str = "") -> dict:
         r = self._call("Enroll", {"enrollment_token": enrollment_token, "hardware": hardware})
         return {"device_id": r["deviceId"], "device_token": r["deviceToken"], "cohort": r["cohort"]}
+
+    def rotate_token(self) -> dict:
+        r = self._call("Identity/RotateToken", {})
+        return {"device_token": r["deviceToken"], "expires_ms": int(r.get("expiresMs", 0))}
 
     def report(self, windows: list[dict]) -> list[str]:
         return list(self._call("Report", {"windows": [to_json(w) for w in windows]}).get("acknowledged", []))

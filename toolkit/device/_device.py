@@ -79,7 +79,7 @@ class Device:
                  enrollment_token: str = "", trusted_key: bytes | str | None = None, window_size: int = 100,
                  window_seconds: float = 60.0, latency_budget_ms: float | None = None,
                  queue_bytes: int = 256 * 1024, runner_factory=None, clock=time.time, hardware: str = "",
-                 threads: int | None = None, allow_unsigned: bool = False):
+                 threads: int | None = None, allow_unsigned: bool = False, rotate_after_s: float = 7 * 86400):
         if trusted_key is None and not allow_unsigned:
             raise ConfigError("Device: trusted_key is required (the public key every bundle must be signed with); "
                               "pass allow_unsigned=True to run bundles nobody vouches for")
@@ -89,6 +89,7 @@ class Device:
         self.enrollment_token = enrollment_token
         self.trusted_key = trusted_key
         self.allow_unsigned = allow_unsigned
+        self.rotate_after_s = rotate_after_s
         self.window_size, self.window_seconds = window_size, window_seconds
         self.latency_budget_ms = latency_budget_ms
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
@@ -301,12 +302,28 @@ class Device:
 
     def _enroll(self) -> None:
         if self.identity.get("device_token"):
+            self._rotate_if_due()
             return
         if not self.enrollment_token:
             raise Rejected("UNAUTHENTICATED", "device is not enrolled and has no enrollment token")
-        self.identity = self.transport.enroll(self.enrollment_token, self.hardware)
+        self.identity = {**self.transport.enroll(self.enrollment_token, self.hardware),
+                         "token_issued_ms": int(self.clock() * 1000)}
         _write_json(self.state / "identity.json", self.identity)
         self.transport.token = self.identity["device_token"]
+
+    def _rotate_if_due(self) -> None:
+        """Swap the device token for a new one every ``rotate_after_s`` (tokens expire on the
+        coordinator). The new token is on disk before it is used; the old one stops working at once."""
+        now = int(self.clock() * 1000)
+        issued = self.identity.setdefault("token_issued_ms", now)
+        if now - issued < self.rotate_after_s * 1000 or not hasattr(self.transport, "rotate_token"):
+            return
+        fresh = self.transport.rotate_token()
+        self.identity = {**self.identity, "device_token": fresh["device_token"], "token_issued_ms": now,
+                         "token_expires_ms": fresh["expires_ms"]}
+        _write_json(self.state / "identity.json", self.identity)
+        self.transport.token = fresh["device_token"]
+        self.stats["token_rotations"] += 1
 
     def _send_events(self) -> None:
         while self._pending_events:
