@@ -13,18 +13,19 @@ from edgefleet.runtimes.exporters.efm_export import build_efm
 from .opgraphs import build, quantized, weights
 
 
-def heavy_model():
+def heavy_model(threads=None):
     rng = np.random.default_rng(0)
     nodes = [("linear", ["x"], "h", {"act": "relu"}, {"weight": weights(rng, 1024, 1024), "bias": weights(rng, 1024)}),
              ("linear", ["h"], "y", {"act": "none"}, {"weight": weights(rng, 1024, 1024), "bias": weights(rng, 1024)})]
     qg = quantized(build((1024,), nodes, "y"), rng, (1024,))
-    return _native.Model.from_bytes(build_efm(qg)), qg
+    return _native.Model.from_bytes(build_efm(qg), threads=threads), qg
 
 
 def test_python_keeps_running_while_native_runs():
     """If a run held the GIL, this thread would stall for a whole run (tens of ms); with the GIL
-    released it keeps ticking, and its longest pause stays well below one run."""
-    model, _ = heavy_model()
+    released it keeps ticking, and its longest pause stays well below one run. (One intra-op thread:
+    with a pool on every core the OS, not the GIL, would decide when this thread runs.)"""
+    model, _ = heavy_model(threads=1)
     x = np.random.default_rng(1).standard_normal((4096, 1024)).astype(np.float32)
     start = time.perf_counter()
     model.run([x])
