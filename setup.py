@@ -1,8 +1,9 @@
 """Builds the native runtime extension ``edgefleet._native`` (everything else is in pyproject.toml).
 
 The C kernels (native/*.c) are compiled for the baseline x86-64 / target ISA into a static library;
-AVX2, AVX-VNNI and AVX-512 VNNI code is enabled per function (native/kernels_avx2.c, kernels_vnni.c,
-kernels_avx512.c) and chosen at run time by CPU detection (native/cpu.c). Never build for the host CPU only.
+AVX2, AVX-VNNI and AVX-512 VNNI code (x86-64) and NEON / NEON dot-product code (AArch64) is enabled per function
+(native/kernels_avx2.c, kernels_vnni.c, kernels_avx512.c, kernels_neon.c, kernels_neondot.c) and chosen at run
+time by CPU detection (native/cpu.c). Never build for the host CPU only.
 EDGEFLEET_PURE=1 builds a pure-Python wheel without the extension (for Pyodide: see wasm/README.md).
 The library gets its own flags: Python's -fwrapv (which keeps the compiler from vectorising some
 integer loops, ~25% slower here) is not needed, as the C never relies on signed overflow.
@@ -23,12 +24,13 @@ from Cython.Build import cythonize  # noqa: E402
 
 C_SOURCES = ["native/efm_load.c", "native/efm_run.c", "native/efm_ops.c", "native/efm_ops_conv.c", "native/efm_pool.c",
              "native/cpu.c",
-             "native/kernels_portable.c", "native/kernels_avx2.c", "native/kernels_vnni.c", "native/kernels_avx512.c"]
+             "native/kernels_portable.c", "native/kernels_avx2.c", "native/kernels_vnni.c", "native/kernels_avx512.c",
+             "native/kernels_neon.c", "native/kernels_neondot.c"]
 C_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fno-wrapv", "-fno-strict-aliasing", "-fno-math-errno", "-fvisibility=hidden",
            "-pthread", "-DEFM_THREADS"]  # intra-op threads (native/efm_pool.c); the wasm32 build has none
 
 HEADERS = ["native/efm.h", "native/efm_ops.h", "native/efm_util.h", "native/kernels.h", "native/kernels_impl.h",
-           "native/kernels_x86.h"]
+           "native/kernels_x86.h", "native/kernels_neon.h"]
 efm = ("efm", {"sources": C_SOURCES, "include_dirs": ["native"], "cflags": C_FLAGS, "obj_deps": {"": HEADERS}})
 
 ext = Extension(

@@ -96,7 +96,7 @@ def _aligned(nbytes, zero=True):
     return raw[off:off + nbytes]
 
 
-KERNEL_TABLES = ("best", "portable", "avx2", "avxvnni", "avx512vnni")
+KERNEL_TABLES = ("best", "portable", "avx2", "avxvnni", "avx512vnni", "neon", "neondot")  # enum order of kernels.h
 
 
 def _table(name):
@@ -106,7 +106,8 @@ def _table(name):
 
 
 def kernel_path():
-    """Name of the kernel table this CPU gets: ``"avx512vnni"``, ``"avxvnni"``, ``"avx2"`` or ``"portable"``."""
+    """Name of the kernel table this CPU gets: ``"avx512vnni"``, ``"avxvnni"``, ``"avx2"``, ``"neondot"``,
+    ``"neon"`` or ``"portable"``."""
     return efm_kernels_named(0).name.decode()
 
 
@@ -329,6 +330,20 @@ cdef class Model:
         if rc != 0:
             raise NativeError(err.decode("utf-8", "replace"))
         return outs
+
+
+def all_finite(cnp.ndarray x):
+    """True when a C-contiguous float32 array holds no NaN or infinity (one pass, GIL released;
+    the SDK's input check without numpy temporaries)."""
+    if x.dtype != np.float32 or not cnp.PyArray_IS_C_CONTIGUOUS(x):
+        return bool(np.isfinite(x).all())
+    cdef const uint32_t *p = <const uint32_t *>cnp.PyArray_DATA(x)
+    cdef Py_ssize_t i, n = x.size
+    cdef uint32_t bad = 0
+    with nogil:
+        for i in range(n):
+            bad |= <uint32_t>((p[i] & 0x7F800000u) == 0x7F800000u)
+    return bad == 0
 
 
 cdef void _profile_hook(void *user, uint32_t op_index) noexcept with gil:

@@ -1,5 +1,6 @@
 /* Run-time choice of the kernel table: the best one this CPU (and OS) supports, or a named one
- * (tests run every table the machine has). Only x86-64 detects; other targets are portable. */
+ * (tests run every table the machine has). x86-64 detects by CPUID, AArch64 Linux by the auxiliary
+ * vector (NEON is part of every AArch64 CPU; the dot product is optional); other targets are portable. */
 #include "kernels.h"
 
 #if defined(EFM_HAVE_AVX2_BUILD) && (defined(__GNUC__) || defined(__clang__))
@@ -29,11 +30,34 @@ const efm_kernels *efm_kernels_named(int which) {
     case EFM_K_AVX2: return has_avx2() ? &efm_kernels_avx2 : 0;
     case EFM_K_AVXVNNI: return has_avxvnni() ? &efm_kernels_avxvnni : 0;
     case EFM_K_AVX512VNNI: return has_avx512vnni() ? &efm_kernels_avx512vnni : 0;
-    default:
+    case EFM_K_BEST:
         if (has_avx512vnni()) return &efm_kernels_avx512vnni;
         if (has_avxvnni()) return &efm_kernels_avxvnni;
         if (has_avx2()) return &efm_kernels_avx2;
         return &efm_kernels_portable;
+    default: return 0; /* another architecture's table */
+    }
+}
+#elif defined(EFM_HAVE_NEON_BUILD)
+#if defined(__linux__) && defined(__STDC_HOSTED__) && __STDC_HOSTED__
+#include <sys/auxv.h>
+#endif
+
+static int has_dotprod(void) {
+#if defined(__linux__) && defined(AT_HWCAP)
+    return (getauxval(AT_HWCAP) >> 20) & 1; /* HWCAP_ASIMDDP */
+#else
+    return 0; /* no way to ask: the plain NEON table is safe everywhere */
+#endif
+}
+
+const efm_kernels *efm_kernels_named(int which) {
+    switch (which) {
+    case EFM_K_PORTABLE: return &efm_kernels_portable;
+    case EFM_K_NEON: return &efm_kernels_neon;
+    case EFM_K_NEONDOT: return has_dotprod() ? &efm_kernels_neondot : 0;
+    case EFM_K_BEST: return has_dotprod() ? &efm_kernels_neondot : &efm_kernels_neon;
+    default: return 0;
     }
 }
 #else

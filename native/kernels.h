@@ -71,9 +71,15 @@ extern const efm_kernels efm_kernels_avx2;
 extern const efm_kernels efm_kernels_avxvnni;
 extern const efm_kernels efm_kernels_avx512vnni;
 #endif
+#if defined(__aarch64__)
+#define EFM_HAVE_NEON_BUILD 1
+extern const efm_kernels efm_kernels_neon;
+extern const efm_kernels efm_kernels_neondot;
+#endif
 
 /* Kernel tables by name; efm_kernels_named returns NULL for one this CPU cannot run. */
-enum { EFM_K_BEST = 0, EFM_K_PORTABLE = 1, EFM_K_AVX2 = 2, EFM_K_AVXVNNI = 3, EFM_K_AVX512VNNI = 4 };
+enum { EFM_K_BEST = 0, EFM_K_PORTABLE = 1, EFM_K_AVX2 = 2, EFM_K_AVXVNNI = 3, EFM_K_AVX512VNNI = 4, EFM_K_NEON = 5,
+       EFM_K_NEONDOT = 6 };
 const efm_kernels *efm_kernels_named(int which);
 
 #endif

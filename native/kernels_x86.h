@@ -97,6 +97,7 @@ static inline __m128i rqf8(__m256i acc, const rqf *r) {
 }
 
 #define EFM_RQ_ROW_DEFINED
+/* out[i] = requant(acc[i] + bias), i < n; acc must have 8 readable entries past n. */
 static void KFN(rq_row)(const int32_t *acc, int n, int64_t bias, int32_t mult, int32_t shift, efm_clamp c, int8_t *out,
                         uint32_t flags) {
     int i = 0;
@@ -104,6 +105,12 @@ static void KFN(rq_row)(const int32_t *acc, int n, int64_t bias, int32_t mult, i
         rqf r = rqf_bcast(bias, mult, shift, c);
         for (; i + 8 <= n; i += 8)
             _mm_storel_epi64((__m128i *)(out + i), rqf8(_mm256_loadu_si256((const __m256i *)(acc + i)), &r));
+        if (i < n) { /* the tail on a whole vector: acc has 8 spare entries past n (see dw) */
+            int8_t tmp[16];
+            _mm_storel_epi64((__m128i *)tmp, rqf8(_mm256_loadu_si256((const __m256i *)(acc + i)), &r));
+            for (int j = 0; i + j < n; j++) out[i + j] = tmp[j];
+            return;
+        }
     } else if (flags & EFM_KF_RQ32) {
         rqv r = rq_bcast(bias, mult, shift, c);
         for (; i + 8 <= n; i += 8)
@@ -125,30 +132,82 @@ static void KFN(dw)(const int16_t *plane, int Wp, const int8_t *w, int kh, int k
     __m256i wv[64];
     int taps = kh * kw <= 64 ? kh * kw : 0;
     for (int t = 0; t < taps; t++) wv[t] = _mm256_set1_epi32((int32_t)(uint16_t)(int16_t)w[t]);
-    if (kh == 3 && kw == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2)) { /* the common 3x3 case, unrolled */
-        for (int oy = 0; oy < Ho; oy++) {
-            const int16_t *r0 = plane + (int64_t)(oy * sh) * Wp, *r1 = r0 + Wp, *r2 = r1 + Wp;
-            for (int ox = 0; ox < Wo; ox += 8) {
-                __m256i acc;
+    if (kh == 3 && kw == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2)) {
+        /* The common 3x3 case with two taps per vpmaddwd: a 32-bit lane holding the neighbours
+         * (x[i], x[i+1]) times the pair (w0, w1) gives x[i]*w0 + x[i+1]*w1, and (x[i+2], .) times (w2, 0)
+         * adds the third tap: two multiply-adds per kernel row instead of three. Stride 2: the lanes
+         * already start at the even inputs (8 outputs per vector). Stride 1: one vector gives the even
+         * outputs, one shifted by an element the odd ones (16 outputs per pair), interleaved back. */
+        __m256i wp[3], wz[3];
+        for (int i = 0; i < 3; i++) {
+            wp[i] = _mm256_set1_epi32((int32_t)((uint32_t)(uint16_t)(int16_t)w[3 * i] |
+                                                ((uint32_t)(uint16_t)(int16_t)w[3 * i + 1] << 16)));
+            wz[i] = _mm256_set1_epi32((int32_t)(uint16_t)(int16_t)w[3 * i + 2]);
+        }
+#define DW_ROW(p) _mm256_add_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(p)), wp[i]), \
+                                   _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)((p) + 2)), wz[i]))
+        if (flags & EFM_KF_RQF) { /* requantized straight from the registers, no accumulator row */
+            rqf rf = rqf_bcast(bias, mult, shift, c);
+            int8_t tmp[16];
+            for (int oy = 0; oy < Ho; oy++) {
+                const int16_t *r0 = plane + (int64_t)(oy * sh) * Wp;
+                int8_t *o = out + (int64_t)oy * Wo;
                 if (sw == 2) {
-                    const int16_t *a = r0 + 2 * ox, *b = r1 + 2 * ox, *d = r2 + 2 * ox;
-#define DW_TAP(p, t) _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(p)), wv[t])
-                    acc = _mm256_add_epi32(_mm256_add_epi32(DW_TAP(a, 0), DW_TAP(a + 1, 1)), DW_TAP(a + 2, 2));
-                    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(DW_TAP(b, 3), DW_TAP(b + 1, 4)), DW_TAP(b + 2, 5)));
-                    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(DW_TAP(d, 6), DW_TAP(d + 1, 7)), DW_TAP(d + 2, 8)));
-#undef DW_TAP
+                    for (int ox = 0; ox < Wo; ox += 8) {
+                        __m256i acc = _mm256_setzero_si256();
+                        for (int i = 0; i < 3; i++) acc = _mm256_add_epi32(acc, DW_ROW(r0 + (int64_t)i * Wp + 2 * ox));
+                        __m128i q = rqf8(acc, &rf);
+                        if (ox + 8 <= Wo) _mm_storel_epi64((__m128i *)(o + ox), q);
+                        else {
+                            _mm_storel_epi64((__m128i *)tmp, q);
+                            for (int j = 0; ox + j < Wo; j++) o[ox + j] = tmp[j];
+                        }
+                    }
                 } else {
-                    const int16_t *a = r0 + ox, *b = r1 + ox, *d = r2 + ox;
-#define DW_TAP(p, t) _mm256_madd_epi16(_mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p))), wv[t])
-                    acc = _mm256_add_epi32(_mm256_add_epi32(DW_TAP(a, 0), DW_TAP(a + 1, 1)), DW_TAP(a + 2, 2));
-                    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(DW_TAP(b, 3), DW_TAP(b + 1, 4)), DW_TAP(b + 2, 5)));
-                    acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_add_epi32(DW_TAP(d, 6), DW_TAP(d + 1, 7)), DW_TAP(d + 2, 8)));
-#undef DW_TAP
+                    for (int ox = 0; ox < Wo; ox += 16) {
+                        __m256i ev = _mm256_setzero_si256(), od = _mm256_setzero_si256();
+                        for (int i = 0; i < 3; i++) {
+                            const int16_t *p = r0 + (int64_t)i * Wp + ox;
+                            ev = _mm256_add_epi32(ev, DW_ROW(p));
+                            od = _mm256_add_epi32(od, DW_ROW(p + 1));
+                        }
+                        __m256i lo = _mm256_unpacklo_epi32(ev, od), hi = _mm256_unpackhi_epi32(ev, od);
+                        __m128i q = _mm_unpacklo_epi64(rqf8(_mm256_permute2x128_si256(lo, hi, 0x20), &rf),
+                                                       rqf8(_mm256_permute2x128_si256(lo, hi, 0x31), &rf));
+                        if (ox + 16 <= Wo) _mm_storeu_si128((__m128i *)(o + ox), q);
+                        else {
+                            _mm_storeu_si128((__m128i *)tmp, q);
+                            for (int j = 0; ox + j < Wo; j++) o[ox + j] = tmp[j];
+                        }
+                    }
                 }
-                _mm256_storeu_si256((__m256i *)(accrow + ox), acc);
+            }
+            return;
+        }
+        for (int oy = 0; oy < Ho; oy++) {
+            const int16_t *r0 = plane + (int64_t)(oy * sh) * Wp;
+            if (sw == 2) {
+                for (int ox = 0; ox < Wo; ox += 8) {
+                    __m256i acc = _mm256_setzero_si256();
+                    for (int i = 0; i < 3; i++) acc = _mm256_add_epi32(acc, DW_ROW(r0 + (int64_t)i * Wp + 2 * ox));
+                    _mm256_storeu_si256((__m256i *)(accrow + ox), acc);
+                }
+            } else {
+                for (int ox = 0; ox < Wo; ox += 16) {
+                    __m256i ev = _mm256_setzero_si256(), od = _mm256_setzero_si256();
+                    for (int i = 0; i < 3; i++) {
+                        const int16_t *p = r0 + (int64_t)i * Wp + ox;
+                        ev = _mm256_add_epi32(ev, DW_ROW(p));
+                        od = _mm256_add_epi32(od, DW_ROW(p + 1));
+                    }
+                    __m256i lo = _mm256_unpacklo_epi32(ev, od), hi = _mm256_unpackhi_epi32(ev, od);
+                    _mm256_storeu_si256((__m256i *)(accrow + ox), _mm256_permute2x128_si256(lo, hi, 0x20));
+                    _mm256_storeu_si256((__m256i *)(accrow + ox + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+                }
             }
             KFN(rq_row)(accrow, Wo, bias, mult, shift, c, out + (int64_t)oy * Wo, flags);
         }
+#undef DW_ROW
         return;
     }
     for (int oy = 0; oy < Ho; oy++) {

@@ -13,20 +13,21 @@ from edgefleet.runtimes.exporters.efm_export import build_efm
 from .opgraphs import build, quantized, weights
 
 
-def heavy_model():
+def heavy_model(threads=None):
     rng = np.random.default_rng(0)
     nodes = [("linear", ["x"], "h", {"act": "relu"}, {"weight": weights(rng, 1024, 1024), "bias": weights(rng, 1024)}),
              ("linear", ["h"], "y", {"act": "none"}, {"weight": weights(rng, 1024, 1024), "bias": weights(rng, 1024)})]
     qg = quantized(build((1024,), nodes, "y"), rng, (1024,))
-    return _native.Model.from_bytes(build_efm(qg)), qg
+    return _native.Model.from_bytes(build_efm(qg), threads=threads), qg
 
 
 def test_python_keeps_running_while_native_runs():
     """If a run held the GIL, the main thread could not execute a single bytecode while it lasts:
     none of its time stamps could fall in the first half of a run (the second half may see it
     take the GIL back as the call returns). With the GIL released it keeps stamping throughout.
-    No speed threshold: a loaded machine slows both threads alike."""
-    model, _ = heavy_model()
+    No speed threshold: a loaded machine slows both threads alike. (One intra-op thread, so the
+    pool does not compete with this thread for the cores.)"""
+    model, _ = heavy_model(threads=1)
     x = np.random.default_rng(1).standard_normal((4096, 1024)).astype(np.float32)
     stamps, runs = [], []
     done = threading.Event()
