@@ -194,7 +194,15 @@ def _binary(b, n, name, args, kw):
     b.binary(n, name.rstrip("_"), args, kw)
 
 
-@aten("view", "reshape", "flatten", "unsqueeze", "squeeze", "_unsafe_view", "expand_as", "unflatten")
+@aten("expand", "expand_as")
+def _expand(b, n, name, args, kw):
+    x = _first_activation(b, n, args, name)
+    if tuple(b.shape_of(n)[1:]) != tuple(b.values_shape(args[0])[1:]):
+        raise b.refuse(n, "broadcasting an activation to a larger shape; let the consuming add/mul broadcast it")
+    b.alias[n.name] = x
+
+
+@aten("view", "reshape", "flatten", "unsqueeze", "squeeze", "_unsafe_view", "unflatten")
 def _reshape(b, n, name, args, kw):
     x = _first_activation(b, n, args, name)
     shape = b.shape_of(n)
