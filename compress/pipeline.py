@@ -26,6 +26,7 @@ from edgefleet._errors import BudgetError, ConfigError, DataError, EdgefleetErro
 from edgefleet.bundle import Bundle, BundleWriter
 
 from . import report as report_mod
+from .capture import capture
 from .data import Dataset, load_dataset
 from .ir import run_float, run_int
 from .model_loading import load_model
@@ -165,6 +166,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     data = load_dataset(cfg.data, seed=cfg.seed)
     model = load_model(cfg.model, cfg.weights)
     _check_model_on_data(model, data)
+    capture(model, data.input_shape)  # every unsupported op is named now, before any training or calibration
     if cfg.train_epochs > 0:
         model = fit(model, data.x_train, data.y_train, epochs=cfg.train_epochs, seed=cfg.seed,
                     progress=cfg.progress, desc="teacher")
@@ -219,8 +221,6 @@ def run_export(cfg: ExportConfig) -> ExportResult:
 def _fp32_onnx_bytes(model, data: Dataset) -> int:
     """Size of a model's fp32 ONNX: the yardstick of the size targets (the uncompressed teacher)."""
     from edgefleet.runtimes import exporters
-
-    from .capture import capture
 
     with tempfile.TemporaryDirectory() as tmp:
         path = exporters.get("onnx-fp32")().export(capture(model, data.input_shape), Path(tmp) / "teacher.onnx")

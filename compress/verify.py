@@ -17,7 +17,7 @@ import numpy as np
 
 from edgefleet._errors import EdgefleetError
 
-from .ir import run_float, run_int
+from .ir import OPS, run_float, run_int
 
 #: default parity tolerances
 INT8_MAX_LSB = 2.0
@@ -25,7 +25,7 @@ INT8_MEAN_LSB = 0.25
 FP32_MAX_ABS = 1e-4
 #: ops that runtimes compute with their own tables or in float between dequantize and quantize
 #: (onnxruntime, LiteRT): the integer reference and they differ by a few LSB after attention
-FLOAT_DOMAIN_OPS = ("softmax", "layer_norm", "matmul")
+FLOAT_DOMAIN_OPS = tuple(op for op, spec in OPS.items() if spec.float_domain)
 FLOAT_DOMAIN_EXTRA_LSB = 4.0
 
 

@@ -24,7 +24,7 @@ from .conftest import record_case
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "native"
-SOURCES = ["efm_load.c", "efm_run.c", "efm_ops.c", "efm_ops_conv.c", "efm_pool.c", "cpu.c", "kernels_portable.c",
+SOURCES = ["efm_load.c", "efm_run.c", "efm_ops.c", "efm_ops_conv.c", "efm_pool.c", "efm_ops_misc.c", "cpu.c", "kernels_portable.c",
            "kernels_neon.c", "kernels_neondot.c"]
 CC, QEMU, SYSROOT = "aarch64-linux-gnu-gcc", "qemu-aarch64", "/usr/aarch64-linux-gnu"
 
