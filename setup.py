@@ -22,11 +22,13 @@ if os.environ.get("EDGEFLEET_PURE") == "1":
 import numpy  # noqa: E402
 from Cython.Build import cythonize  # noqa: E402
 
-C_SOURCES = ["native/efm_load.c", "native/efm_run.c", "native/efm_ops.c", "native/efm_ops_conv.c", "native/efm_pool.c",
-             "native/efm_ops_misc.c",
-             "native/cpu.c",
-             "native/kernels_portable.c", "native/kernels_avx2.c", "native/kernels_vnni.c", "native/kernels_avx512.c",
-             "native/kernels_neon.c", "native/kernels_neondot.c"]
+def native_sources() -> list[str]:
+    """Every C source of the runtime, from native/sources.txt (the list wasm/build.sh and the tests read too)."""
+    with open("native/sources.txt") as f:
+        return ["native/" + line.split()[0] for line in f if line.strip() and not line.startswith("#")]
+
+
+C_SOURCES = native_sources()
 C_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fno-wrapv", "-fno-strict-aliasing", "-fno-math-errno", "-fvisibility=hidden",
            "-pthread", "-DEFM_THREADS"]  # intra-op threads (native/efm_pool.c); the wasm32 build has none
 

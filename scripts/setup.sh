@@ -25,7 +25,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.edgefleet-setup
-want=$(cat requirements/dev.txt pyproject.toml setup.py native/*.c native/*.h native/*.pyx 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/dev.txt pyproject.toml setup.py native/*.c native/*.h native/*.pyx native/sources.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pinned Python packages (requirements/dev.txt)"
   .venv/bin/python -m pip install -q --upgrade pip
@@ -36,7 +36,7 @@ fi
 
 # The browser runtime: native/ C + wasm/ compiled to wasm/web/*.wasm (clang + lld), and the pinned npm
 # packages of wasm/package-lock.json (Pyodide, playwright-core for the Chromium tests).
-wasm_want=$(cat native/*.c native/*.h wasm/*.c wasm/*.h wasm/build.sh | sha256sum | cut -d' ' -f1)
+wasm_want=$(cat native/*.c native/*.h native/sources.txt wasm/*.c wasm/*.h wasm/build.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat wasm/web/.build-stamp 2>/dev/null)" != "$wasm_want" ] || [ ! -f wasm/web/efm-simd128.wasm ]; then
   echo "setup: building wasm/web/*.wasm"
   bash wasm/build.sh

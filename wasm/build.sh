@@ -12,9 +12,11 @@ command -v "$CLANG" >/dev/null && command -v wasm-ld >/dev/null || {
   echo "wasm/build.sh: clang and wasm-ld (Debian: clang lld) are needed" >&2; exit 1; }
 mkdir -p "$out"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-native=(native/efm_load.c native/efm_run.c native/efm_ops.c native/efm_ops_conv.c native/efm_pool.c native/kernels_portable.c)
-# native/ files added by other ops (any efm_ops_*.c) are part of the runner too
-for f in native/efm_ops_*.c; do case " ${native[*]} " in *" $f "*) ;; *) native+=("$f");; esac; done
+# the runner's C files, from the one list native/sources.txt (cpu.c is native-only: wasm has cpu_wasm.c)
+native=()
+while read -r name kind; do
+  if [ "$kind" = runner ]; then native+=("native/$name"); fi
+done < <(grep -v '^#' native/sources.txt)
 common=(--target=wasm32 -O3 -std=c11 -ffreestanding -fno-math-errno -nostdlib -Wall -Werror -Inative -Iwasm
         -mbulk-memory -mnontrapping-fptoint -msign-ext -mmutable-globals)
 link=(-Wl,--no-entry -Wl,--export=__heap_base -Wl,-z,stack-size=1048576

@@ -18,6 +18,13 @@ def kernels(request):
     return request.param
 
 
+def native_sources(*kinds: str) -> list[str]:
+    """File names of native/sources.txt (the one list of the runtime's C files), of the given kinds or all."""
+    lines = (Path(__file__).resolve().parents[2] / "native" / "sources.txt").read_text().splitlines()
+    rows = [line.split() for line in lines if line.strip() and not line.startswith("#")]
+    return [name for name, kind in rows if not kinds or kind in kinds]
+
+
 def run_native(qgraph, x, kernels="best", raw=True):
     model = _native.Model.from_bytes(build_efm(qgraph), kernels=kernels)
     return model.run([x], raw=raw)[0]

@@ -20,12 +20,11 @@ import pytest
 from edgefleet.compress.ir import run_int
 from edgefleet.runtimes.exporters.efm_export import build_efm
 
-from .conftest import record_case
+from .conftest import native_sources, record_case
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "native"
-SOURCES = ["efm_load.c", "efm_run.c", "efm_ops.c", "efm_ops_conv.c", "efm_pool.c", "efm_ops_misc.c", "cpu.c", "kernels_portable.c",
-           "kernels_neon.c", "kernels_neondot.c"]
+SOURCES = native_sources("runner", "host", "arm")
 CC, QEMU, SYSROOT = "aarch64-linux-gnu-gcc", "qemu-aarch64", "/usr/aarch64-linux-gnu"
 
 pytestmark = pytest.mark.skipif(not (shutil.which(CC) and shutil.which(QEMU)),
