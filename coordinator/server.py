@@ -173,7 +173,7 @@ class Server:
                           app_dir=Path(app_dir) if app_dir else None, cors_origins=list(config.cors_origins))
         app = build_app({"Fleet": self.fleet, "Admin": self.admin, "Identity": self.identity}, metrics=self.metrics,
                         dashboard=Dashboard(self.store, self.coordinator.rules),
-                        may_read=self.coordinator.may_read, config=http)
+                        may_read=self.coordinator.may_read, config=http, throttle=self.coordinator.auth_throttle)
         return HttpServer(http, app)
 
     @property
