@@ -154,9 +154,12 @@ class Server:
                 pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
             except OSError as e:
                 raise ConfigError(f"serve: cannot read the TLS certificate or key ({e})") from e
-            port = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
-        else:
-            port = server.add_insecure_port(address)
+            credentials = grpc.ssl_server_credentials([pair])
+        try:
+            port = (server.add_secure_port(address, credentials) if config.tls_cert
+                    else server.add_insecure_port(address))
+        except RuntimeError:   # grpc's way of saying the address cannot be bound
+            port = 0
         if not port:
             raise ConfigError(f"serve: cannot bind the gRPC port {address} (in use, or not an address of this host)")
         return server, port
@@ -170,7 +173,7 @@ class Server:
                           app_dir=Path(app_dir) if app_dir else None, cors_origins=list(config.cors_origins))
         app = build_app({"Fleet": self.fleet, "Admin": self.admin, "Identity": self.identity}, metrics=self.metrics,
                         dashboard=Dashboard(self.store, self.coordinator.rules),
-                        may_read=self.coordinator.may_read, config=http)
+                        may_read=self.coordinator.may_read, config=http, throttle=self.coordinator.auth_throttle)
         return HttpServer(http, app)
 
     @property

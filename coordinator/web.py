@@ -91,14 +91,26 @@ def _token(request: Request) -> str:
     return ""
 
 
-def build_app(servicers: dict, *, metrics, dashboard, may_read, config: HttpConfig) -> Starlette:
-    """The Starlette application. ``may_read(token) -> bool`` guards ``/metrics`` and ``/dashboard``."""
+def build_app(servicers: dict, *, metrics, dashboard, may_read, config: HttpConfig, throttle=None) -> Starlette:
+    """The Starlette application. ``may_read(token) -> bool`` guards ``/metrics`` and ``/dashboard``;
+    wrong tokens there count against the client address in ``throttle`` (an AuthThrottle), like on
+    the API."""
 
     def guarded(page):
         async def endpoint(request: Request) -> Response:
-            if not may_read(_token(request)):
+            address = request.client.host if request.client else "?"
+            wait = throttle.locked_for(address) if throttle is not None else 0.0
+            if wait > 0:
+                return Response(f"too many failed authentications; retry in {wait:.1f} s\n", status_code=429,
+                                media_type="text/plain")
+            token = _token(request)
+            if not may_read(token):
+                if token and throttle is not None:
+                    throttle.failed(address)
                 return Response("the admin or read token is required\n", status_code=401, media_type="text/plain",
                                 headers={"WWW-Authenticate": 'Basic realm="edgefleet", charset="UTF-8"'})
+            if throttle is not None:
+                throttle.succeeded(address)
             return await page(request)
         return endpoint
 

@@ -60,6 +60,18 @@ def test_serve_prints_the_real_bind_address_and_refuses_plaintext_on_the_network
     assert '"event": "insecure_plaintext"' in err
 
 
+def test_a_port_in_use_is_a_clear_configuration_error(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot bind the gRPC port 127.0.0.1:{port}"):
+            Server(_config(tmp_path, port=port))
+        with pytest.raises(ConfigError, match=f"cannot bind the HTTP port 127.0.0.1:{port}"):
+            Server(_config(tmp_path, http_port=port))
+
+
 # -- storage integrity -------------------------------------------------------------------------------
 def test_the_store_stops_acknowledging_when_its_file_is_removed(tmp_path, archives, bundles, public_key):
     import grpc

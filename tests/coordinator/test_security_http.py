@@ -242,6 +242,22 @@ def test_metrics_and_dashboard_need_the_admin_or_read_token(tmp_path):
         assert b"edgefleet fleet" in urllib.request.urlopen(req, timeout=5).read()
 
 
+def test_wrong_tokens_on_metrics_are_throttled(tmp_path):
+    import http.client
+    from edgefleet.coordinator import Server, ServerConfig
+    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN,
+                             allow_unsigned=True, evaluate_interval_s=None)) as srv:
+        def scrape(token, source):
+            conn = http.client.HTTPConnection("127.0.0.1", srv.http.port, timeout=10, source_address=(source, 0))
+            conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
+            status = conn.getresponse().status
+            conn.close()
+            return status
+        statuses = [scrape(f"guess-{i}", "127.0.0.2") for i in range(40)]
+        assert statuses.count(401) <= 12 and statuses.count(429) >= 25, statuses
+        assert scrape(STRONG_ADMIN, "127.0.0.1") == 200
+
+
 def test_metrics_label_values_are_escaped():
     from edgefleet.coordinator.metrics import Metrics
     m = Metrics()
