@@ -43,6 +43,7 @@ const efm_kernels *efm_kernels_named(int which) {
 #include <sys/auxv.h>
 #endif
 
+#if defined(EFM_HAVE_NEONDOT_BUILD)
 static int has_dotprod(void) {
 #if defined(__linux__) && defined(AT_HWCAP)
     return (getauxval(AT_HWCAP) >> 20) & 1; /* HWCAP_ASIMDDP */
@@ -50,13 +51,18 @@ static int has_dotprod(void) {
     return 0; /* no way to ask: the plain NEON table is safe everywhere */
 #endif
 }
+#endif
 
 const efm_kernels *efm_kernels_named(int which) {
     switch (which) {
     case EFM_K_PORTABLE: return &efm_kernels_portable;
     case EFM_K_NEON: return &efm_kernels_neon;
+#if defined(EFM_HAVE_NEONDOT_BUILD)
     case EFM_K_NEONDOT: return has_dotprod() ? &efm_kernels_neondot : 0;
     case EFM_K_BEST: return has_dotprod() ? &efm_kernels_neondot : &efm_kernels_neon;
+#else
+    case EFM_K_BEST: return &efm_kernels_neon;
+#endif
     default: return 0;
     }
 }

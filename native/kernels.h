@@ -74,7 +74,10 @@ extern const efm_kernels efm_kernels_avx512vnni;
 #if defined(__aarch64__)
 #define EFM_HAVE_NEON_BUILD 1
 extern const efm_kernels efm_kernels_neon;
+#if !defined(__clang__) || __clang_major__ >= 16 || defined(__ARM_FEATURE_DOTPROD)
+#define EFM_HAVE_NEONDOT_BUILD 1
 extern const efm_kernels efm_kernels_neondot;
+#endif
 #endif
 
 /* Kernel tables by name; efm_kernels_named returns NULL for one this CPU cannot run. */

@@ -1,8 +1,10 @@
 /* The NEON dot-product table (ARMv8.2 "dotprod", e.g. Cortex-A55/A76 and later): one sdot per four
  * s8 x s8 products into int32, no intermediate rounding or saturation, so exact for any weights
  * (kernels_neon.h). Compiled for the extension per function; chosen at run time (native/cpu.c)
- * only where the CPU reports it (HWCAP_ASIMDDP). */
-#if defined(__aarch64__)
+ * only where the CPU reports it (HWCAP_ASIMDDP). clang before 16 hides vdotq_s32 unless the whole
+ * build targets dotprod, so there this table exists only in such builds (kernels.h). */
+#include "kernels.h"
+#if defined(EFM_HAVE_NEONDOT_BUILD)
 
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("dotprod"))), apply_to = function)
