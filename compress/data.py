@@ -138,3 +138,34 @@ def load_dataset(spec: str, seed: int = 0) -> Dataset:
     if spec.endswith(".npz") or Path(spec).exists():
         return load_npz(spec, seed)
     raise DataError(f"data {spec!r} is neither a built-in data set ({', '.join(BUILTIN)}) nor an existing .npz file")
+
+
+#: where Debian's ``dataset-fashion-mnist`` package (requirements/apt.txt) installs the IDX files
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _idx(path: Path) -> np.ndarray:
+    """One gzipped IDX file (big-endian header: magic with the rank, then one u32 per dimension)."""
+    import gzip
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e}); install the Debian package dataset-fashion-mnist") from e
+    rank = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * rank)
+    if raw[2] != 0x08 or data.size != int(np.prod(dims)):
+        raise DataError(f"{path}: not an unsigned-byte IDX file of shape {dims}")
+    return data.reshape(dims)
+
+
+def load_fashion_mnist(root: str | Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fashion-MNIST as (x_train, y_train, x_test, y_test): 60,000 + 10,000 images (N, 1, 28, 28),
+    float32 in [0, 1], int64 labels."""
+    root = Path(root)
+    out = []
+    for split in ("train", "t10k"):
+        x = _idx(root / f"{split}-images-idx3-ubyte.gz")
+        y = _idx(root / f"{split}-labels-idx1-ubyte.gz")
+        out += [(x[:, None] / 255.0).astype(np.float32), y.astype(np.int64)]
+    return tuple(out)

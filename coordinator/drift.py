@@ -21,8 +21,10 @@ every Monte Carlo draw takes the large-sample tail when it is smaller (so strong
 reach the small levels of repeated looks). A signal whose bins
 do not match the reference, or with nothing observed, is skipped and said so.
 
-Signals are combined per sketch with Simes' test (``p = min_i S p_(i) / i``; equals Benjamini-Hochberg
-at the first rejection), across cohorts x signals with Benjamini-Hochberg (:func:`fdr`). Each signal's
+Signals are combined per sketch with a weighted Simes test (``p = min_i S q_(i) / i`` over ``q = p / w``;
+Benjamini-Hochberg's first rejection): the per-class histograms carry 3/4 of the weight, the class
+counts 1/8, the confidence and the projections 1/16 each (:func:`signal_weight`). Across cohorts x
+signals, Benjamini-Hochberg (:func:`fdr`). Each signal's
 effect size is the total-variation distance between the two binned distributions (0 = identical,
 1 = disjoint), reported beside its p-value: "detectable but harmless" is a small effect with a small p.
 
@@ -60,10 +62,10 @@ from scipy import special, stats
 
 from edgefleet.telemetry import TelemetryError, empty_merged, merge_into
 
-__all__ = ["merge_windows", "signals", "two_sample", "simes", "fdr", "drift_report", "estimate_accuracy",
+__all__ = ["merge_windows", "signals", "two_sample", "simes", "signal_weight", "fdr", "drift_report", "estimate_accuracy",
            "MonitorSettings", "Monitor", "VERDICT_STATES"]
 
-ASYMPTOTIC_N = 1000
+ASYMPTOTIC_N = 5000
 DRAWS = 1000
 #: the states a verdict can be in (read by the policy engine)
 VERDICT_STATES = ("insufficient", "ok", "drift", "recovered")
@@ -155,13 +157,29 @@ def _asymptotic(stat: float, n: int, m: int, nonzero: int, ordered: bool) -> flo
     return min(1.0, float(stats.chi2.sf(stat, nonzero - 1)))
 
 
-def simes(pvalues) -> float:
-    """Simes' combined p-value of a family (valid under independence and positive dependence)."""
-    p = sorted(pvalues)
-    if not p:
+def simes(pvalues, weights=None) -> float:
+    """Simes' combined p-value of a family (valid under independence and positive dependence); with
+    ``weights`` (positive, rescaled to mean 1) the weighted version: ``min_i S q_(i) / i`` over the
+    sorted ``q_j = p_j / w_j``, so a heavier signal needs less evidence."""
+    if not pvalues:
         return 1.0
-    s = len(p)
-    return min(1.0, min(s * v / (i + 1) for i, v in enumerate(p)))
+    s = len(pvalues)
+    w = [1.0] * s if weights is None else [v * s / sum(weights) for v in weights]
+    q = sorted(p / wj for p, wj in zip(pvalues, w))
+    return min(1.0, min(s * v / (i + 1) for i, v in enumerate(q)))
+
+
+def signal_weight(name: str, classes: int, projections: int) -> float:
+    """The share of the family's alpha a signal gets: the per-class histograms 3/4 together (the
+    softmax vector, the strongest signal at small n), class counts 1/8 (label shift), the confidence
+    histogram 1/16, the projections 1/16 together."""
+    if name == "class_counts":
+        return 1 / 8
+    if name == "confidence":
+        return 1 / 16
+    if name.startswith("class_confidence"):
+        return 3 / (4 * max(classes, 1))
+    return 1 / (16 * max(projections, 1))
 
 
 def fdr(pvalues, alpha: float) -> list[bool]:
@@ -217,7 +235,8 @@ def drift_report(merged: dict, reference: dict, *, alpha: float = 0.05, min_samp
     if n >= min_samples:
         for name, obs, ref, ordered in usable:
             tests.append({"signal": name, **two_sample(obs, ref, ordered=ordered, draws=draws)})
-    p = simes([t["p_value"] for t in tests]) if tests else 1.0
+    k, j = len(reference["class_counts"]), len(reference["projection"]["histograms"])
+    p = simes([t["p_value"] for t in tests], [signal_weight(t["signal"], k, j) for t in tests]) if tests else 1.0
     state = "insufficient" if not tests else ("drift" if p <= alpha else "ok")
     errors = sum((merged.get("errors") or {}).values())
     top = max(tests, key=lambda t: t["effect"]) if tests else None

@@ -75,7 +75,7 @@ def test_an_obvious_shift_is_flagged_at_n_50(reference):
     hits = 0
     for _ in range(40):
         logits, _ = model(rng, 50, prior=[0.7, 0.1, 0.1, 0.1], noise=1.0)  # label shift + noisy inputs
-        r = report(reference, [sketch(reference, logits)])
+        r = drift_report(merge_windows([sketch(reference, logits)]), reference, alpha=ALPHA)  # default draws
         hits += r["state"] == "drift"
         assert r["effect"] > 0
     assert hits >= 36, f"flagged {hits}/40"
