@@ -1,18 +1,25 @@
-"""Load benchmark of the coordinator (not a test): sustained durable ingest and acknowledgement latency.
+"""Load benchmark of the coordinator (not a test): durable ingest, acknowledgement latency, exactly-once.
 
-For each store (SQLite; PostgreSQL when its binaries are installed) and fleet size, it starts a real
-coordinator process (``edgefleet serve``), registers the fleet's devices, then
+For each batch size (first: 1 window per Report, what a device reporting every window sends: the
+headline), store (SQLite, PostgreSQL when installed) and fleet size:
 
-1. **max**: closed loop, ``--concurrency`` Report calls in flight, each carrying ``--batch`` windows
-   of one random device, for ``--seconds``: durably ingested windows/s and ack latency;
-2. **half**: open loop at half that window rate: ack latency p50/p99.
+0. **echo**: a raw grpcio asyncio unary echo server (600-byte messages, ``--concurrency`` in flight,
+   same client): the transport's own ceiling on this machine, measured in the same run;
+1. **max**: closed loop, ``--concurrency`` Report calls in flight against a real ``edgefleet serve``
+   process, each from one random device: reports/s (and windows/s), ack latency p50/p99;
+2. **half**: open loop at half the max rate: the rate actually achieved and its latency;
+3. **exactly once**: every acknowledged window is stored once; anything else stored was in flight
+   when a call failed; no duplicates.
 
-    python benchmarks/coordinator_load.py            # short: 1k and 10k devices, SQLite + PostgreSQL
-    python benchmarks/coordinator_load.py --full     # 1k, 10k, 50k devices, longer runs
+A last row runs ``--replicas`` coordinator processes on one PostgreSQL database, the client spreading
+calls over them (per-replica counts printed).
 
-Devices are registered straight into the store (one transaction) instead of 50k Enroll calls: the
-benchmark is about ingest. Requests are serialised before the clock starts so the client measures the
-server, not its own protobuf encoding. Prints a table and writes JSON (``--out``).
+    python benchmarks/coordinator_load.py                                  # 1k devices, batch 1 and 50
+    python benchmarks/coordinator_load.py --stores sqlite --batches 1 --seconds 5
+
+Devices are registered straight into the store (one transaction) instead of Enroll calls: the
+benchmark is about ingest. Requests are serialised before the clock starts. Prints a table and writes
+JSON (``--out``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -87,16 +93,18 @@ def register_devices(store_url, n):
     tokens = [uuid.uuid4().hex for _ in range(n)]
     rows = [(f"dev-{i:06d}", hashlib.sha256(t.encode()).hexdigest(), "bench", "bench", 0) for i, t in enumerate(tokens)]
     with store._tx() as cur:
-        cur.executemany("INSERT INTO devices VALUES (?, ?, ?, ?, ?)", rows)
+        cur.executemany("INSERT INTO devices (device_id, token_hash, cohort, hardware, created_ms) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (device_id) DO NOTHING", rows)
     store.close()
     return tokens
 
 
-def start_server(store_url, workers):
+def start_server(store_url, workers, trusted_key, extra=()):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", store_url, "--port", str(port),
-                             "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0", "--init"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0", "--init",
+                             "--trusted-key", trusted_key, "--log-level", "warning", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     if not re.search(r"gRPC 127\.0\.0\.1:\d+", line):
         raise SystemExit(f"server did not start: {line}")
@@ -127,73 +135,103 @@ def make_requests(bundle_dir, tokens, count, batch, rng):
 
 
 # -- load ------------------------------------------------------------------------------------------
-def run_closed(target, requests, concurrency, seconds):
-    import grpc
-    channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)])
-    call = channel.unary_unary("/edgefleet.v1.Fleet/Report")
-    lat, errors, lock = [], [0], threading.Lock()
-    it = iter(requests)
-    stop = time.perf_counter() + seconds
+ECHO_SERVER = """
+import asyncio, sys, grpc
+async def main():
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    echo = grpc.unary_unary_rpc_method_handler(_echo)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Echo": echo}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+async def _echo(req, context):
+    return req
+asyncio.run(main())
+"""
 
-    def worker():
-        while time.perf_counter() < stop:
-            with lock:
-                item = next(it, None)
-            if item is None:
-                return
-            token, body = item
+
+def start_echo():
+    """A raw grpcio asyncio unary echo server in its own process: the transport's own ceiling."""
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True)
+    return proc, f"127.0.0.1:{int(proc.stdout.readline())}"
+
+
+def run_closed(targets, method, requests, concurrency, seconds):
+    """Closed loop on an asyncio client: ``concurrency`` calls in flight for ``seconds``, requests
+    spread round-robin over ``targets``. Returns (latencies, acked indices, failed indices, elapsed,
+    calls per target)."""
+    import asyncio
+
+    import grpc
+
+    async def go():
+        channels = [grpc.aio.insecure_channel(t, options=[("grpc.max_send_message_length", 64 << 20)])
+                    for t in targets]
+        calls = [c.unary_unary(method) for c in channels]
+        lat, acked, failed, per_target = [], [], [], [0] * len(targets)
+        it = iter(range(len(requests)))
+        stop = time.perf_counter() + seconds
+
+        async def worker():
+            while time.perf_counter() < stop:
+                i = next(it, None)
+                if i is None:
+                    return
+                token, body = requests[i]
+                k = i % len(targets)
+                t0 = time.perf_counter()
+                try:
+                    await calls[k](body, metadata=(("authorization", f"Bearer {token}"),) if token else None,
+                                   timeout=30)
+                    lat.append(time.perf_counter() - t0)
+                    acked.append(i)
+                    per_target[k] += 1
+                except grpc.RpcError:
+                    failed.append(i)
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+        for c in channels:
+            await c.close()
+        return lat, acked, failed, elapsed, per_target
+    return asyncio.run(go())
+
+
+def run_open(targets, method, requests, rate_rps, seconds):
+    """Open loop: send at a fixed rate without waiting for replies; latency at that load and the rate
+    actually achieved (completed calls / wall time)."""
+    import asyncio
+
+    import grpc
+
+    async def go():
+        channels = [grpc.aio.insecure_channel(t) for t in targets]
+        calls = [c.unary_unary(method) for c in channels]
+        lat, acked, failed = [], [], []
+        n = min(len(requests), int(rate_rps * seconds))
+
+        async def one(i):
+            token, body = requests[i]
             t0 = time.perf_counter()
             try:
-                call(body, metadata=(("authorization", f"Bearer {token}"),), timeout=30)
-                with lock:
-                    lat.append(time.perf_counter() - t0)
+                await calls[i % len(targets)](body, metadata=(("authorization", f"Bearer {token}"),), timeout=30)
+                lat.append(time.perf_counter() - t0)
+                acked.append(i)
             except grpc.RpcError:
-                with lock:
-                    errors[0] += 1
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    channel.close()
-    return lat, errors[0], elapsed
-
-
-def run_open(target, requests, rate_rps, seconds):
-    """Send at a fixed request rate (futures, no waiting for replies): latency under that load."""
-    import grpc
-    channel = grpc.insecure_channel(target)
-    call = channel.unary_unary("/edgefleet.v1.Fleet/Report")
-    lat, errors, lock, futures = [], [0], threading.Lock(), []
-    n = min(len(requests), int(rate_rps * seconds))
-    start = time.perf_counter()
-    for i in range(n):
-        due = start + i / rate_rps
-        now = time.perf_counter()
-        if due > now:
-            time.sleep(due - now)
-        token, body = requests[i]
-        t0 = time.perf_counter()
-        fut = call.future(body, metadata=(("authorization", f"Bearer {token}"),), timeout=30)
-
-        def done(f, t0=t0):
-            with lock:
-                if f.code() == grpc.StatusCode.OK:
-                    lat.append(time.perf_counter() - t0)
-                else:
-                    errors[0] += 1
-        fut.add_done_callback(done)
-        futures.append(fut)
-    for f in futures:
-        try:
-            f.result(timeout=60)
-        except grpc.RpcError:
-            pass
-    elapsed = time.perf_counter() - start
-    channel.close()
-    return lat, errors[0], elapsed
+                failed.append(i)
+        start, tasks = time.perf_counter(), []
+        for i in range(n):
+            delay = start + i / rate_rps - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+        for c in channels:
+            await c.close()
+        return lat, acked, failed, elapsed
+    return asyncio.run(go())
 
 
 def pct(values, q):
@@ -203,91 +241,152 @@ def pct(values, q):
     return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
-def bench_one(store_name, store_url, bundle_dir, archive, devices, args, rng):
-    tokens = register_devices(store_url, devices)
-    proc, target = start_server(store_url, args.workers)
+def echo_ceiling(seconds, concurrency=64, size=600):
+    proc, target = start_echo()
     try:
-        from edgefleet.coordinator import AdminClient
-        admin = AdminClient(target, ADMIN)
-        admin.publish_bundle(archive)
-        admin.set_baseline("bench", "1.0")
-        admin.close()
-        per_s = 800  # requests/s upper bound we prepare for (each request is used once: no replays)
-        reqs = make_requests(bundle_dir, tokens, int(per_s * args.seconds) + args.concurrency, args.batch, rng)
-        run_closed(target, reqs[:args.concurrency * 2], args.concurrency, 5)  # warm-up
-        lat, err, elapsed = run_closed(target, reqs[args.concurrency * 2:], args.concurrency, args.seconds)
-        wps = len(lat) * args.batch / elapsed
-        half_rate = max(wps / 2 / args.batch, 1.0)
-        reqs2 = make_requests(bundle_dir, tokens, int(half_rate * args.seconds) + 1, args.batch, rng)
-        lat2, err2, _ = run_open(target, reqs2, half_rate, args.seconds)
-        from edgefleet.coordinator.store import open_store
-        store = open_store(store_url)
-        stored = store.count_windows()
-        store.close()
-        acked = (len(lat) + len(lat2) + args.concurrency * 2) * args.batch
-        if stored < acked:
-            raise SystemExit(f"{store_name}: {acked} windows acknowledged but only {stored} stored")
-        return {"store": store_name, "devices": devices, "batch": args.batch, "concurrency": args.concurrency,
-                "windows_per_s": round(wps, 1), "max_p50_ms": round(pct(lat, 0.5), 2),
-                "max_p99_ms": round(pct(lat, 0.99), 2), "half_load_windows_per_s": round(half_rate * args.batch, 1),
-                "half_p50_ms": round(pct(lat2, 0.5), 2), "half_p99_ms": round(pct(lat2, 0.99), 2),
-                "errors": err + err2, "requests": len(lat) + len(lat2), "windows_stored": stored}
+        payload = os.urandom(size)
+        reqs = [("", payload)] * 400_000
+        run_closed([target], "/bench.Echo/Echo", reqs[:2000], concurrency, 1.0)   # warm-up
+        lat, acked, _, elapsed, _ = run_closed([target], "/bench.Echo/Echo", reqs, concurrency, seconds)
+        return len(acked) / elapsed
     finally:
         proc.kill()
         proc.wait(30)
 
 
+def request_ids(requests):
+    from edgefleet.coordinator import fleet_pb2 as pb
+    return [[w.report_id for w in pb.ReportRequest.FromString(body).windows] for _, body in requests]
+
+
+def bench_one(store_name, store_url, bundle_dir, archive, devices, args, rng, replicas=1):
+    """Echo ceiling, then the coordinator at full load (closed loop) and half of the achieved rate
+    (open loop), then the exactly-once check against the store."""
+    echo = echo_ceiling(args.seconds, args.concurrency)
+    tokens = register_devices(store_url, devices)
+    procs = [start_server(store_url, args.workers, args.trusted_key, args.serve_args.split()) for _ in range(replicas)]
+    targets = [t for _, t in procs]
+    try:
+        from edgefleet.coordinator import AdminClient
+        admin = AdminClient(targets[0], ADMIN)
+        admin.publish_bundle(archive)
+        admin.set_baseline("bench", "1.0")
+        admin.close()
+        cap = int(args.max_rps * args.seconds)
+        reqs = make_requests(bundle_dir, tokens, cap + args.concurrency * 4, args.batch, rng)
+        warm = reqs[:args.concurrency * 4]
+        _, warm_acked, warm_failed, _, _ = run_closed(targets, "/edgefleet.v1.Fleet/Report", warm, args.concurrency, 3)
+        main_reqs = reqs[len(warm):]
+        lat, acked, failed, elapsed, per_target = run_closed(targets, "/edgefleet.v1.Fleet/Report", main_reqs,
+                                                             args.concurrency, args.seconds)
+        if len(acked) + len(failed) >= len(main_reqs):
+            print(f"warning: the {len(main_reqs)} prepared requests ran out; raise --max-rps", file=sys.stderr)
+        rps = len(acked) / elapsed
+        half_target = max(rps / 2, 1.0)
+        reqs2 = make_requests(bundle_dir, tokens, int(half_target * args.seconds) + 1, args.batch, rng)
+        lat2, acked2, failed2, elapsed2 = run_open(targets, "/edgefleet.v1.Fleet/Report", reqs2, half_target,
+                                                   args.seconds)
+        # exactly once: every acknowledged window stored once; anything else stored was in flight
+        from edgefleet.coordinator.store import open_store
+        store = open_store(store_url)
+        stored = store.window_ids()
+        store.close()
+        stored_ids = [rid for _, rid in stored]
+        ids = {"acked": set(), "failed": set()}
+        for group, source, idx in (("acked", warm, warm_acked), ("failed", warm, warm_failed),
+                                   ("acked", main_reqs, acked), ("failed", main_reqs, failed),
+                                   ("acked", reqs2, acked2), ("failed", reqs2, failed2)):
+            for rid_list in request_ids([source[i] for i in idx]):
+                ids[group].update(rid_list)
+        duplicates = len(stored_ids) - len(set(stored_ids))
+        missing = ids["acked"] - set(stored_ids)
+        unexpected = set(stored_ids) - ids["acked"] - ids["failed"]
+        exactly_once = not duplicates and not missing and not unexpected
+        if not exactly_once:
+            raise SystemExit(f"{store_name}: exactly-once broken: {len(missing)} acknowledged but not stored, "
+                             f"{duplicates} duplicates, {len(unexpected)} stored that were never sent")
+        return {"store": store_name, "replicas": replicas, "devices": devices, "batch": args.batch,
+                "concurrency": args.concurrency, "echo_calls_per_s": round(echo, 1),
+                "reports_per_s": round(rps, 1), "windows_per_s": round(rps * args.batch, 1),
+                "of_echo": round(rps / echo, 3), "max_p50_ms": round(pct(lat, 0.5), 2),
+                "max_p99_ms": round(pct(lat, 0.99), 2), "half_target_rps": round(half_target, 1),
+                "half_achieved_rps": round(len(acked2) / elapsed2, 1), "half_p50_ms": round(pct(lat2, 0.5), 2),
+                "half_p99_ms": round(pct(lat2, 0.99), 2), "errors": len(failed) + len(failed2),
+                "acknowledged_windows": len(ids["acked"]), "stored_windows": len(stored_ids),
+                "in_flight_stored": len(set(stored_ids) - ids["acked"]), "duplicates": duplicates,
+                "exactly_once": exactly_once, "per_replica_reports": per_target,
+                "request_bytes": round(sum(len(b) for _, b in main_reqs[:100]) / min(100, len(main_reqs)))}
+    finally:
+        for proc, _ in procs:
+            proc.kill()
+            proc.wait(30)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true", help="1k, 10k and 50k devices, 15 s per phase")
-    p.add_argument("--devices", type=int, nargs="*", help="fleet sizes (default: 1000 10000; --full adds 50000)")
+    p.add_argument("--devices", type=int, nargs="*", default=[1000], help="fleet sizes")
     p.add_argument("--stores", nargs="*", default=["sqlite", "postgres"])
-    p.add_argument("--seconds", type=float, default=None)
-    p.add_argument("--batch", type=int, default=50, help="windows per Report call")
-    p.add_argument("--concurrency", type=int, default=16, help="Report calls in flight (max phase)")
+    p.add_argument("--seconds", type=float, default=10.0, help="per phase")
+    p.add_argument("--batches", type=int, nargs="*", default=[1, 50],
+                   help="windows per Report call; the first is the headline (1: a device reporting each window)")
+    p.add_argument("--concurrency", type=int, default=64, help="Report calls in flight (max phase)")
+    p.add_argument("--replicas", type=int, default=2, help="coordinator replicas on one PostgreSQL (extra row)")
+    p.add_argument("--max-rps", type=float, default=4000, help="requests prepared per second of the max phase")
     p.add_argument("--workers", type=int, default=16)
+    p.add_argument("--serve-args", default="", help="extra `edgefleet serve` flags, e.g. '--device-rate 100'")
     p.add_argument("--out", default=str(REPO / "bench-results" / "coordinator_load.json"))
     args = p.parse_args(argv)
-    sizes = args.devices or ([1000, 10000, 50000] if args.full else [1000, 10000])
-    args.seconds = args.seconds or (15.0 if args.full else 4.0)
     from bundle_factory import make_bundle
+    from edgefleet._signing import generate_key, public_key
     from edgefleet.bundle import pack
     rng = random.Random(0)
     root = Path(tempfile.mkdtemp(prefix="edgefleet-bench-"))
     results = []
     pg_proc = None
     try:
-        bundle_dir = make_bundle(root / "bundle", version="1.0")
+        key = generate_key()
+        (root / "bench.pub").write_bytes(public_key(key))
+        args.trusted_key = str(root / "bench.pub")
+        bundle_dir = make_bundle(root / "bundle", version="1.0", signing_key=key)
         archive = pack(bundle_dir, root / "b.tgz").read_bytes()
         pg_url = None
         if "postgres" in args.stores:
             pg_proc, pg_url = start_postgres(root)
             if pg_url is None:
                 print("PostgreSQL binaries not found: skipping the PostgreSQL rows", file=sys.stderr)
-        for devices in sizes:
-            for store in args.stores:
-                if store == "sqlite":
-                    url = f"sqlite:///{root / f'fleet-{devices}.db'}"
-                elif pg_url:
-                    url = fresh_pg_db(pg_url, f"bench_{devices}")
-                else:
-                    continue
-                r = bench_one(store, url, bundle_dir, archive, devices, args, rng)
-                results.append(r)
-                print(json.dumps(r), file=sys.stderr, flush=True)
+        runs = [(s, 1) for s in args.stores] + ([("postgres", args.replicas)] if pg_url and args.replicas > 1 else [])
+        for batch in args.batches:
+            args.batch = batch
+            for devices in args.devices:
+                for store, replicas in runs:
+                    name = f"fleet_{devices}_{batch}_{replicas}"
+                    if store == "sqlite":
+                        url = f"sqlite:///{root / f'{name}.db'}"
+                    elif pg_url:
+                        url = fresh_pg_db(pg_url, name)
+                    else:
+                        continue
+                    r = bench_one(store, url, bundle_dir, archive, devices, args, rng, replicas=replicas)
+                    results.append(r)
+                    print(json.dumps(r), file=sys.stderr, flush=True)
     finally:
         if pg_proc is not None:
             pg_proc.terminate()
             pg_proc.wait(30)
         shutil.rmtree(root, ignore_errors=True)
-    head = (f"{'store':<9}{'devices':>8}{'windows/s':>11}{'p50 ms':>8}{'p99 ms':>8}   {'half load w/s':>13}"
-            f"{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}")
-    print(f"coordinator ingest: {args.batch} windows per Report, {args.concurrency} in flight, {args.seconds:g} s per phase, "
-          f"{os.cpu_count()} CPUs")
-    print(head)
+    import platform
+    print(f"coordinator ingest, {args.concurrency} calls in flight, {args.seconds:g} s per phase; "
+          f"{os.cpu_count()} CPUs ({platform.machine()}, {platform.processor() or 'cpu'}), kernel {platform.release()}; "
+          "client, coordinator(s), database and echo server on this machine")
+    print(f"{'store':<9}{'repl':>5}{'batch':>6}{'devices':>8}{'echo/s':>8}{'reports/s':>10}{'of echo':>8}"
+          f"{'windows/s':>10}{'p50':>7}{'p99':>7}   {'half: achieved/s':>16}{'p50':>7}{'p99':>7}{'errors':>7}"
+          f"{'  exactly-once'}")
     for r in results:
-        print(f"{r['store']:<9}{r['devices']:>8}{r['windows_per_s']:>11.0f}{r['max_p50_ms']:>8.1f}{r['max_p99_ms']:>8.1f}   "
-              f"{r['half_load_windows_per_s']:>13.0f}{r['half_p50_ms']:>8.1f}{r['half_p99_ms']:>8.1f}{r['errors']:>7}")
+        print(f"{r['store']:<9}{r['replicas']:>5}{r['batch']:>6}{r['devices']:>8}{r['echo_calls_per_s']:>8.0f}"
+              f"{r['reports_per_s']:>10.0f}{r['of_echo']:>8.0%}{r['windows_per_s']:>10.0f}{r['max_p50_ms']:>7.1f}"
+              f"{r['max_p99_ms']:>7.1f}   {r['half_achieved_rps']:>16.0f}{r['half_p50_ms']:>7.1f}{r['half_p99_ms']:>7.1f}"
+              f"{r['errors']:>7}  {'yes' if r['exactly_once'] else 'NO'} ({r['stored_windows']} stored, "
+              f"{r['in_flight_stored']} in flight){'  per replica ' + str(r['per_replica_reports']) if r['replicas'] > 1 else ''}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))

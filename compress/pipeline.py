@@ -59,6 +59,7 @@ class ExportConfig:
     measure_latency: bool = True
     progress: bool = False
     signing_key: bytes | None = None
+    signing_key_path: str | None = None   # recorded in the manifest's provenance (the key stays outside the bundle)
 
     def resolved_recipe(self) -> Recipe:
         recipe = self.recipe if isinstance(self.recipe, Recipe) else Recipe.from_toml(self.recipe)
@@ -285,5 +286,6 @@ def _manifest_fields(cfg, name, data, graph, chain, monitoring, result) -> dict:
             "tools": {"edgefleet": __version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__,
                       "numpy": np.__version__},
             "attempts": [a.__dict__ for a in result.attempts],
+            **({"signing_key": {"path": cfg.signing_key_path}} if cfg.signing_key_path else {}),
         },
     }

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
+
+from .errors import StoreError
 
 _STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason")
 
@@ -18,9 +21,11 @@ def now_ms() -> int:
 def schema(auto: str, blob: str) -> list[str]:
     return [
         "CREATE TABLE IF NOT EXISTS enrollment_tokens (token_hash TEXT PRIMARY KEY, cohort TEXT NOT NULL,"
-        " uses_left INTEGER NOT NULL, created_ms BIGINT NOT NULL)",
+        " uses_left INTEGER NOT NULL, created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL DEFAULT 0)",
+        # token_expires_ms / revoked_ms: 0 = never expires / not revoked
         "CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, token_hash TEXT UNIQUE NOT NULL,"
-        " cohort TEXT NOT NULL, hardware TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        " cohort TEXT NOT NULL, hardware TEXT NOT NULL, created_ms BIGINT NOT NULL,"
+        " token_expires_ms BIGINT NOT NULL DEFAULT 0, revoked_ms BIGINT NOT NULL DEFAULT 0)",
         f"CREATE TABLE IF NOT EXISTS windows (seq {auto}, device_id TEXT NOT NULL, report_id TEXT NOT NULL,"
         " cohort TEXT NOT NULL, model_version TEXT NOT NULL, artifact TEXT NOT NULL, n BIGINT NOT NULL,"
         " received_ms BIGINT NOT NULL, payload TEXT NOT NULL, UNIQUE (device_id, report_id))",
@@ -40,6 +45,73 @@ def schema(auto: str, blob: str) -> list[str]:
     ]
 
 
+class _Pending:
+    __slots__ = ("rows", "done", "new", "error")
+
+    def __init__(self, rows):
+        self.rows, self.done, self.new, self.error = rows, False, 0, None
+
+    def result(self) -> int:
+        if self.error is not None:
+            raise self.error
+        return self.new
+
+
+class GroupCommit:
+    """Concurrent ``ingest_windows`` calls share one transaction (and one fsync).
+
+    No thread of its own: the first caller that finds no commit running becomes the leader, takes
+    every request queued so far, writes them in one transaction and wakes their callers with their
+    own results; callers that arrive meanwhile queue for the next round. Each caller still returns
+    only after the transaction holding its rows committed (the durability contract is unchanged). If
+    a shared transaction fails, each request is retried alone, so one bad request fails only itself.
+    """
+
+    def __init__(self, store):
+        self._store = store
+        self._cv = threading.Condition()
+        self._pending: list[_Pending] = []
+        self._busy = False
+        self.rounds = 0   # transactions committed (a measure of the sharing)
+
+    def submit(self, rows) -> int:
+        item = _Pending(rows)
+        with self._cv:
+            self._pending.append(item)
+            while not item.done:
+                if not self._busy:
+                    batch, self._pending, self._busy = self._pending, [], True
+                    break
+                self._cv.wait()
+            else:
+                return item.result()
+        try:
+            self._commit(batch)
+        finally:
+            with self._cv:
+                for it in batch:   # interrupted mid-commit: nobody may take silence for an acknowledgement
+                    if not it.done:
+                        it.error, it.done = StoreError("the shared commit was interrupted; retry"), True
+                self._busy = False
+                self._cv.notify_all()
+        return item.result()
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            with self._store._tx() as cur:
+                counts = [self._store._insert_windows(cur, it.rows) for it in batch]
+            self.rounds += 1
+        except Exception as e:
+            if len(batch) > 1:
+                for it in batch:
+                    self._commit([it])
+                return
+            batch[0].error, batch[0].done = e, True
+            return
+        for it, n in zip(batch, counts):
+            it.new, it.done = n, True
+
+
 class SqlStore:
     """The statements; subclasses own connections and transactions."""
 
@@ -57,22 +129,47 @@ class SqlStore:
         transaction already holds the write lock)."""
 
     # -- enrollment and devices ----------------------------------------------------------------
-    def create_enrollment_token(self, token_hash, cohort, uses):
+    def create_enrollment_token(self, token_hash, cohort, uses, expires_ms=0):
         with self._tx() as cur:
-            cur.execute("INSERT INTO enrollment_tokens VALUES (?, ?, ?, ?)", (token_hash, cohort, uses, now_ms()))
+            cur.execute("INSERT INTO enrollment_tokens (token_hash, cohort, uses_left, created_ms, expires_ms)"
+                        " VALUES (?, ?, ?, ?, ?)", (token_hash, cohort, uses, now_ms(), expires_ms))
 
     def consume_enrollment_token(self, token_hash):
+        """The token's cohort, using one of its uses; None when unknown, used up or expired."""
         with self._tx() as cur:
-            cur.execute("UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE token_hash = ? AND uses_left > 0",
-                        (token_hash,))
+            cur.execute("UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE token_hash = ? AND uses_left > 0"
+                        " AND (expires_ms = 0 OR expires_ms > ?)", (token_hash, now_ms()))
             if cur.rowcount != 1:
                 return None
             cur.execute("SELECT cohort FROM enrollment_tokens WHERE token_hash = ?", (token_hash,))
             return cur.fetchone()[0]
 
-    def add_device(self, device_id, token_hash, cohort, hardware):
+    def add_device(self, device_id, token_hash, cohort, hardware, token_expires_ms=0):
         with self._tx() as cur:
-            cur.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?)", (device_id, token_hash, cohort, hardware, now_ms()))
+            cur.execute("INSERT INTO devices (device_id, token_hash, cohort, hardware, created_ms, token_expires_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", (device_id, token_hash, cohort, hardware, now_ms(), token_expires_ms))
+
+    def device_auth(self, token_hash):
+        """(device_id, cohort, token_expires_ms, revoked_ms) of a token, or None."""
+        with self._tx() as cur:
+            cur.execute("SELECT device_id, cohort, token_expires_ms, revoked_ms FROM devices WHERE token_hash = ?",
+                        (token_hash,))
+            row = cur.fetchone()
+        return tuple(row) if row else None
+
+    def rotate_device_token(self, device_id, old_hash, new_hash, token_expires_ms):
+        """Replace a device's token (only while ``old_hash`` is current and the device not revoked)."""
+        with self._tx() as cur:
+            cur.execute("UPDATE devices SET token_hash = ?, token_expires_ms = ? WHERE device_id = ? AND token_hash = ?"
+                        " AND revoked_ms = 0", (new_hash, token_expires_ms, device_id, old_hash))
+            return cur.rowcount == 1
+
+    def revoke_device(self, device_id):
+        with self._tx() as cur:
+            cur.execute("UPDATE devices SET revoked_ms = ? WHERE device_id = ? AND revoked_ms = 0", (now_ms(), device_id))
+            changed = cur.rowcount == 1
+            cur.execute("SELECT COUNT(*) FROM devices WHERE device_id = ?", (device_id,))
+            return changed, cur.fetchone()[0] == 1
 
     def device_by_token(self, token_hash):
         with self._tx() as cur:
@@ -101,8 +198,13 @@ class SqlStore:
         received = now_ms()
         rows = [(device_id, w["report_id"], cohort, w["model_version"], w["artifact"], w["count"], received,
                  json.dumps(w, separators=(",", ":"))) for w in windows]
-        with self._tx() as cur:
-            return self._insert_windows(cur, rows)
+        return self._group_commit().submit(rows)
+
+    def _group_commit(self) -> GroupCommit:
+        committer = getattr(self, "_committer", None)
+        if committer is None:
+            committer = self.__dict__.setdefault("_committer", GroupCommit(self))
+        return committer
 
     def _insert_windows(self, cur, rows) -> int:
         new = 0

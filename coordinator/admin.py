@@ -72,6 +72,16 @@ class AdminClient:
         r = self._call("ListEvents", pb.ListEventsRequest(device_id=device_id))
         return [{"device_id": e.device_id, "kind": e.kind, "detail": e.detail, "digest": e.digest} for e in r.events]
 
+    def revoke_device(self, device_id: str) -> bool:
+        """Revoke a device's identity; True when it was active."""
+        import grpc
+        stub = pb_grpc.IdentityStub(self._channel)
+        try:
+            return stub.RevokeDevice(pb.RevokeDeviceRequest(device_id=device_id), metadata=self._md,
+                                     timeout=self.timeout_s).revoked
+        except grpc.RpcError as e:
+            raise translate(e, "RevokeDevice") from e
+
     def evaluate(self) -> list[dict]:
         return self._decisions(self._call("Evaluate", pb.EvaluateRequest()))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from edgefleet._errors import ConfigError, DataError, EdgefleetError
 
 __all__ = ["CoordinatorError", "InvalidRequest", "Unauthenticated", "PermissionDenied", "NotFound",
-           "Conflict", "PolicyError", "StoreError"]
+           "Conflict", "PolicyError", "StoreError", "ResourceExhausted", "MissingCredentials"]
 
 
 class CoordinatorError(EdgefleetError):
@@ -27,10 +27,20 @@ class Unauthenticated(CoordinatorError):
     code = "unauthenticated"
 
 
+class MissingCredentials(Unauthenticated):
+    """No token at all: a misconfigured client, not a guess (not counted by the failed-auth throttle)."""
+
+
 class PermissionDenied(CoordinatorError):
     """An authenticated caller asked for something that is not its own."""
 
     code = "permission_denied"
+
+
+class ResourceExhausted(CoordinatorError):
+    """A per-client limit was hit (failed authentications, request rate, open watches); retry later."""
+
+    code = "resource_exhausted"
 
 
 class NotFound(CoordinatorError):

@@ -332,3 +332,27 @@ class ListEventsResponse(_message.Message):
 class EvaluateRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RotateTokenRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateTokenResponse(_message.Message):
+    __slots__ = ("device_token", "expires_ms")
+    DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
+    device_token: str
+    expires_ms: int
+    def __init__(self, device_token: _Optional[str] = ..., expires_ms: _Optional[int] = ...) -> None: ...
+
+class RevokeDeviceRequest(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    def __init__(self, device_id: _Optional[str] = ...) -> None: ...
+
+class RevokeDeviceResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: bool
+    def __init__(self, revoked: _Optional[bool] = ...) -> None: ...

@@ -869,3 +869,124 @@ class Admin:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class IdentityStub:
+    """---- identities: device token rotation and revocation ----
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RotateToken = channel.unary_unary(
+                '/edgefleet.v1.Identity/RotateToken',
+                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.RotateTokenRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.RotateTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeDevice = channel.unary_unary(
+                '/edgefleet.v1.Identity/RevokeDevice',
+                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.RevokeDeviceRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.RevokeDeviceResponse.FromString,
+                _registered_method=True)
+
+
+class IdentityServicer:
+    """---- identities: device token rotation and revocation ----
+    """
+
+    def RotateToken(self, request, context):
+        """Device token in, a new device token out; the old one stops working at once. Devices rotate
+        before their token expires (tokens last --token-ttl, 30 days by default).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeDevice(self, request, context):
+        """Admin token: revoke a device; its token (and any open watch) stops working within 2 s on every replica.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_IdentityServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RotateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateToken,
+                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.RotateTokenRequest.FromString,
+                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.RotateTokenResponse.SerializeToString,
+            ),
+            'RevokeDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeDevice,
+                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.RevokeDeviceRequest.FromString,
+                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.RevokeDeviceResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'edgefleet.v1.Identity', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('edgefleet.v1.Identity', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Identity:
+    """---- identities: device token rotation and revocation ----
+    """
+
+    @staticmethod
+    def RotateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Identity/RotateToken',
+            edgefleet_dot_coordinator_dot_fleet__pb2.RotateTokenRequest.SerializeToString,
+            edgefleet_dot_coordinator_dot_fleet__pb2.RotateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Identity/RevokeDevice',
+            edgefleet_dot_coordinator_dot_fleet__pb2.RevokeDeviceRequest.SerializeToString,
+            edgefleet_dot_coordinator_dot_fleet__pb2.RevokeDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

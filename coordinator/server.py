@@ -28,8 +28,9 @@ from .handlers import generic_handler
 from .metrics import Metrics
 from .rules import Rules, load_rules
 from .service import Coordinator
-from .servicers import AdminServicer, FleetServicer
+from .servicers import AdminServicer, FleetServicer, IdentityServicer
 from .store import open_store
+from .throttle import RateLimit
 from .web import HttpConfig, HttpServer, build_app, check_cors_origins, default_app_dir
 
 __all__ = ["Server", "ServerConfig"]
@@ -63,6 +64,11 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()   # origins allowed to call the HTTP port from a page
     init: bool = False                   # create the store when it does not exist (else refuse: state was lost)
     insecure_plaintext: bool = False     # allow a non-loopback bind without TLS
+    allow_unsigned: bool = False         # accept unsigned or foreign-signed bundles (else trusted_key is required)
+    token_ttl_s: float = 30 * 86400      # device tokens expire (devices rotate before)
+    enrollment_ttl_s: float = 7 * 86400  # enrollment tokens expire
+    device_rate: float = 20.0            # calls per second per device (burst twice that)
+    watches_per_device: int = 1          # open WatchPolicy streams per device
 
 
 #: an admin or read token shorter than this, or with fewer distinct characters, is refused
@@ -95,6 +101,9 @@ def _check(config: ServerConfig) -> None:
     if config.read_token:
         check_token_strength("read", config.read_token)
     check_cors_origins(config.cors_origins)
+    if config.trusted_key is None and not config.allow_unsigned:
+        raise ConfigError("serve: no trusted key for bundles: pass --trusted-key, run `edgefleet keys init` in this "
+                          "directory, or --allow-unsigned to accept bundles nobody vouches for")
     if not config.tls_cert and not is_loopback(config.host):
         if not config.insecure_plaintext:
             raise ConfigError(f"serve: --host {config.host} is reachable from the network; give --tls-cert and "
@@ -112,12 +121,16 @@ class Server:
             self.metrics = Metrics()
             self.coordinator = Coordinator(self.store, admin_token=config.admin_token,
                                            rules=config.rules or load_rules(None), trusted_key=config.trusted_key,
-                                           read_token=config.read_token)
+                                           read_token=config.read_token, allow_unsigned=config.allow_unsigned,
+                                           token_ttl_s=config.token_ttl_s, enrollment_ttl_s=config.enrollment_ttl_s,
+                                           device_rate=RateLimit(config.device_rate, 2 * config.device_rate))
             self.metrics.gauge("edgefleet_devices", "Enrolled devices.", self.store.count_devices, cache_s=10.0)
             max_watches = config.max_watches if config.max_watches is not None else max(1, config.workers // 4)
             self.fleet = FleetServicer(self.coordinator, self.metrics, watch_interval_s=config.watch_interval_s,
-                                       max_watches=max_watches, watch_max_s=config.watch_max_s)
+                                       max_watches=max_watches, watch_max_s=config.watch_max_s,
+                                       watches_per_device=config.watches_per_device)
             self.admin = AdminServicer(self.coordinator, self.metrics)
+            self.identity = IdentityServicer(self.coordinator, self.metrics)
             self.grpc, self.port = self._grpc_server()
             self.http = self._http_server() if config.http_port is not None else None
         except BaseException:
@@ -133,16 +146,20 @@ class Server:
                    ("grpc.so_reuseport", 0)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="edgefleet"),
                              options=options, maximum_concurrent_rpcs=config.max_concurrent_rpcs)
-        server.add_generic_rpc_handlers((generic_handler("Fleet", self.fleet), generic_handler("Admin", self.admin)))
+        server.add_generic_rpc_handlers((generic_handler("Fleet", self.fleet), generic_handler("Admin", self.admin),
+                                         generic_handler("Identity", self.identity)))
         address = f"{config.host}:{config.port}"
         if config.tls_cert:
             try:
                 pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
             except OSError as e:
                 raise ConfigError(f"serve: cannot read the TLS certificate or key ({e})") from e
-            port = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
-        else:
-            port = server.add_insecure_port(address)
+            credentials = grpc.ssl_server_credentials([pair])
+        try:
+            port = (server.add_secure_port(address, credentials) if config.tls_cert
+                    else server.add_insecure_port(address))
+        except RuntimeError:   # grpc's way of saying the address cannot be bound
+            port = 0
         if not port:
             raise ConfigError(f"serve: cannot bind the gRPC port {address} (in use, or not an address of this host)")
         return server, port
@@ -154,7 +171,7 @@ class Server:
                           tls=(config.tls_cert, config.tls_key) if config.tls_cert else None,
                           max_body=config.max_message_bytes, limits=config.http_limits or Limits(),
                           app_dir=Path(app_dir) if app_dir else None, cors_origins=list(config.cors_origins))
-        app = build_app({"Fleet": self.fleet, "Admin": self.admin}, metrics=self.metrics,
+        app = build_app({"Fleet": self.fleet, "Admin": self.admin, "Identity": self.identity}, metrics=self.metrics,
                         dashboard=Dashboard(self.store, self.coordinator.rules),
                         may_read=self.coordinator.may_read, config=http)
         return HttpServer(http, app)

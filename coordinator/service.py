@@ -21,8 +21,9 @@ from edgefleet._errors import BundleError
 from edgefleet.bundle import unpack
 
 from . import policy as policy_engine
-from .errors import Conflict, InvalidRequest, NotFound, PermissionDenied, Unauthenticated
+from .errors import Conflict, InvalidRequest, MissingCredentials, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from .rules import Rules, load_rules
+from .throttle import AuthThrottle, RateLimit
 from .validate import validate_labels, validate_windows
 
 __all__ = ["Coordinator"]
@@ -39,12 +40,18 @@ class Coordinator:
     (raw ed25519 public key) makes publishing require a bundle signed by it."""
 
     def __init__(self, store, *, admin_token: str, rules: Rules | None = None, trusted_key: bytes | None = None,
-                 read_token: str = ""):
+                 read_token: str = "", allow_unsigned: bool = False, token_ttl_s: float = 30 * 86400,
+                 enrollment_ttl_s: float = 7 * 86400, device_rate: RateLimit | None = None):
         if not admin_token:
             raise InvalidRequest("the coordinator needs a non-empty admin token")
         self.store = store
         self.rules = rules or load_rules(None)
         self.trusted_key = trusted_key
+        self.allow_unsigned = allow_unsigned
+        self.token_ttl_s, self.enrollment_ttl_s = token_ttl_s, enrollment_ttl_s
+        self.device_rate = device_rate or RateLimit()
+        self.auth_throttle = AuthThrottle()
+        self._served: set[str] = set()   # sha256 of archives verified since start (FetchBundle)
         self._admin_hash = _hash(admin_token)
         self._read_hash = _hash(read_token) if read_token else None
         self._manifests: dict[str, dict | None] = {}
@@ -58,24 +65,55 @@ class Coordinator:
     TOKEN_CACHE_S = 2.0
 
     def device_for(self, token: str) -> tuple[str, str]:
-        """(device_id, cohort) of a device token; Unauthenticated when unknown."""
+        """(device_id, cohort) of a device token; Unauthenticated when unknown, expired or revoked
+        (a revocation made on another replica is seen within TOKEN_CACHE_S)."""
         if not token:
-            raise Unauthenticated("unknown or missing device token")
+            raise MissingCredentials("missing device token")
         key = _hash(token)
         cached = self._tokens.get(key)
         now = time.monotonic()
-        if cached is not None and cached[2] > now:
-            return cached[0], cached[1]
-        found = self.store.device_by_token(key)
-        if found is None:
-            raise Unauthenticated("unknown or missing device token")
-        if len(self._tokens) > 200_000:
-            self._tokens.clear()
-        self._tokens[key] = (found[0], found[1], now + self.TOKEN_CACHE_S)
-        return found
+        if cached is None or cached[2] <= now:
+            found = self.store.device_auth(key)
+            if found is None:
+                raise Unauthenticated("unknown device token")
+            if len(self._tokens) > 200_000:
+                self._tokens.clear()
+            cached = (found[0], found[1], now + self.TOKEN_CACHE_S, found[2], found[3])
+            self._tokens[key] = cached
+        device_id, cohort, _, expires_ms, revoked_ms = cached
+        if revoked_ms:
+            raise Unauthenticated(f"device {device_id} is revoked")
+        if expires_ms and expires_ms <= time.time() * 1000:
+            raise Unauthenticated(f"device token of {device_id} expired; enrol again")
+        return device_id, cohort
+
+    def rotate_token(self, token: str) -> dict:
+        """A new token for the calling device; the old one stops working at once."""
+        device_id, _ = self.device_for(token)
+        new, expires_ms = secrets.token_urlsafe(32), int((time.time() + self.token_ttl_s) * 1000)
+        if not self.store.rotate_device_token(device_id, _hash(token), _hash(new), expires_ms):
+            raise Unauthenticated(f"device {device_id}: token already rotated or revoked")
+        self._tokens.pop(_hash(token), None)
+        return {"device_token": new, "expires_ms": expires_ms}
+
+    def revoke_device(self, device_id: str) -> bool:
+        """Revoke a device's identity; True when it was active. NotFound for an unknown device."""
+        changed, exists = self.store.revoke_device(device_id)
+        if not exists:
+            raise NotFound(f"no device {device_id!r}")
+        self._tokens.clear()
+        self._notify()   # open watches re-check their token and end
+        return changed
+
+    def check_rate(self, device_id: str) -> None:
+        if not self.device_rate.allow(device_id):
+            raise ResourceExhausted(f"device {device_id}: more than {self.device_rate.rate:g} calls/s "
+                                    f"(burst {self.device_rate.burst:g}); slow down")
 
     def check_admin(self, token: str) -> None:
-        if not token or not hmac.compare_digest(_hash(token), self._admin_hash):
+        if not token:
+            raise MissingCredentials("admin call without the admin token")
+        if not hmac.compare_digest(_hash(token), self._admin_hash):
             raise Unauthenticated("admin call without the admin token")
 
     def may_read(self, token: str) -> bool:
@@ -90,11 +128,14 @@ class Coordinator:
     def enroll(self, enrollment_token: str, hardware: str = "") -> dict:
         if len(hardware) > 256:
             raise InvalidRequest("hardware: at most 256 characters")
-        cohort = self.store.consume_enrollment_token(_hash(enrollment_token)) if enrollment_token else None
+        if not enrollment_token:
+            raise MissingCredentials("missing enrollment token")
+        cohort = self.store.consume_enrollment_token(_hash(enrollment_token))
         if cohort is None:
-            raise Unauthenticated("enrollment token unknown or used up")
+            raise Unauthenticated("enrollment token unknown, used up or expired")
         device_id, token = f"dev-{uuid.uuid4().hex[:16]}", secrets.token_urlsafe(32)
-        self.store.add_device(device_id, _hash(token), cohort, hardware)
+        self.store.add_device(device_id, _hash(token), cohort, hardware,
+                              token_expires_ms=int((time.time() + self.token_ttl_s) * 1000))
         return {"device_id": device_id, "device_token": token, "cohort": cohort}
 
     def manifest_for(self, version: str) -> dict | None:
@@ -123,11 +164,49 @@ class Coordinator:
         state, revision = self.store.get_cohort(cohort)
         return {**state, "revision": revision, "cohort": cohort}
 
-    def bundle_archive(self, digest: str) -> bytes:
+    def bundle_archive(self, digest: str, cohort: str | None = None) -> bytes:
+        """The archive of a published bundle, verified again (artifacts, digest, signature) the first
+        time this process serves it: a consistent rewrite of the store's rows cannot forge a signature.
+        With ``cohort`` only a bundle that cohort's policy names (baseline, canary, fallback, shadow)."""
+        if cohort is not None and digest not in self._policy_digests(cohort):
+            raise PermissionDenied(f"bundle {digest[:16]!r} is not named by the policy of cohort {cohort!r}")
         found = self.store.get_bundle(digest) if digest else None
         if found is None:
             raise NotFound(f"no published bundle with digest {digest[:16]!r}")
-        return found[1]
+        archive = found[1]
+        sha = hashlib.sha256(archive).hexdigest()
+        if sha not in self._served:
+            bundle = self._verified(archive)
+            if bundle.digest != digest:
+                log.error(json.dumps({"event": "store_tampered", "digest": digest, "found": bundle.digest}))
+                raise PermissionDenied(f"bundle {digest[:16]}: the stored archive is not the published bundle "
+                                       "(store altered?); refusing to serve it")
+            with self._lock:
+                self._served.add(sha)
+        return archive
+
+    def _policy_digests(self, cohort: str) -> set[str]:
+        state, _ = self.store.get_cohort(cohort)
+        return {t["digest"] for t in (state.get(k) for k in ("baseline", "canary", "fallback", "shadow"))
+                if isinstance(t, dict) and t.get("digest")}
+
+    def _verified(self, archive: bytes):
+        """Unpack and verify an archive: artifact digests always; the signature against the trusted key
+        unless unsigned bundles are allowed. InvalidRequest when it does not hold."""
+        from edgefleet.keys import require_trusted
+        with tempfile.TemporaryDirectory(prefix="edgefleet-verify-") as tmp:
+            path = Path(tmp, "archive.tar.gz")
+            path.write_bytes(archive)
+            try:
+                bundle = unpack(path, Path(tmp, "bundle"))
+                if bundle.manifest.get("signature") is not None or not self.allow_unsigned:
+                    require_trusted(bundle, self.trusted_key, allow_unsigned=self.allow_unsigned, what="coordinator",
+                                    label=f"{bundle.name} {bundle.version}")
+                    if bundle.manifest.get("signature") is not None and self.trusted_key is None:
+                        bundle.verify_signature(None)
+            except BundleError as e:
+                raise InvalidRequest(f"bundle refused: {e}") from e
+        return bundle
 
     def event(self, device_id: str, kind: str, detail: str, digest: str) -> None:
         if not kind or len(kind) > 64 or len(detail) > 4096 or len(digest) > 128:
@@ -141,21 +220,15 @@ class Coordinator:
         if not 1 <= uses <= 1_000_000:
             raise InvalidRequest(f"uses: {uses} is outside 1..1000000")
         token = secrets.token_urlsafe(24)
-        self.store.create_enrollment_token(_hash(token), cohort, uses)
+        self.store.create_enrollment_token(_hash(token), cohort, uses,
+                                           expires_ms=int((time.time() + self.enrollment_ttl_s) * 1000))
         return token
 
     def publish_bundle(self, archive: bytes) -> dict:
-        """Unpack, verify (digests; signature, and its key when a trusted key is set) and store."""
-        with tempfile.TemporaryDirectory(prefix="edgefleet-publish-") as tmp:
-            path = Path(tmp, "archive.tar.gz")
-            path.write_bytes(archive)
-            try:
-                bundle = unpack(path, Path(tmp, "bundle"))
-                signed = bundle.manifest.get("signature") is not None
-                if signed or self.trusted_key is not None:
-                    bundle.verify_signature(self.trusted_key)
-            except BundleError as e:
-                raise InvalidRequest(f"bundle refused: {e}") from e
+        """Unpack, verify (digests; the signature against the trusted key unless unsigned bundles are
+        allowed) and store."""
+        bundle = self._verified(archive)
+        signed = bundle.manifest.get("signature") is not None
         existing = self.store.bundle_by_version(bundle.version)
         if existing is not None:
             if existing[0] != bundle.digest:

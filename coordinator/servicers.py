@@ -18,10 +18,11 @@ import grpc
 
 from . import fleet_pb2 as pb
 from . import fleet_pb2_grpc as pb_grpc
-from .errors import CoordinatorError
+from .errors import CoordinatorError, MissingCredentials
+from .throttle import client_address
 from .wire import decision_to_pb, policy_to_pb, window_to_dict
 
-__all__ = ["FleetServicer", "AdminServicer", "call", "CODES"]
+__all__ = ["FleetServicer", "AdminServicer", "IdentityServicer", "call", "CODES"]
 
 log = logging.getLogger("edgefleet.coordinator")
 
@@ -29,7 +30,7 @@ CODES = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT, "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED, "not_found": grpc.StatusCode.NOT_FOUND,
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION, "unavailable": grpc.StatusCode.UNAVAILABLE,
-    "internal": grpc.StatusCode.INTERNAL,
+    "internal": grpc.StatusCode.INTERNAL, "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 _CHUNK = 64 * 1024
 
@@ -41,14 +42,29 @@ def _token(context) -> str:
     return ""
 
 
-def call(context, metrics, method: str, fn):
-    """Run ``fn()``; map domain errors to status codes; count and time the call."""
+def call(context, metrics, method: str, fn, throttle=None):
+    """Run ``fn()``; map domain errors to status codes; count and time the call. With ``throttle``
+    (an :class:`~.throttle.AuthThrottle`), an address locked out after failed authentications is
+    refused before ``fn`` runs, and an authentication failure extends its lockout."""
     start = time.perf_counter()
     code = "OK"
+    address = client_address(context.peer()) if throttle is not None else ""
+    wait = throttle.locked_for(address) if throttle is not None else 0.0
+    if wait > 0:
+        metrics.rpc(method, "RESOURCE_EXHAUSTED", time.perf_counter() - start)
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"too many failed authentications from {address}; "
+                                                          f"retry in {wait:.1f} s")
     try:
-        return fn()
+        result = fn()
+        if throttle is not None:
+            throttle.succeeded(address)
+        return result
     except CoordinatorError as e:
         code = CODES.get(e.code, grpc.StatusCode.INTERNAL).name
+        if e.code == "unauthenticated":
+            metrics.inc("edgefleet_auth_failures_total")
+            if throttle is not None and not isinstance(e, MissingCredentials):
+                throttle.failed(address)
         if code == "INVALID_ARGUMENT" and method == "Report":
             metrics.inc("edgefleet_reports_rejected_total")
         log.info(json.dumps({"event": "call_refused", "method": method, "code": code, "reason": str(e)[:500]}))
@@ -61,21 +77,31 @@ def call(context, metrics, method: str, fn):
         metrics.rpc(method, code, time.perf_counter() - start)
 
 
-class FleetServicer(pb_grpc.FleetServicer):
+class _Calls:
+    def _call(self, context, method, fn):
+        return call(context, self.m, method, fn, self.c.auth_throttle)
+
+
+class FleetServicer(_Calls, pb_grpc.FleetServicer):
     def __init__(self, coordinator, metrics, *, watch_interval_s: float = 1.0, max_watches: int = 4,
-                 watch_max_s: float = 300.0):
+                 watch_max_s: float = 300.0, watches_per_device: int = 1):
         self.c, self.m, self.watch_interval_s = coordinator, metrics, watch_interval_s
         self.max_watches, self.watch_max_s = max_watches, watch_max_s
+        self.watches_per_device = watches_per_device
         self._watch_slots = threading.BoundedSemaphore(max_watches)
+        self._watching: dict[str, int] = {}
+        self._watching_lock = threading.Lock()
 
     def _device(self, context):
-        return self.c.device_for(_token(context))
+        device_id, cohort = self.c.device_for(_token(context))
+        self.c.check_rate(device_id)
+        return device_id, cohort
 
     def Enroll(self, request, context):
         def run():
             r = self.c.enroll(request.enrollment_token, request.hardware)
             return pb.EnrollResponse(**r)
-        return call(context, self.m, "Enroll", run)
+        return self._call(context, "Enroll", run)
 
     def Report(self, request, context):
         def run():
@@ -85,7 +111,7 @@ class FleetServicer(pb_grpc.FleetServicer):
             self.m.inc("edgefleet_windows_ingested_total", result["new"])
             self.m.inc("edgefleet_windows_duplicate_total", result["duplicates"])
             return pb.ReportResponse(acknowledged=result["acknowledged"], duplicates=result["duplicates"])
-        return call(context, self.m, "Report", run)
+        return self._call(context, "Report", run)
 
     def Feedback(self, request, context):
         def run():
@@ -93,26 +119,34 @@ class FleetServicer(pb_grpc.FleetServicer):
             labels = [{"prediction_id": x.prediction_id, "label": x.label, "predicted": x.predicted,
                        "model_version": x.model_version} for x in request.labels]
             return pb.FeedbackResponse(stored=self.c.feedback(device_id, cohort, labels))
-        return call(context, self.m, "Feedback", run)
+        return self._call(context, "Feedback", run)
 
     def GetPolicy(self, request, context):
         def run():
             device_id, cohort = self._device(context)
             return policy_to_pb(self.c.policy(device_id, cohort))
-        return call(context, self.m, "GetPolicy", run)
+        return self._call(context, "GetPolicy", run)
 
     def WatchPolicy(self, request, context):
         """A watch holds one worker thread, so watches are capped (``max_watches``; beyond it
         RESOURCE_EXHAUSTED: poll GetPolicy instead) and each ends after ``watch_max_s`` (watch again)."""
-        device_id, cohort = call(context, self.m, "WatchPolicy", lambda: self._device(context))
+        device_id, cohort = self._call(context, "WatchPolicy", lambda: self._device(context))
+        with self._watching_lock:
+            mine = self._watching.get(device_id, 0)
+            if mine < self.watches_per_device:
+                self._watching[device_id] = mine + 1
+        if mine >= self.watches_per_device:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"device {device_id} already has {mine} policy "
+                                                              "watch(es) open; one is enough")
         if not self._watch_slots.acquire(blocking=False):
+            self._unwatch(device_id)
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"too many policy watches open (limit {self.max_watches}); poll GetPolicy instead")
         try:
             known = (cohort, request.known_revision) if request.known_revision else None
             deadline = time.monotonic() + self.watch_max_s
             while context.is_active() and time.monotonic() < deadline:
-                policy = call(context, self.m, "WatchPolicy",
+                policy = self._call(context, "WatchPolicy",
                               lambda: self.c.policy(device_id, self.c.device_for(_token(context))[1]))
                 if (policy["cohort"], policy["revision"]) != known:
                     known = (policy["cohort"], policy["revision"])
@@ -121,12 +155,21 @@ class FleetServicer(pb_grpc.FleetServicer):
                     self.c.policy_changed.wait(self.watch_interval_s)
         finally:
             self._watch_slots.release()
+            self._unwatch(device_id)
+
+    def _unwatch(self, device_id: str) -> None:
+        with self._watching_lock:
+            left = self._watching.get(device_id, 1) - 1
+            if left > 0:
+                self._watching[device_id] = left
+            else:
+                self._watching.pop(device_id, None)
 
     def FetchBundle(self, request, context):
         def run():
-            self._device(context)
-            return self.c.bundle_archive(request.digest)
-        archive = call(context, self.m, "FetchBundle", run)
+            _, cohort = self._device(context)
+            return self.c.bundle_archive(request.digest, cohort)
+        archive = self._call(context, "FetchBundle", run)
         import hashlib
         sha = hashlib.sha256(archive).hexdigest()
         offset = request.offset
@@ -142,10 +185,10 @@ class FleetServicer(pb_grpc.FleetServicer):
             device_id, _ = self._device(context)
             self.c.event(device_id, request.kind, request.detail, request.digest)
             return pb.EventResponse()
-        return call(context, self.m, "ReportEvent", run)
+        return self._call(context, "ReportEvent", run)
 
 
-class AdminServicer(pb_grpc.AdminServicer):
+class AdminServicer(_Calls, pb_grpc.AdminServicer):
     def __init__(self, coordinator, metrics):
         self.c, self.m = coordinator, metrics
 
@@ -153,7 +196,7 @@ class AdminServicer(pb_grpc.AdminServicer):
         def run():
             self.c.check_admin(_token(context))
             return fn()
-        return call(context, self.m, method, run)
+        return self._call(context, method, run)
 
     def _state(self, policy: dict) -> "pb.CohortState":
         return pb.CohortState(cohort=policy["cohort"], policy=policy_to_pb(policy))
@@ -205,3 +248,19 @@ class AdminServicer(pb_grpc.AdminServicer):
                 self.m.inc("edgefleet_decisions_total", kind=d["kind"])
             return pb.ListDecisionsResponse(decisions=[decision_to_pb(d) for d in decisions])
         return self._admin(context, "Evaluate", run)
+
+
+class IdentityServicer(_Calls, pb_grpc.IdentityServicer):
+    """Token rotation (device token) and revocation (admin token)."""
+
+    def __init__(self, coordinator, metrics):
+        self.c, self.m = coordinator, metrics
+
+    def RotateToken(self, request, context):
+        return self._call(context, "RotateToken", lambda: pb.RotateTokenResponse(**self.c.rotate_token(_token(context))))
+
+    def RevokeDevice(self, request, context):
+        def run():
+            self.c.check_admin(_token(context))
+            return pb.RevokeDeviceResponse(revoked=self.c.revoke_device(request.device_id))
+        return self._call(context, "RevokeDevice", run)

@@ -1,7 +1,7 @@
 """Fleet simulator: a real coordinator on 127.0.0.1 and N devices (real SDK, real runtime, real data)
 in one process; one cohort's inputs are shifted. Used by ``edgefleet simulate`` and ``edgefleet demo``.
 
->>> summary = run_fleet_demo("out/digits", "work/", devices=20)    # doctest: +SKIP
+>>> summary = run_fleet_demo("out/digits", "work/", devices=20, trusted_key=pub)    # doctest: +SKIP
 >>> print(format_summary(summary))                                 # doctest: +SKIP
 """
 
@@ -45,7 +45,8 @@ def shift_inputs(x, rng):
 
 
 def run_fleet_demo(bundle_dir, workdir, devices: int = 20, seed: int = 0, *, cohorts: int = 4, rounds: int = 6,
-                   batch: int = 25, label_share: float = 0.2, inputs=None, log=None) -> dict:
+                   batch: int = 25, label_share: float = 0.2, inputs=None, log=None, trusted_key: bytes | None = None,
+                   allow_unsigned: bool = False) -> dict:
     """Start a coordinator, enrol ``devices`` devices across ``cohorts`` cohorts (the last one gets
     shifted inputs), run ``rounds`` rounds of predict + sync + policy evaluation, and return a summary
     with the decisions, their evidence, and which artifact every cohort ends up serving."""
@@ -62,15 +63,16 @@ def run_fleet_demo(bundle_dir, workdir, devices: int = 20, seed: int = 0, *, coh
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     bundle = Bundle.open(bundle_dir)
-    signed = bundle.manifest.get("signature")
-    trusted = signed["public_key"] if signed else None
+    from edgefleet.keys import require_trusted
+    require_trusted(bundle, trusted_key, allow_unsigned=allow_unsigned, what="simulate")
     x_all, y_all = inputs if inputs is not None else load_inputs(bundle)
     rng = np.random.default_rng(seed)
     names = [f"cohort-{i}" for i in range(cohorts)]
     shifted = names[-1]
     admin_token = secrets.token_urlsafe(16)
     config = ServerConfig(init=True, store=f"sqlite:///{work / f'coordinator-{int(time.time() * 1000)}.db'}",
-                          admin_token=admin_token, evaluate_interval_s=None)
+                          admin_token=admin_token, evaluate_interval_s=None, trusted_key=trusted_key,
+                          allow_unsigned=allow_unsigned)
     fleet, decisions = [], []
     with Server(config) as server:
         say(f"coordinator on {server.grpc_target} (gRPC), {server.http_url} (HTTP)")
@@ -83,7 +85,8 @@ def run_fleet_demo(bundle_dir, workdir, devices: int = 20, seed: int = 0, *, coh
         for i in range(devices):
             cohort = names[i % cohorts]
             dev = Device(bundle.path, work / "devices" / f"device-{i:03d}", transport=GrpcTransport(server.grpc_target),
-                         enrollment_token=tokens[cohort], trusted_key=trusted, window_size=batch,
+                         enrollment_token=tokens[cohort], trusted_key=trusted_key, window_size=batch,
+                         allow_unsigned=allow_unsigned,
                          hardware="simulated")
             fleet.append((dev, cohort))
         say(f"{devices} devices in {cohorts} cohorts; shifted inputs in {shifted}")

@@ -11,6 +11,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config):
+    # a project signing key for the session (what `edgefleet keys init` makes); subprocesses inherit it
+    import os
+    import tempfile
+    if not os.environ.get("EDGEFLEET_KEY_DIR"):
+        from edgefleet.keys import init_key
+        directory = Path(tempfile.mkdtemp(prefix="edgefleet-test-keys-")) / ".edgefleet"
+        init_key(directory)
+        os.environ["EDGEFLEET_KEY_DIR"] = str(directory)
     # one intra-op thread: on 2 cores shared with subprocess servers, torch's default thread pool
     # oversubscribes and multiplies wall time; results do not depend on it.
     try:
@@ -46,9 +54,12 @@ def digits_export(tmp_path_factory, digits_teacher_weights):
     """The default recipe's export result for the digits teacher (a real bundle on disk)."""
     from edgefleet.compress.pipeline import ExportConfig, run_export
 
+    from edgefleet.keys import project_private_key
     out = tmp_path_factory.mktemp("bundles") / "digits"
+    key, key_path = project_private_key()
     cfg = ExportConfig(model="edgefleet.compress.zoo:digits_cnn", weights=str(digits_teacher_weights), data="digits",
-                       recipe="default", out=str(out), measure_latency=False)
+                       recipe="default", out=str(out), measure_latency=False, signing_key=key,
+                       signing_key_path=str(key_path))
     return run_export(cfg)
 
 

@@ -21,8 +21,10 @@ from bundle_factory import ADMIN, make_bundle  # noqa: E402,F401
 
 @pytest.fixture(scope="session")
 def signing_key():
-    from edgefleet._signing import generate_key
-    return generate_key()
+    """The session's project key (tests/conftest.py made it with ``keys init``): ``edgefleet serve``
+    subprocesses trust it by default, like a real project's coordinator."""
+    from edgefleet.keys import project_private_key
+    return project_private_key()[0]
 
 
 @pytest.fixture(scope="session")

@@ -84,7 +84,7 @@ def stored_ids(store_url):
         store.close()
 
 
-def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles, store_url):
+def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles, store_url, public_key):
     proc, port = start_server(store_url, init=True)
     try:
         admin = AdminClient(f"127.0.0.1:{port}", ADMIN)
@@ -98,6 +98,7 @@ def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(tmp_path, bundles, 
             transport = CountingTransport(f"127.0.0.1:{port}", timeout_s=5)
             transport.acked = acked
             dev = Device(bundles["1.0"], tmp_path / f"dev{d}", transport=transport, enrollment_token=token,
+                         trusted_key=public_key,
                          queue_bytes=64 * 1024 * 1024)
             dev.sync()  # enrol
             generated += fill_queue(dev, PER_DEVICE)

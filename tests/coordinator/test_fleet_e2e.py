@@ -7,8 +7,8 @@ from __future__ import annotations
 from edgefleet.coordinator.simulate import format_summary, run_fleet_demo
 
 
-def test_shifted_cohort_falls_back_and_only_it(bundles, tmp_path):
-    summary = run_fleet_demo(bundles["1.0"], tmp_path, devices=20, seed=0)
+def test_shifted_cohort_falls_back_and_only_it(bundles, tmp_path, public_key):
+    summary = run_fleet_demo(bundles["1.0"], tmp_path, devices=20, seed=0, trusted_key=public_key)
     shifted = summary["shifted_cohort"]
     fallbacks = [d for d in summary["decisions"] if d["kind"] == "fallback"]
     assert [d["cohort"] for d in fallbacks] == [shifted]
@@ -29,8 +29,8 @@ def test_shifted_cohort_falls_back_and_only_it(bundles, tmp_path):
     assert shifted in text and "fallback" in text
 
 
-def test_the_export_pipelines_bundle_drops_in(digits_bundle, tmp_path):
+def test_the_export_pipelines_bundle_drops_in(digits_bundle, tmp_path, public_key):
     """The same acceptance on the real exported digits bundle (every target it shipped)."""
-    summary = run_fleet_demo(digits_bundle, tmp_path, devices=20, seed=1)
+    summary = run_fleet_demo(digits_bundle, tmp_path, devices=20, seed=1, trusted_key=public_key)
     fallbacks = [d["cohort"] for d in summary["decisions"] if d["kind"] == "fallback"]
     assert fallbacks == [summary["shifted_cohort"]], format_summary(summary)

@@ -139,8 +139,9 @@ def test_fetch_bundle_in_chunks_with_digest(enrolled, archives, server):
     tail = list(stub.FetchBundle(pb.FetchBundleRequest(digest=digest, offset=len(data) - 10),
                                  metadata=md(r1.device_token)))
     assert b"".join(c.data for c in tail) == data[-10:]
+    # a digest the device's policy does not name is refused without saying whether it exists
     assert code_of(lambda: list(stub.FetchBundle(pb.FetchBundleRequest(digest="0" * 64),
-                                                 metadata=md(r1.device_token)))) == grpc.StatusCode.NOT_FOUND
+                                                 metadata=md(r1.device_token)))) == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_watch_policy_streams_changes(enrolled, admin):
@@ -162,7 +163,7 @@ def test_publish_refuses_conflicts_and_untrusted_bundles(admin, archives, tmp_pa
     admin.publish_bundle(archives["1.0"])
     assert admin.publish_bundle(archives["1.0"])["version"] == "1.0"  # republishing the same is a no-op
     other = pack(make_bundle(tmp_path / "o", version="1.0", signing_key=generate_key()), tmp_path / "o.tgz")
-    with pytest.raises(Rejected, match="INVALID_ARGUMENT.*untrusted key"):
+    with pytest.raises(Rejected, match="INVALID_ARGUMENT.*UNTRUSTED KEY"):
         admin.publish_bundle(other.read_bytes())
     with pytest.raises(Rejected, match="INVALID_ARGUMENT"):
         admin.publish_bundle(b"not an archive")
@@ -190,13 +191,13 @@ def _self_signed(tmp_path):
     return str(cert_path), str(key_path)
 
 
-def test_tls_with_a_self_signed_certificate(tmp_path, archives):
+def test_tls_with_a_self_signed_certificate(tmp_path, archives, public_key):
     from edgefleet.coordinator import AdminClient, Server, ServerConfig
     from edgefleet.device import Offline
     import ssl
     import urllib.request
     cert, key = _self_signed(tmp_path)
-    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, tls_cert=cert, tls_key=key,
+    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, tls_cert=cert, tls_key=key, trusted_key=public_key,
                              evaluate_interval_s=None)) as srv:
         admin = AdminClient(srv.grpc_target, ADMIN, root_cert=cert)
         assert admin.publish_bundle(archives["1.0"])["signed"]
@@ -228,6 +229,7 @@ def test_assign_cohort_moves_a_device(enrolled, admin, archives, bundles, server
 def test_policy_watches_are_capped(enrolled, server):
     stub, r1, _ = enrolled
     limit = server.fleet.max_watches
+    server.fleet.watches_per_device = limit + 1   # the server-wide cap, not the per-device one
     streams = [stub.WatchPolicy(pb.PolicyRequest(), metadata=md(r1.device_token), timeout=20) for _ in range(limit)]
     for s in streams:
         next(s)  # each holds a slot now

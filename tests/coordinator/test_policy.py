@@ -38,7 +38,7 @@ min_agreement = 0.9
 @pytest.fixture
 def fleet(tmp_path, archives, bundles, public_key):
     srv = Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, rules=parse_rules(RULES),
-                              http_port=None, evaluate_interval_s=None)).start()
+                              http_port=None, evaluate_interval_s=None, trusted_key=public_key)).start()
     admin = AdminClient(srv.grpc_target, ADMIN)
     for v in archives:
         admin.publish_bundle(archives[v])

@@ -14,7 +14,7 @@ from bundle_factory import ADMIN
 
 
 def test_two_replicas_share_one_postgres_store(pg_database, archives, bundles, public_key, tmp_path):
-    config = dict(init=True, store=pg_database, admin_token=ADMIN, http_port=None, evaluate_interval_s=None)
+    config = dict(init=True, trusted_key=public_key, store=pg_database, admin_token=ADMIN, http_port=None, evaluate_interval_s=None)
     with Server(ServerConfig(**config)) as a, Server(ServerConfig(**config)) as b:
         admin_a, admin_b = AdminClient(a.grpc_target, ADMIN), AdminClient(b.grpc_target, ADMIN)
         admin_a.publish_bundle(archives["1.0"])

@@ -161,7 +161,7 @@ def test_deadlines_close_slow_and_idle_connections(tmp_path):
     from edgefleet.coordinator import Server, ServerConfig
     from edgefleet.coordinator._guard import Limits
     limits = Limits(idle_timeout_s=0.5, header_timeout_s=0.5, body_timeout_s=0.5)
-    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN, http_limits=limits,
+    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN, allow_unsigned=True, http_limits=limits,
                              evaluate_interval_s=None)) as srv:
         port = srv.http.port
 
@@ -193,7 +193,7 @@ def test_deadlines_close_slow_and_idle_connections(tmp_path):
 def test_connections_per_client_address_are_capped(tmp_path):
     from edgefleet.coordinator import Server, ServerConfig
     from edgefleet.coordinator._guard import Limits
-    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN,
+    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN, allow_unsigned=True,
                              http_limits=Limits(per_address=3), evaluate_interval_s=None)) as srv:
         port = srv.http.port
         held = []
@@ -223,7 +223,7 @@ def test_connections_per_client_address_are_capped(tmp_path):
 def test_metrics_and_dashboard_need_the_admin_or_read_token(tmp_path):
     from edgefleet.coordinator import Server, ServerConfig
     read = "a-read-only-token-for-scrapers-0123456789"
-    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN, read_token=read,
+    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN, allow_unsigned=True, read_token=read,
                              evaluate_interval_s=None)) as srv:
         for path in ("/metrics", "/dashboard", "/dashboard/eu", "/"):
             with pytest.raises(urllib.error.HTTPError) as info:
@@ -257,7 +257,7 @@ def test_static_app_and_cors_for_named_origins_only(tmp_path):
     app.mkdir()
     (app / "index.html").write_text("<!doctype html><title>edgefleet app</title>")
     origin = "http://127.0.0.1:9999"
-    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN, app_dir=str(app),
+    with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=STRONG_ADMIN, allow_unsigned=True, app_dir=str(app),
                              cors_origins=(origin,), evaluate_interval_s=None)) as srv:
         assert b"edgefleet app" in urllib.request.urlopen(srv.http_url + "/app/", timeout=5).read()
         with pytest.raises(urllib.error.HTTPError) as info:
@@ -281,5 +281,5 @@ def test_static_app_and_cors_for_named_origins_only(tmp_path):
         assert status == 400 and headers.get("Access-Control-Allow-Origin") is None
     for bad in ("*", "https://*.example", "ftp://x", "https://app.example/path"):
         with pytest.raises(ConfigError, match="cors-origin"):
-            Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'g.db'}", admin_token=STRONG_ADMIN,
+            Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'g.db'}", admin_token=STRONG_ADMIN, allow_unsigned=True,
                                 cors_origins=(bad,)))

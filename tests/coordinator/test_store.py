@@ -41,6 +41,42 @@ class StoreContract:
         assert store.count_windows() == 4
         assert sorted(store.window_ids()) == [("d1", "a"), ("d1", "b"), ("d1", "c"), ("d2", "a")]
 
+    def test_concurrent_reports_share_commits_exactly_once(self, store):
+        """Group commit: 16 threads x 25 single-window reports, every 5th a replay of an earlier one;
+        each report's count is its own, nothing is lost or doubled, and commits are shared."""
+        import threading
+        results, errors = {}, []
+
+        def device(d):
+            try:
+                for i in range(25):
+                    rid = f"r{i - 1}" if i % 5 == 4 else f"r{i}"
+                    results[(d, i)] = store.ingest_windows(f"d{d}", "eu", [window(rid)])
+            except Exception as e:   # noqa: BLE001 - reported below
+                errors.append(e)
+        threads = [threading.Thread(target=device, args=(d,)) for d in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert all(results[(d, i)] == (0 if i % 5 == 4 else 1) for d in range(16) for i in range(25))
+        assert store.count_windows() == 16 * 20 == len(set(store.window_ids()))
+        assert store._group_commit().rounds < 16 * 25   # some reports shared a transaction
+
+    def test_devices_can_be_revoked_and_their_tokens_rotated(self, store):
+        store.add_device("d1", "t1", "eu", "x86", token_expires_ms=123)
+        assert store.device_auth("t1") == ("d1", "eu", 123, 0)
+        assert store.rotate_device_token("d1", "t1", "t2", 456) and not store.rotate_device_token("d1", "t1", "t3", 9)
+        assert store.device_auth("t1") is None and store.device_auth("t2") == ("d1", "eu", 456, 0)
+        assert store.revoke_device("d1") == (True, True) and store.revoke_device("d1") == (False, True)
+        assert store.device_auth("t2")[3] > 0 and not store.rotate_device_token("d1", "t2", "t4", 9)
+        assert store.revoke_device("nope") == (False, False)
+
+    def test_enrollment_tokens_expire(self, store):
+        store.create_enrollment_token("old", "eu", 5, expires_ms=1)
+        assert store.consume_enrollment_token("old") is None
+
     def test_recent_windows_are_per_cohort_and_version_oldest_first(self, store):
         store.ingest_windows("d1", "eu", [window(f"w{i}") for i in range(5)])
         store.ingest_windows("d1", "eu", [window("v2", version="2.0")])

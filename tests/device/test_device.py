@@ -17,7 +17,7 @@ from bundle_factory import digits
 
 def test_predicts_and_summarises(bundles, tmp_path):
     _, _, x, y = digits()
-    dev = Device(bundles["1.0"], tmp_path, window_size=50)
+    dev = Device(bundles["1.0"], tmp_path, window_size=50, allow_unsigned=True)
     preds = dev.predict(x[:200])
     assert np.mean([p.label for p in preds] == y[:200]) > 0.85
     assert {p.artifact for p in preds} == {"onnx-int8"} and len({p.prediction_id for p in preds}) == 200
@@ -54,7 +54,7 @@ def _factory_failing(failing: str, mode: str):
                                         ("slow", "latency_budget")])
 def test_local_fallback_chain(bundles, tmp_path, mode, kind):
     _, _, x, _ = digits()
-    dev = Device(bundles["1.0"], tmp_path, runner_factory=_factory_failing("onnx-int8", mode),
+    dev = Device(bundles["1.0"], tmp_path, runner_factory=_factory_failing("onnx-int8", mode), allow_unsigned=True,
                  latency_budget_ms=20 if mode == "slow" else None, window_size=1000)
     first = dev.predict(x[:10])
     second = dev.predict(x[10:20])
@@ -76,13 +76,13 @@ def test_every_artifact_failing_is_a_clear_error(bundles, tmp_path):
         def run(rows):
             raise RuntimeError("broken")
         return run
-    dev = Device(bundles["1.0"], tmp_path, runner_factory=factory)
+    dev = Device(bundles["1.0"], tmp_path, runner_factory=factory, allow_unsigned=True)
     with pytest.raises(RuntimeBackendError, match="every artifact"):
         dev.predict(digits()[2][:3])
 
 
 def test_feedback_needs_a_known_prediction(bundles, tmp_path):
-    dev = Device(bundles["1.0"], tmp_path)
+    dev = Device(bundles["1.0"], tmp_path, allow_unsigned=True)
     p = dev.predict(digits()[2][:1])[0]
     dev.feedback(p.prediction_id, 3)
     with pytest.raises(DataError, match="unknown or expired prediction id"):
@@ -112,7 +112,8 @@ def test_core_runs_without_numpy(bundles, tmp_path):
         W, B = {w["W"]!r}, {w["B"]!r}
         def factory(target, path):
             return lambda rows: [[sum(r[i] * W[i][j] for i in range(64)) + B[j] for j in range(10)] for r in rows]
-        dev = Device({str(bundles["1.0"])!r}, {str(tmp_path)!r}, runner_factory=factory, window_size=5)
+        dev = Device({str(bundles["1.0"])!r}, {str(tmp_path)!r}, runner_factory=factory, window_size=5,
+                     allow_unsigned=True)
         preds = dev.predict({x!r})
         print(json.dumps([p.label for p in preds], separators=(",", ":")), len(dev.queue))
     """)

@@ -22,22 +22,22 @@ def free_port():
         return s.getsockname()[1]
 
 
-def coordinator(tmp_path, port):
+def coordinator(tmp_path, port, trusted_key):
     return Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'fleet.db'}", admin_token=ADMIN, port=port,
-                               http_port=None, evaluate_interval_s=None))
+                               http_port=None, evaluate_interval_s=None, trusted_key=trusted_key))
 
 
-def test_a_day_offline_then_everything_is_delivered(bundles, tmp_path):
+def test_a_day_offline_then_everything_is_delivered(bundles, tmp_path, public_key):
     port = free_port()
     now = [1_800_000_000.0]
-    with coordinator(tmp_path, port) as srv:
+    with coordinator(tmp_path, port, public_key) as srv:
         admin = AdminClient(srv.grpc_target, ADMIN)
         admin.publish_bundle(pack(bundles["1.0"], tmp_path / "b.tgz").read_bytes())
         admin.set_baseline("field", "1.0")
         token = admin.create_enrollment_token("field")
         admin.close()
         dev = Device(bundles["1.0"], tmp_path / "dev", transport=GrpcTransport(f"127.0.0.1:{port}", timeout_s=2),
-                     enrollment_token=token, window_size=10 ** 6, window_seconds=600, queue_bytes=BUDGET,
+                     enrollment_token=token, window_size=10 ** 6, window_seconds=600, queue_bytes=BUDGET, trusted_key=public_key,
                      clock=lambda: now[0])
         assert dev.sync()["online"]
     # the coordinator is gone: a day of traffic, one batch a minute, a sync attempt every hour
@@ -54,7 +54,7 @@ def test_a_day_offline_then_everything_is_delivered(bundles, tmp_path):
     assert predictions == 5760 and dev.queue.compactions > 0 and dev.queue.bytes() <= BUDGET
     queued = dev.queue.windows()
     assert sum(w["count"] for w in queued) == predictions
-    with coordinator(tmp_path, port) as srv:
+    with coordinator(tmp_path, port, public_key) as srv:
         result = {}
         for _ in range(40):  # bounded: the channel reconnects within seconds
             result = dev.sync()

@@ -91,9 +91,9 @@ def test_tampered_digest_is_refused_and_reported(fleet, admin, server, archives)
 def test_untrusted_signature_is_refused_and_reported(bundles, public_key, tmp_path):
     from edgefleet._signing import generate_key
     rogue = make_bundle(tmp_path / "rogue", version="6.6", signing_key=generate_key())
-    # a coordinator that accepts any signed bundle (no trusted key) offers one signed by another key
+    # a coordinator that accepts any bundle (--allow-unsigned) offers one signed by another key
     with Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'f.db'}", admin_token=ADMIN, http_port=None,
-                             evaluate_interval_s=None)) as srv:
+                             evaluate_interval_s=None, allow_unsigned=True)) as srv:
         admin = AdminClient(srv.grpc_target, ADMIN)
         admin.publish_bundle(pack(bundles["1.0"], tmp_path / "a.tgz").read_bytes())
         admin.publish_bundle(pack(rogue, tmp_path / "r.tgz").read_bytes())

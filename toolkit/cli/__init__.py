@@ -17,6 +17,8 @@ _COMMANDS = {
     "demo": "edgefleet.cli.demo_cmd",
     "serve": "edgefleet.cli.serve_cmd",
     "simulate": "edgefleet.cli.simulate_cmd",
+    "keys": "edgefleet.cli.keys_cmd",
+    "devices": "edgefleet.cli.devices_cmd",
 }
 
 

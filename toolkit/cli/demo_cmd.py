@@ -43,7 +43,10 @@ def run(args) -> int:
     from edgefleet.coordinator.simulate import format_summary, run_fleet_demo
 
     print(f"\n== fleet: coordinator on 127.0.0.1, {args.devices} devices, one cohort with shifted inputs", flush=True)
+    from edgefleet.compress.demo import demo_key
+    from edgefleet._signing import public_key
     summary = run_fleet_demo(out / "digits", out / "fleet", devices=args.devices, seed=args.seed,
+                             trusted_key=public_key(demo_key(out)[0]),
                              log=lambda msg: print(f"   {msg}", flush=True))
     print(format_summary(summary))
     return 0

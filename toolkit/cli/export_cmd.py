@@ -32,7 +32,8 @@ def add_arguments(p) -> None:
     p.add_argument("--version", default="1", help="model version in the manifest")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parity-lsb", type=float, default=2.0, help="parity gate: max |diff| of int8 outputs in LSB")
-    p.add_argument("--sign-key", help="file with a raw 32-byte ed25519 private key to sign the bundle")
+    p.add_argument("--sign-key", help="raw 32-byte ed25519 private key file (default: the project key made by "
+                                      "`edgefleet keys init`)")
     p.add_argument("--no-latency", action="store_true", help="skip latency measurement")
     p.add_argument("--json", help="also write the export result as JSON to this file")
 
@@ -50,17 +51,23 @@ def config_from_args(args):
     else:
         recipe = recipe_from_flags(prune=args.prune, structured=not args.unstructured, lowrank=args.lowrank,
                                    distill=args.distill, method=args.calibration, weight_bits=args.weight_bits, qat=args.qat)
-    key = None
+    from pathlib import Path
+
+    from edgefleet.keys import key_dir, load_private, project_private_key
     if args.sign_key:
-        with open(args.sign_key, "rb") as f:
-            key = f.read()
-        if len(key) != 32:
-            raise ConfigError(f"--sign-key {args.sign_key}: expected a raw 32-byte ed25519 private key, got {len(key)} bytes")
+        key, key_path = load_private(args.sign_key), Path(args.sign_key)
+    else:
+        found = project_private_key()
+        if found is None:
+            raise ConfigError(f"export signs every bundle, and there is no project key in {key_dir()}: run "
+                              "`edgefleet keys init` once (or pass --sign-key FILE)")
+        key, key_path = found
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
     return ExportConfig(model=args.model, weights=args.weights, data=args.data, recipe=recipe, targets=targets,
                         max_drop=args.max_drop, out=args.out, name=args.name, version=args.version, seed=args.seed,
                         train_epochs=args.train_epochs, parity_lsb=args.parity_lsb,
-                        measure_latency=not args.no_latency, progress=sys.stderr.isatty(), signing_key=key)
+                        measure_latency=not args.no_latency, progress=sys.stderr.isatty(), signing_key=key,
+                        signing_key_path=str(key_path.resolve()))
 
 
 def run(args) -> int:

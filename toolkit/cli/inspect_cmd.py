@@ -8,12 +8,18 @@ import json
 def add_arguments(p) -> None:
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.add_argument("--trusted-key", help="public key to check the signer against (default: the project key)")
 
 
 def run(args) -> int:
+    import sys
+
     from edgefleet import Bundle
+    from edgefleet.keys import load_public, project_public_key, status
 
     bundle = Bundle.open(args.bundle)
+    trusted = load_public(args.trusted_key) if args.trusted_key else project_public_key()
+    signature = status(bundle, trusted)
     m = bundle.manifest
     if args.json:
         print(json.dumps(m, indent=2, sort_keys=True))
@@ -26,7 +32,7 @@ def run(args) -> int:
         for spec in m[section]:
             shape = "[" + ", ".join("N" if d is None else str(d) for d in spec["shape"]) + "]"
             print(f"{section[:-1]}: {spec['name']} {spec['dtype']} {shape}")
-    print("artifacts (all verified: size and sha256):")
+    print("artifacts (size and sha256 verified):")
     for a in m["artifacts"]:
         mt = a["metrics"]
         lat = mt.get("latency", {}).get("batch1", {}).get("p50_ms")
@@ -37,5 +43,14 @@ def run(args) -> int:
             extra.append(f"p50 b1 {lat:.3f} ms")
         print(f"  {a['target']:<12} {a['file']:<20} {a['bytes']:>10,} bytes  {a['runtime']:<12} {'  '.join(extra)}")
     print(f"fallback chain: {' > '.join(m['fallback_chain'])}")
-    print(f"signature: {'ed25519 ' + m['signature']['public_key'][:12] + '...' if m.get('signature') else 'unsigned'}")
+    signer = f" (ed25519 {m['signature']['public_key'][:12]}...)" if m.get("signature") else ""
+    if signature == "signed by the trusted key":
+        print(f"signature: {signature}{signer}")
+        return 0
+    print(f"signature: {signature.upper()}{signer}")
+    print(f"edgefleet inspect: WARNING: {bundle.path} is {signature.upper()}: nobody vouches for this manifest "
+          "or its artifacts", file=sys.stderr)
+    if signature == "signature invalid":
+        from edgefleet._errors import BundleError
+        raise BundleError(f"{bundle.path}: signature invalid: the manifest was changed after signing")
     return 0

@@ -9,6 +9,8 @@ def add_arguments(p) -> None:
     p.add_argument("--runtime", help="backend to use (default: the first available along the fallback chain)")
     p.add_argument("--target", help="artifact target to run (default: the fallback chain's first runnable)")
     p.add_argument("--output", help="write the raw outputs to this .npy file")
+    p.add_argument("--trusted-key", help="public key the bundle must be signed with (default: the project key)")
+    p.add_argument("--allow-unsigned", action="store_true", help="run an unsigned or untrusted bundle anyway")
 
 
 def run(args) -> int:
@@ -18,7 +20,15 @@ def run(args) -> int:
     from edgefleet.monitoring import confidence
     from edgefleet.runtimes import open_artifact
 
+    import sys
+
+    from edgefleet.keys import load_public, project_public_key, require_trusted
     bundle = Bundle.open(args.bundle)
+    trusted = load_public(args.trusted_key) if args.trusted_key else project_public_key()
+    found = require_trusted(bundle, trusted, allow_unsigned=args.allow_unsigned, what="predict")
+    if found != "signed by the trusted key":
+        print(f"edgefleet predict: WARNING: bundle is {found.upper()}; running it because of --allow-unsigned",
+              file=sys.stderr)
     try:
         x = np.load(args.input, allow_pickle=False)
     except (OSError, ValueError) as e:

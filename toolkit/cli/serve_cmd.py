@@ -6,11 +6,9 @@ The admin token comes from --admin-token or the EDGEFLEET_ADMIN_TOKEN environmen
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import signal
 import threading
-from pathlib import Path
 
 from edgefleet._errors import ConfigError
 
@@ -25,7 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", help="PEM certificate (with --tls-key)")
     p.add_argument("--tls-key", help="PEM private key")
     p.add_argument("--rules", help="policy rules TOML (default: the embedded rules)")
-    p.add_argument("--trusted-key", help="file with the ed25519 public key (raw or base64) bundles must be signed by")
+    p.add_argument("--trusted-key", help="file with the ed25519 public key (raw or base64) bundles must be signed by "
+                                         "(default: the project key made by `edgefleet keys init`)")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="accept unsigned bundles and bundles signed by any key (not for production)")
     p.add_argument("--max-message-bytes", type=int, default=8 * 1024 * 1024)
     p.add_argument("--evaluate-interval", type=float, default=10.0, help="seconds between policy evaluations")
     p.add_argument("--read-token", default=os.environ.get("EDGEFLEET_READ_TOKEN", ""),
@@ -40,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="create the store when it does not exist (without it a missing database is refused)")
     p.add_argument("--insecure-plaintext", action="store_true",
                    help="allow a non-loopback --host without TLS (tokens and telemetry travel in the clear)")
+    p.add_argument("--token-ttl", type=float, default=30 * 86400, help="seconds a device token lives (rotated by devices)")
+    p.add_argument("--enrollment-ttl", type=float, default=7 * 86400, help="seconds an enrollment token lives")
+    p.add_argument("--device-rate", type=float, default=20.0, help="calls per second one device may make (burst 2x)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                    help="JSON-lines log on stderr at this level")
 
@@ -48,13 +52,8 @@ def config_from_args(args):
     from edgefleet.coordinator import ServerConfig, load_rules
     if not args.admin_token:
         raise ConfigError("serve: an admin token is required (--admin-token or EDGEFLEET_ADMIN_TOKEN)")
-    trusted = None
-    if args.trusted_key:
-        try:
-            raw = Path(args.trusted_key).read_bytes().strip()
-        except OSError as e:
-            raise ConfigError(f"serve: --trusted-key {args.trusted_key}: {e}") from e
-        trusted = raw if len(raw) == 32 else base64.b64decode(raw)
+    from edgefleet.keys import load_public, project_public_key
+    trusted = load_public(args.trusted_key) if args.trusted_key else project_public_key()
     from edgefleet.coordinator._guard import Limits
     from edgefleet.coordinator.web import check_cors_origins
     if args.max_connections_per_address < 1:
@@ -66,6 +65,8 @@ def config_from_args(args):
                         read_token=args.read_token, app_dir=args.app_dir or None,
                         cors_origins=tuple(check_cors_origins(args.cors_origin)),
                         http_limits=Limits(per_address=args.max_connections_per_address), init=args.init,
+                        allow_unsigned=args.allow_unsigned, token_ttl_s=args.token_ttl,
+                        enrollment_ttl_s=args.enrollment_ttl, device_rate=args.device_rate,
                         insecure_plaintext=args.insecure_plaintext)
 
 

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", help="where device state and the store go (default: a temporary directory)")
     p.add_argument("--json", help="also write the summary as JSON to this file")
+    p.add_argument("--trusted-key", help="public key the bundle must be signed with (default: the project key)")
+    p.add_argument("--allow-unsigned", action="store_true", help="run an unsigned or untrusted bundle anyway")
 
 
 def run(args) -> int:
@@ -27,8 +29,11 @@ def run(args) -> int:
         raise ConfigError("simulate: --devices, --cohorts and --rounds must be positive")
     if not (Path(args.bundle) / "manifest.json").is_file():
         raise ConfigError(f"simulate: no bundle at {args.bundle}; run `edgefleet demo` first or pass a bundle directory")
+    from edgefleet.keys import load_public, project_public_key
+    trusted = load_public(args.trusted_key) if args.trusted_key else project_public_key()
     with tempfile.TemporaryDirectory(prefix="edgefleet-sim-") as tmp:
         summary = run_fleet_demo(args.bundle, args.workdir or tmp, devices=args.devices, seed=args.seed,
+                                 trusted_key=trusted, allow_unsigned=args.allow_unsigned,
                                  cohorts=args.cohorts, rounds=args.rounds, log=print)
     print(format_summary(summary))
     if args.json:

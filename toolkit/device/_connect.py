@@ -40,12 +40,15 @@ class ConnectTransport:
         self._ssl = ssl.create_default_context(cafile=root_cert) if root_cert else None
         self.token = ""
 
+    def _url(self, method: str) -> str:
+        path = method if "/" in method else f"Fleet/{method}"   # "Identity/RotateToken": another service
+        return f"{self.base_url}/edgefleet.v1.{path}"
+
     def _post(self, method: str, body: bytes, ctype: str) -> bytes:
         headers = {"Content-Type": ctype, "Connect-Protocol-Version": "1"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(f"{self.base_url}/edgefleet.v1.Fleet/{method}", data=body, headers=headers,
-                                     method="POST")
+        req = urllib.request.Request(self._url(method), data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s, context=self._ssl) as r:
                 return r.read()
@@ -71,6 +74,10 @@ class ConnectTransport:
     def enroll(self, enrollment_token: str, hardware: str = "") -> dict:
         r = self._call("Enroll", {"enrollment_token": enrollment_token, "hardware": hardware})
         return {"device_id": r["deviceId"], "device_token": r["deviceToken"], "cohort": r["cohort"]}
+
+    def rotate_token(self) -> dict:
+        r = self._call("Identity/RotateToken", {})
+        return {"device_token": r["deviceToken"], "expires_ms": int(r.get("expiresMs", 0))}
 
     def report(self, windows: list[dict]) -> list[str]:
         return list(self._call("Report", {"windows": [_window_json(w) for w in windows]}).get("acknowledged", []))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgefleet import monitoring
-from edgefleet._errors import BundleError, DataError, EdgefleetError
+from edgefleet._errors import BundleError, ConfigError, DataError, EdgefleetError
 from edgefleet.bundle import Bundle, unpack
 
 from ._engine import Engine
@@ -62,7 +62,8 @@ class Device:
     - ``state_dir``: identity, queue, fetched bundles and the current-bundle pointer (survives restarts);
     - ``transport``: :class:`GrpcTransport`, :class:`ConnectTransport`, or None (standalone);
     - ``enrollment_token``: used once, on the first :meth:`sync`;
-    - ``trusted_key``: the ed25519 public key (raw or base64) every bundle must be signed with;
+    - ``trusted_key``: the ed25519 public key (raw or base64) every bundle must be signed with; required
+      unless ``allow_unsigned=True`` (then no signature is checked);
     - ``window_size`` / ``window_seconds``: a telemetry window closes after this many predictions or
       this long, whichever first (checked when predicting and on :meth:`sync`);
     - ``latency_budget_ms``: per :meth:`predict` call; a miss moves the next call down the chain;
@@ -75,12 +76,18 @@ class Device:
     def __init__(self, bundle: str | os.PathLike, state_dir: str | os.PathLike, *, transport=None,
                  enrollment_token: str = "", trusted_key: bytes | str | None = None, window_size: int = 100,
                  window_seconds: float = 60.0, latency_budget_ms: float | None = None,
-                 queue_bytes: int = 256 * 1024, runner_factory=None, clock=time.time, hardware: str = ""):
+                 queue_bytes: int = 256 * 1024, runner_factory=None, clock=time.time, hardware: str = "",
+                 allow_unsigned: bool = False, rotate_after_s: float = 7 * 86400):
+        if trusted_key is None and not allow_unsigned:
+            raise ConfigError("Device: trusted_key is required (the public key every bundle must be signed with); "
+                              "pass allow_unsigned=True to run bundles nobody vouches for")
         self.state = Path(state_dir)
         (self.state / "bundles").mkdir(parents=True, exist_ok=True)
         self.transport = transport
         self.enrollment_token = enrollment_token
         self.trusted_key = trusted_key
+        self.allow_unsigned = allow_unsigned
+        self.rotate_after_s = rotate_after_s
         self.window_size, self.window_seconds = window_size, window_seconds
         self.latency_budget_ms = latency_budget_ms
         self.runner_factory = runner_factory
@@ -286,12 +293,28 @@ class Device:
 
     def _enroll(self) -> None:
         if self.identity.get("device_token"):
+            self._rotate_if_due()
             return
         if not self.enrollment_token:
             raise Rejected("UNAUTHENTICATED", "device is not enrolled and has no enrollment token")
-        self.identity = self.transport.enroll(self.enrollment_token, self.hardware)
+        self.identity = {**self.transport.enroll(self.enrollment_token, self.hardware),
+                         "token_issued_ms": int(self.clock() * 1000)}
         _write_json(self.state / "identity.json", self.identity)
         self.transport.token = self.identity["device_token"]
+
+    def _rotate_if_due(self) -> None:
+        """Swap the device token for a new one every ``rotate_after_s`` (tokens expire on the
+        coordinator). The new token is on disk before it is used; the old one stops working at once."""
+        now = int(self.clock() * 1000)
+        issued = self.identity.setdefault("token_issued_ms", now)
+        if now - issued < self.rotate_after_s * 1000 or not hasattr(self.transport, "rotate_token"):
+            return
+        fresh = self.transport.rotate_token()
+        self.identity = {**self.identity, "device_token": fresh["device_token"], "token_issued_ms": now,
+                         "token_expires_ms": fresh["expires_ms"]}
+        _write_json(self.state / "identity.json", self.identity)
+        self.transport.token = fresh["device_token"]
+        self.stats["token_rotations"] += 1
 
     def _send_events(self) -> None:
         while self._pending_events:
@@ -374,6 +397,7 @@ class Device:
     def _verify_signature(self, bundle: Bundle) -> None:
         if self.trusted_key is not None:
             bundle.verify_signature(self.trusted_key)
+        # else allow_unsigned: no signature check (e.g. a browser build without the crypto library)
 
     def _open_verified(self, path: Path, digest: str) -> Bundle:
         bundle = Bundle.open(path)

@@ -79,6 +79,13 @@ class GrpcTransport:
             enrollment_token=enrollment_token, hardware=hardware), timeout=self.timeout_s))
         return {"device_id": r.device_id, "device_token": r.device_token, "cohort": r.cohort}
 
+    def rotate_token(self) -> dict:
+        from edgefleet.coordinator import fleet_pb2_grpc
+        stub = fleet_pb2_grpc.IdentityStub(self._channel)
+        r = self._call("RotateToken", lambda: stub.RotateToken(self._pb.RotateTokenRequest(), metadata=self._md(),
+                                                                timeout=self.timeout_s))
+        return {"device_token": r.device_token, "expires_ms": r.expires_ms}
+
     def report(self, windows: list[dict]) -> list[str]:
         from edgefleet.coordinator.wire import window_from_dict
         req = self._pb.ReportRequest(windows=[window_from_dict(w) for w in windows])
