@@ -2,7 +2,7 @@
 
 One run: for each zoo model of the native benchmark (digits CNN, MLP 784-1024-1024-10, MobileNetV2
 stack at 96x96, 2-layer BERT-like encoder) and batch 1 and 32, in one Chromium page: our wasm
-(SIMD128 table and portable table) and onnxruntime-web's wasm backend (int8 QDQ and fp32 ONNX of the same
+(SIMD128 table, and the portable table at batch 1) and onnxruntime-web's wasm backend (int8 QDQ and fp32 ONNX of the same
 quantized / float graph, one thread, like ours), interleaved round by round; min and median of the
 per-call wall time (a page has no CPU-time clock). Then our native runtime on the same ``.efm`` in this
 process (not interleaved with the browser: separate processes), for the wasm/native ratio.
@@ -92,7 +92,7 @@ def cpu_flags() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=list(MODELS))
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--block-ms", type=float, default=20.0)
     ap.add_argument("--out", default=str(RESULTS / "wasm.json"))
     args = ap.parse_args()
@@ -145,7 +145,7 @@ def main() -> int:
             fmt = lambda v: f"{v:.3f}" if v is not None else "-"  # noqa: E731
             ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"  # noqa: E731
             rows.append([entry["model"], batch, fmt(ours), f"{s['ours wasm-simd128']['min_ms']:.3f}",
-                         fmt(s["ours portable"]["median_ms"]), fmt(i8), fmt(f32), fmt(nat),
+                         fmt(s.get("ours portable", {}).get("median_ms")), fmt(i8), fmt(f32), fmt(nat),
                          ratio(ours, i8), ratio(ours, f32), ratio(ours, nat)])
     print(f"\nmachine: {platform.machine()} ({cpu_flags()}), wasm build {result['variant']}, "
           f"kernel table {result['models'][0]['kernel_table']}; {result['userAgent']}")

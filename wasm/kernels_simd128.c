@@ -143,7 +143,7 @@ static void gemm_simd128(int M, int N, int Kp, const int8_t *A, int64_t lda, con
 /* ---- convolution on packed activations ------------------------------------------------------ */
 /* R output channels x one block of 8 pixels; acc[r][i] holds pixels 2i, 2i+1 as pair partial sums. */
 static inline __attribute__((always_inline)) void conv_block(int R, int kq, const uint8_t *X, const int8_t *W,
-                                                             int64_t Kp, v128_t acc[2][4]) {
+                                                             int64_t Kp, v128_t acc[4][4]) {
     for (int r = 0; r < R; r++)
         for (int i = 0; i < 4; i++) acc[r][i] = wasm_i32x4_splat(0);
     for (int q = 0; q < kq; q++) {
@@ -160,7 +160,7 @@ static inline __attribute__((always_inline)) void conv_block(int R, int kq, cons
     }
 }
 
-static inline __attribute__((always_inline)) void conv_store(int R, int o, int p0, int P, v128_t acc[2][4],
+static inline __attribute__((always_inline)) void conv_store(int R, int o, int p0, int P, v128_t acc[4][4],
                                                              const int64_t *bias, const int32_t *mult,
                                                              const int32_t *shift, efm_clamp c, int8_t *out) {
     for (int r = 0; r < R; r++) {
@@ -183,9 +183,14 @@ static void conv_simd128(int O, int P, int Kp, const uint8_t *Xp, const int8_t *
                          const int32_t *mult, const int32_t *shift, efm_clamp c, int8_t *out, uint32_t flags) {
     const int kq = Kp / 4, pblk = (P + 7) / 8;
     const int64_t xs = (int64_t)kq * 32;
-    v128_t acc[2][4];
+    v128_t acc[4][4];
     (void)flags;
     int o = 0;
+    for (; o + 4 <= O; o += 4)
+        for (int pb = 0; pb < pblk; pb++) {
+            conv_block(4, kq, Xp + pb * xs, W + (int64_t)o * Kp, Kp, acc);
+            conv_store(4, o, pb * 8, P, acc, bias, mult, shift, c, out);
+        }
     for (; o + 2 <= O; o += 2)
         for (int pb = 0; pb < pblk; pb++) {
             conv_block(2, kq, Xp + pb * xs, W + (int64_t)o * Kp, Kp, acc);

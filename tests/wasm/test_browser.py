@@ -166,8 +166,16 @@ def test_page_predicts_known_digits_and_reports_telemetry(setup):
     r = b("eval", js="return await window.edgefleetApp.sync()")
     assert r["sync"]["online"] and r["sync"]["delivered"] >= 2, r
     assert fleet.server.store.count_windows() >= 2  # windows of 5 predictions, in the coordinator's store
+    # a policy decided at the coordinator shows on the page at the next sync
+    setup["admin"].set_fallback("web", artifact="onnx-int8", reason="browser test")
+    b("eval", js="return await window.edgefleetApp.sync()")
+    assert "fallback to onnx-int8" in b("eval", js="return document.getElementById('policy').textContent")
+    setup["admin"].set_fallback("web", artifact="", reason="browser test over")
+    b("eval", js="return await window.edgefleetApp.sync()")
     assert b("blocked") == []  # nothing but 127.0.0.1 was requested
-    print("browser timings (ms):", info["t"])
+    lat = np.array(b("eval", js="return window.edgefleetApp.latencies"))
+    print("browser start-up (ms from page load):", info["t"], "; per prediction, median ms: SDK call "
+          f"{np.median(lat[:, 0]):.3f}, model {np.median(lat[:, 1]):.3f}, SDK overhead {np.median(lat[:, 0] - lat[:, 1]):.3f}")
 
 
 def test_bad_input_gives_visible_messages_and_the_page_keeps_working(setup):

@@ -32,13 +32,15 @@ class ConnectTransport:
         self._ssl = ssl.create_default_context(cafile=root_cert) if root_cert else None
         self.token = ""
 
+    def _url(self, method: str) -> str:
+        path = method if "/" in method else f"Fleet/{method}"   # "Identity/RotateToken": another service
+        return f"{self.base_url}/edgefleet.v1.{path}"
+
     def _post(self, method: str, body: bytes, ctype: str) -> bytes:
         headers = {"Content-Type": ctype, "Connect-Protocol-Version": "1"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        path = method if "/" in method else f"Fleet/{method}"   # "Identity/RotateToken": another service
-        req = urllib.request.Request(f"{self.base_url}/edgefleet.v1.{path}", data=body, headers=headers,
-                                     method="POST")
+        req = urllib.request.Request(self._url(method), data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s, context=self._ssl) as r:
                 return r.read()

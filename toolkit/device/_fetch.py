@@ -30,7 +30,7 @@ class FetchTransport(ConnectTransport):
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            r = await pyfetch(f"{self.base_url}/edgefleet.v1.Fleet/{method}", method="POST", headers=headers,
+            r = await pyfetch(self._url(method), method="POST", headers=headers,
                               body=body, signal=AbortSignal.timeout(int(self.timeout_s * 1000)))
             data = await r.bytes()
         except Exception as e:  # noqa: BLE001 - fetch rejects with a JS TypeError/AbortError when unreachable

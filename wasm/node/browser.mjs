@@ -46,6 +46,12 @@ async function handle(cmd) {
   }
 }
 
+// the parent (a test, the benchmark) went away: close the browser whatever is in progress
+process.stdin.on("close", () => context.close().catch(() => {}).finally(() => {
+  rmSync(profile, { recursive: true, force: true });
+  process.exit(0);
+}));
+
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {
   const cmd = JSON.parse(line);

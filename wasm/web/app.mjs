@@ -119,8 +119,9 @@ _last = {}
 def _factory(target, path):
     run = _wasm.runner_factory(target, path)
     def wrapped(rows):
+        t0 = time.perf_counter()
         out = run(rows)
-        _last.update(logits=out, kernel=run.kernel_table)
+        _last.update(logits=out, kernel=run.kernel_table, run_ms=(time.perf_counter() - t0) * 1000)
         return out
     return wrapped
 
@@ -136,8 +137,8 @@ def page_predict(row_json):
     t0 = time.perf_counter()
     p = dev.predict([json.loads(row_json)])[0]
     ms = (time.perf_counter() - t0) * 1000
-    return _status(label=p.label, confidence=p.confidence, ms=ms, logits=list(_last["logits"][0]),
-                   kernel=_last["kernel"])
+    return _status(label=p.label, confidence=p.confidence, ms=ms, run_ms=_last["run_ms"],
+                   logits=list(_last["logits"][0]), kernel=_last["kernel"])
 
 def page_sync():
     r = dev.sync()
@@ -226,7 +227,8 @@ async function predict(row, label) {
   $("top").dataset.label = r.label;
   $("top").dataset.truth = label === undefined ? "" : label;
   $("conf").textContent = `${(100 * r.confidence).toFixed(1)}% (calibrated)`;
-  $("lat").textContent = `${r.ms.toFixed(2)} ms per call`;
+  $("lat").textContent = `${r.ms.toFixed(2)} ms per call (model ${r.run_ms.toFixed(2)} ms)`;
+  (app.latencies = app.latencies || []).push([r.ms, r.run_ms]);
   $("kernels").textContent = r.kernel;
   app.predictions = (app.predictions || 0) + 1;
   showStatus(r);
