@@ -162,3 +162,18 @@ def test_a_bias_too_large_for_int32_widens_its_channels_weight_scale():
     assert p["weight_scale"][0] > p["weight_scale"][1]  # only the channels that needed it
     out = run_int(qg, calib)["output"]
     assert np.allclose(out[:, 0], 5.0, atol=0.1) and np.allclose(out[:, 3], -5.0, atol=0.1)
+
+
+def test_softmax_input_with_an_additive_mask_is_calibrated_on_the_unmasked_values():
+    """Scores spread over [-90, 60] plus a -1e4 mask: the range covers the scores (the mask's gap is what
+    separates them), and masked positions still get exactly 0 weight in int8."""
+    from edgefleet.compress.ir.op_norm import _softmax_input_range
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(-90, 60, 4000)
+    masked = np.concatenate([scores, scores[:1000] - 1e4])
+    lo, hi = _softmax_input_range(masked.min(), masked.max(), masked)
+    assert lo == pytest.approx(scores.min()) and hi == masked.max()
+    assert _softmax_input_range(-5.0, 5.0, rng.uniform(-5, 5, 100)) == (-5.0, 5.0)  # no mask: unchanged
+    narrow = np.concatenate([rng.uniform(-1, 1, 100), [-1e4]])
+    assert _softmax_input_range(narrow.min(), narrow.max(), narrow)[0] <= narrow.max() - 16  # exp(-16) -> 0
