@@ -132,6 +132,7 @@ class _Builder:
         self.values: dict[str, Value] = {}
         self.alias: dict[str, str] = {}  # fx name -> IR value name (identities, getitem)
         self.counts: dict[str, int] = {}
+        self.permuted: dict[str, tuple] = {}  # batch-moving permute consumed by select(0): (input, perm)
         self.pieces: dict[str, tuple] = {}  # split/chunk/unbind node -> (input, axis, [(start, stop)], squeeze)
         self.poisoned: set[str] = set()     # outputs of refused ops (and what depends on them)
         self.refusals: list[_Refusal] = []
@@ -169,6 +170,15 @@ class _Builder:
         error = UnsupportedOpError(f"unsupported op aten.{_aten_name(fx_node.target)}{': ' + why if why else ''}")
         error.why = why
         return error
+
+    def rename_output(self, node: Node, fx_node, suffix: str, length: int, axis: int) -> str:
+        """Give ``node`` a private output (``fx_node``'s shape with ``length`` on ``axis``); returns its name."""
+        name = f"{fx_node.name}{suffix}"
+        shape = list(self.values[fx_node.name].shape)
+        shape[axis] = length
+        node.outputs = [name]
+        self.values[name] = Value(name, tuple(shape), self.values[fx_node.name].dtype)
+        return name
 
     def reshape_output(self, node: Node, fx_node) -> None:
         """Give ``node`` (a slice) a private output and reshape it to ``fx_node``'s shape (drops the axis)."""
@@ -219,14 +229,16 @@ class _Builder:
             fill = {"zeros_like": 0, "ones_like": 1, "full_like": args[1] if len(args) > 1 else 0}.get(name, 0)
             self.consts[n.name] = np.full(shape, fill, dtype=torch.empty((), dtype=val.dtype).numpy().dtype)
             return True
+        if name in ("expand", "expand_as") and self.is_const(args[0]):
+            # a constant broadcast to the (symbolic) batch: keep batch 1, which broadcasts where it is used
+            shape = tuple(1 if d is None else d for d in self.shape_of(n))
+            self.consts[n.name] = np.ascontiguousarray(np.broadcast_to(self.const(args[0]), (1, *shape[1:])))
+            return True
         tensors = _tensor_args(args, kw)
         if name == "getitem" or any(not self.is_const(t) for t in tensors):
             return False
         if not tensors and name not in _CREATORS:
             return False
-        if name in ("expand", "expand_as"):
-            self.consts[n.name] = self.const(args[0])
-            return True
         as_torch = lambda v: torch.from_numpy(np.array(self.consts[v.name])) if self.is_const(v) else v  # noqa: E731
         try:
             with torch.no_grad():

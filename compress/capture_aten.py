@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .ir.graph import Node, Value
+
 ATEN: dict = {}
 
 #: the nearest supported alternative, shown in the unsupported-op error
@@ -266,8 +268,44 @@ def _transpose(b, n, name, args, kw):
         perm = list(range(ndim))
         perm[d0], perm[d1] = perm[d1], perm[d0]
     if perm[0] != 0:
+        users = list(n.users)
+        if users and all(_aten_of(u) == "select" and u.args[1] == 0
+                         for u in users):
+            b.permuted[n.name] = (x, tuple(perm))  # qkv.permute(2, 0, ...)[i]: resolved by the select
+            return
         raise b.refuse(n, "transpose that moves the batch axis")
     b.add("transpose", n, [x], {"perm": tuple(perm)})
+
+
+def _aten_of(fx_node) -> str:
+    return getattr(fx_node.target, "__name__", str(fx_node.target)).split(".")[0]
+
+
+def _take_permuted(b, n, src: str, index: int) -> None:
+    """``x.permute(perm)[index]`` with ``perm[0] != 0``: slice ``x`` on axis ``perm[0]``, drop that axis,
+    then permute the rest (the batch axis must come first among them)."""
+    x, perm = b.permuted[src]
+    axis = perm[0]
+    rest = [p - (p > axis) for p in perm[1:]]
+    if rest[0] != 0:
+        raise b.refuse(n, "transpose that moves the batch axis")
+    length = b.values_shape(x)[axis]
+    node = b.add("slice", n, [x], {"axis": axis, "start": index % length, "stop": index % length + 1, "step": 1})
+    sliced = f"{n.name}_sliced"
+    node.outputs = [sliced]
+    shape = list(b.values_shape(x))
+    shape[axis] = 1
+    b.values[sliced] = Value(sliced, tuple(shape), b.values[x].dtype)
+    dropped = [d for i, d in enumerate(shape) if i != axis]
+    if rest == list(range(len(rest))):
+        b.add("reshape", n, [sliced], {"shape": (-1, *dropped[1:])})
+        return
+    squeezed = f"{n.name}_squeezed"
+    b.counts["reshape"] = b.counts.get("reshape", 0) + 1
+    b.values[squeezed] = Value(squeezed, tuple(dropped), b.values[x].dtype)
+    b.nodes.append(Node("reshape", f"reshape_{b.counts['reshape']}", [sliced], [squeezed], {"shape": (-1, *dropped[1:])},
+                        {}, node.source, node.module))
+    b.add("transpose", n, [squeezed], {"perm": tuple(rest)})
 
 
 @aten("cat", "concat")
@@ -278,8 +316,41 @@ def _cat(b, n, name, args, kw):
     if axis == 0:
         raise b.refuse(n, "concatenation along the batch axis")
     if any(b.is_const(t) for t in tensors):
-        raise b.refuse(n, "concatenation with a constant tensor")
+        _cat_with_constants(b, n, tensors, axis)
+        return
     b.add("concat", n, [b.value_name(t) for t in tensors], {"axis": axis})
+
+
+def _cat_with_constants(b, n, tensors, axis):
+    """``cat([cls_token, x])`` (constants before and/or after the activations, e.g. ViT's class token):
+    the activations zero-padded along the axis, plus one constant holding the tokens and zeros."""
+    flags = [b.is_const(t) for t in tensors]
+    first, last = flags.index(False), len(flags) - 1 - flags[::-1].index(False)
+    if not all(flags[:first]) or not all(flags[last + 1:]) or any(flags[first:last + 1]):
+        raise b.refuse(n, "constants between activations in a concatenation")
+    out_shape = b.shape_of(n)
+    size = lambda t: b.const(t).shape[axis] if b.is_const(t) else b.values_shape(t)[axis]  # noqa: E731
+    before, after = sum(size(t) for t in tensors[:first]), sum(size(t) for t in tensors[last + 1:])
+    middle = tensors[first:last + 1]
+    x = b.value_name(middle[0])
+    if len(middle) > 1:
+        node = b.add("concat", n, [b.value_name(t) for t in middle], {"axis": axis})
+        x = b.rename_output(node, n, "_acts", sum(size(t) for t in middle), axis)
+    pads = [0] * (2 * len(out_shape))
+    pads[2 * axis], pads[2 * axis + 1] = before, after
+    node = b.add("pad", n, [x], {"pads": tuple(pads), "value": 0.0})
+    padded = b.rename_output(node, n, "_padded", out_shape[axis], axis)
+    parts = []
+    for t in tensors:
+        if b.is_const(t):
+            c = b.const(t).astype(np.float32)
+            parts.append(c.reshape((1,) * (len(out_shape) - c.ndim) + c.shape))
+        else:
+            zero_shape = [1] + [d for d in b.values_shape(t)[1:]]
+            parts.append(np.zeros(zero_shape, np.float32))
+    const = np.concatenate([np.broadcast_to(p, (1, *[out_shape[d] if d != axis else p.shape[d]
+                                                      for d in range(1, len(out_shape))])) for p in parts], axis=axis)
+    b.add("add", n, [padded], {}, {"const": np.ascontiguousarray(const)})
 
 
 @aten("embedding")
@@ -340,6 +411,9 @@ def _slice(b, n, name, args, kw):
 
 @aten("select")
 def _select(b, n, name, args, kw):
+    if args[0].name in b.permuted:
+        _take_permuted(b, n, args[0].name, int(args[2]))
+        return
     x = _first_activation(b, n, args, name)
     axis, length = _axis_len(b, args[0], args[1])
     if axis == 0:

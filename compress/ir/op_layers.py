@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from edgefleet._errors import DataError, ModelError
@@ -54,9 +56,19 @@ def _int_weighted(node, xs, qin, out):
     return K.finish(K.requantize(acc, p["multiplier"].reshape(cshape), p["shift"].reshape(cshape)), node, out)
 
 
+#: quantized biases stay below this, so that accumulator + bias fits int32 in every runtime (TFLite, XNNPACK)
+BIAS_LIMIT = 2 ** 30
+
+
 def _prepare_weighted(node, qin, out, cfg):
     p = node.params
     wq = K.weight_qparams(p["weight"], cfg.weight_qmax)
+    if "bias" in p:
+        # a bias far larger than the input's resolution times the weights' (a near-constant input, e.g. a
+        # squeeze-excitation on a dead channel) widens that channel's weight scale until it fits
+        need = np.abs(p["bias"].astype(np.float64)) / (np.float64(qin[0].scalar_scale) * BIAS_LIMIT) * 1.001
+        if (need > wq.scale).any():
+            wq = replace(wq, scale=np.maximum(wq.scale, need).astype(np.float32))
     p["weight_q"] = wq.quantize(p["weight"])
     p["weight_scale"] = wq.scale
     bias_scale = (np.float32(qin[0].scalar_scale) * wq.scale).astype(np.float32)
@@ -73,8 +85,8 @@ def _prepare_weighted(node, qin, out, cfg):
     node.attrs["clamp"] = (int(lo), int(hi))
 
 
-_INT_WEIGHTED = ("int32 accumulate of `(x - zx) * Wq` plus `bias_q`, requantized per output channel, "
-                 "clamped by `act`; weights per-channel symmetric 7-bit (or 8-bit)")
+_INT_WEIGHTED = ("int32 accumulate of `(x - zx) * Wq` plus `bias_q` (|bias_q| < 2^30), requantized per output "
+                 "channel, clamped by `act`; weights per-channel symmetric 7-bit (or 8-bit)")
 define(OpDef("linear", (1, 1), _float_weighted, _int_weighted, {"act": str}, ("weight",),
              "`x @ W.T + b` over the last axis, then `act` (none/relu/relu6)", _INT_WEIGHTED,
              "calibrated", _prepare_weighted, _check_act))

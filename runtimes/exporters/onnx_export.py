@@ -16,6 +16,8 @@ import numpy as np
 
 from edgefleet._errors import ConfigError, UnsupportedOpError
 
+from edgefleet.compress.ir.ops import OPS
+
 from ._names import UniqueNames
 
 OPSET = 17
@@ -95,6 +97,8 @@ class _Writer:
         return x
 
     def emit(self, node) -> str:
+        if self.int8 and OPS[node.op].is_lut and node.op not in NATIVE_INT8_LUT_OPS:
+            return _table_lookup(self, node, [self.read(i) for i in node.inputs])
         lower = LOWERINGS.get(node.op)
         if lower is None:
             raise UnsupportedOpError(f"the ONNX exporter cannot express op {node.op!r} ({node.where()})")
@@ -131,6 +135,24 @@ class _Writer:
 
 # -- one lowering per op: (writer, node, input names) -> output name -----------------------------
 LOWERINGS: dict = {}
+#: lookup-table activations onnxruntime computes exactly in int8 (clamps); the others are written as
+#: the IR's own table so that onnxruntime gives run_int's integers, not a float function re-rounded
+NATIVE_INT8_LUT_OPS = ("relu", "relu6")
+
+
+def _table_lookup(w: _Writer, node, x) -> str:
+    """int8 ``table[q + 128]``: re-quantize the (dequantized) input exactly, Cast, Add 128, Gather."""
+    qin, qout = w.graph.qparams[node.inputs[0]], w.graph.qparams[node.outputs[0]]
+    base = node.name
+    s_in, z_in = w.init(f"{base}_in_scale", np.float32(qin.scalar_scale)), w.init(f"{base}_in_zp", np.int8(qin.scalar_zero_point))
+    q = w.node("QuantizeLinear", [x[0], s_in, z_in], base=f"{base}_requant")
+    wide = w.node("Cast", [q], base=f"{base}_int32", to=6)
+    index = w.node("Add", [wide, w.init(f"{base}_offset", np.int32(128))], base=f"{base}_index")
+    looked = w.node("Gather", [w.init(f"{base}_table", np.asarray(node.params["table"], np.int8)), index],
+                    base=f"{base}_lookup", axis=0)
+    s_out = w.init(f"{base}_out_scale", np.float32(qout.scalar_scale))
+    z_out = w.init(f"{base}_out_zp", np.int8(qout.scalar_zero_point))
+    return w.node("DequantizeLinear", [looked, s_out, z_out], base=f"{base}_DQ")
 
 
 def lowers(*ops):

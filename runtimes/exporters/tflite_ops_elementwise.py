@@ -2,9 +2,10 @@
 :class:`~.tflite_lower.Lowering`.
 
 Elementwise ops run in whatever layout their 4-D inputs already have (constants are re-laid-out to
-match). int8 activations use TFLite's own ops where their output quantization is free (RELU, RELU6,
-HARD_SWISH, GELU) and the IR's lookup table (CAST/ADD/GATHER, exact) where TFLite would impose fixed
-output parameters the graph does not have (LOGISTIC, TANH) or has no int8 op (SiLU).
+match). int8 activations use TFLite's own ops for the clamps (RELU, RELU6) and the IR's lookup table
+(CAST/ADD/GATHER, exact) for the others: TFLite's int8 HARD_SWISH and GELU round their own way (1 LSB,
+which squeeze-excitation blocks amplify), LOGISTIC and TANH impose fixed output parameters, SiLU has
+no int8 op.
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ class ElementwiseOps:
         self._unary(node, B.RELU6)
 
     def _op_hardswish(self, node) -> None:
+        if self.int8:  # TFLite's int8 HARD_SWISH rounds its own way: 1 LSB, amplified by SE blocks
+            return self._lut(node)
         self._unary(node, B.HARD_SWISH)
 
     def _op_gelu(self, node) -> None:
+        if self.int8:
+            return self._lut(node)
         self._unary(node, B.GELU, "GeluOptions", Approximate=node.attrs.get("approximate", "none") == "tanh")
 
     def _op_div(self, node) -> None:

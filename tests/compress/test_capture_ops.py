@@ -103,3 +103,33 @@ def test_token_ids_of_the_wrong_dtype_or_out_of_vocabulary_are_clear_errors():
     ids[1, 4] = -3
     with pytest.raises(DataError, match="embedding index -3 is out of range"):
         run_int(qg, {"ids": ids, "feats": feats})
+
+
+class ViTBits(nn.Module):
+    """A class token concatenated in front of the patch tokens, and the timm-style fused qkv:
+    ``reshape(b, n, 3, h, d).permute(2, 0, 3, 1, 4)`` then ``qkv[0], qkv[1], qkv[2]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = nn.Parameter(torch.randn(1, 5, 8) * 0.1)
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1) + self.pos
+        qkv = self.qkv(x).reshape(b, n + 1, 3, 2, 4).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        att = torch.softmax(torch.matmul(q, k.transpose(-2, -1)), dim=-1)
+        return torch.matmul(att, v).transpose(1, 2).reshape(b, n + 1, d)[:, 0]
+
+
+def test_class_token_and_fused_qkv_capture_without_moving_the_batch_axis():
+    torch.manual_seed(0)
+    model = ViTBits().eval()
+    g = capture(model, (4, 8))
+    assert all(n.op != "transpose" or n.attrs["perm"][0] == 0 for n in g.nodes)
+    x = np.random.default_rng(0).standard_normal((3, 4, 8)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(run_float(g, x)["output"] - ref).max() < 1e-5

@@ -142,3 +142,38 @@ def test_bad_quant_config_is_refused():
         QuantConfig(method="magic")
     with pytest.raises(ConfigError, match="weight_bits"):
         QuantConfig(weight_bits=4)
+
+
+def test_a_bias_too_large_for_int32_widens_its_channels_weight_scale():
+    """A squeeze-excitation conv on a near-constant input: bias / (s_in * s_w) would overflow int32
+    (TFLite and XNNPACK add the bias in int32); the quantizer widens that channel's weight scale."""
+    from edgefleet.compress.ir.graph import Node, Value
+    from edgefleet.compress.ir.op_layers import BIAS_LIMIT
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 6)).astype(np.float32) * 0.1
+    g = Graph([Value("input", (None, 6))], [Node("linear", "fc", ["input"], ["output"], {"act": "none"},
+                                                  {"weight": w, "bias": np.array([5.0, 0, 0, -5.0], np.float32)})],
+              ["output"], {"output": Value("output", (None, 4))}).validate()
+    calib = rng.standard_normal((8, 6)).astype(np.float32) * 1e-6
+    qg = quantize_graph(g, [calib], QuantConfig(method="minmax"))
+    p = qg.nodes[0].params
+    assert np.abs(p["bias_q"].astype(np.int64)).max() <= BIAS_LIMIT
+    assert p["weight_scale"][0] > p["weight_scale"][1]  # only the channels that needed it
+    out = run_int(qg, calib)["output"]
+    assert np.allclose(out[:, 0], 5.0, atol=0.1) and np.allclose(out[:, 3], -5.0, atol=0.1)
+
+
+def test_softmax_input_with_an_additive_mask_is_calibrated_on_the_unmasked_values():
+    """Scores spread over [-90, 60] plus a -1e4 mask: the range covers the scores (the mask's gap is what
+    separates them), and masked positions still get exactly 0 weight in int8."""
+    from edgefleet.compress.ir.op_norm import _softmax_input_range
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(-90, 60, 4000)
+    masked = np.concatenate([scores, scores[:1000] - 1e4])
+    lo, hi = _softmax_input_range(masked.min(), masked.max(), masked)
+    assert lo == pytest.approx(scores.min()) and hi == masked.max()
+    assert _softmax_input_range(-5.0, 5.0, rng.uniform(-5, 5, 100)) == (-5.0, 5.0)  # no mask: unchanged
+    narrow = np.concatenate([rng.uniform(-1, 1, 100), [-1e4]])
+    assert _softmax_input_range(narrow.min(), narrow.max(), narrow)[0] <= narrow.max() - 16  # exp(-16) -> 0

@@ -108,8 +108,9 @@ def test_op_vocabulary_of_the_encoder(zoo_built, tmp_path):
     b = zoo_built("bert_encoder")
     path = exporters.get("tflite-int8")().export(b.qgraph, tmp_path / "bert.int8.tflite")
     ops = set(n for n, _ in _ops(_read(path)[1]))
-    assert {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU", "RESHAPE", "TRANSPOSE", "MUL", "ADD", "MEAN",
-            "RSQRT", "QUANTIZE", "DEQUANTIZE"} <= ops
+    # int8 GELU is the IR's own table (CAST/ADD/GATHER): exact, where TFLite's GELU rounds its own way
+    assert {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GATHER", "CAST", "RESHAPE", "TRANSPOSE", "MUL", "ADD", "MEAN",
+            "RSQRT", "QUANTIZE", "DEQUANTIZE"} <= ops and "GELU" not in ops
 
 
 def test_full_integer_keeps_attention_matmuls_int8(zoo_built, tmp_path):
