@@ -43,18 +43,6 @@ GOALS = {("1", "1"): {"onnxruntime int8": 0.8, "onnxruntime fp32": 0.7},
 SDK_GOAL_US = 10.0
 
 
-def physical_cores() -> int:
-    """Physical cores of this machine (Linux sysfs; falls back to the logical count)."""
-    cores = set()
-    base = Path("/sys/devices/system/cpu")
-    for topo in base.glob("cpu[0-9]*/topology"):
-        try:
-            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
-        except OSError:
-            pass
-    return len(cores) or os.cpu_count() or 1
-
-
 def cpu_header() -> dict:
     """The machine's ISA as the benchmark header states it."""
     name, flags = platform.processor() or platform.machine(), set()
@@ -68,7 +56,9 @@ def cpu_header() -> dict:
     except OSError:
         pass
     isa = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "asimd", "asimddp") if f in flags]
-    return {"cpu": name, "isa": isa, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores()}
+    from edgefleet import _native
+
+    return {"cpu": name, "isa": isa, "logical_cpus": os.cpu_count(), "physical_cores": _native.default_threads()}
 
 
 class Timer:
@@ -179,10 +169,7 @@ def ort_session(path, threads: int | None):
 def native_model(path, kernels: str, threads: int | None):
     from edgefleet import _native
 
-    try:
-        return _native.Model(str(path), kernels=kernels, threads=threads)
-    except TypeError:  # a build without the threads option
-        return _native.Model(str(path), kernels=kernels)
+    return _native.Model(str(path), kernels=kernels, threads=threads)
 
 
 def bench_model(name: str, workdir: Path, kernels: list[str], thread_counts: dict, seconds: float) -> dict:
@@ -296,8 +283,7 @@ def main(argv=None) -> int:
             ap.error(f"this CPU cannot run the {k} kernel table (it runs: {', '.join(_native.kernel_tables())})")
     machine = {**cpu_header(), "python": platform.python_version(), "machine": platform.machine(),
                "onnxruntime": onnxruntime.__version__, "native_kernels": kernels,
-               "kernel_tables": _native.kernel_tables(),
-               "native_default_threads": getattr(_native, "default_threads", lambda: 1)()}
+               "kernel_tables": _native.kernel_tables()}
     thread_counts = {t: (1 if t == "1" else None) for t in args.threads}
     results = []
     with tempfile.TemporaryDirectory() as tmp:
