@@ -261,7 +261,31 @@ def _gelu(w: _Writer, node, x):
 
 @lowers("softmax")
 def _softmax(w: _Writer, node, x):
+    if w.int8:
+        return _integer_softmax(w, node, x)
     return w.node("Softmax", x, base=node.name, axis=node.attrs["axis"])
+
+
+def _integer_softmax(w: _Writer, node, x) -> str:
+    """The IR's integer softmax in int32 ONNX ops (bit-exact): ``e = table[max - q]``,
+    ``y = (512 e + sum) // (2 sum) - 128``."""
+    base, axis = node.name, node.attrs["axis"]
+    qin = w.graph.qparams[node.inputs[0]]
+    i32 = lambda v: w.init(f"{base}_c{v}", np.array(v, np.int32))  # noqa: E731
+    s_in, z_in = w.init(f"{base}_in_scale", np.float32(qin.scalar_scale)), w.init(f"{base}_in_zp", np.int8(qin.scalar_zero_point))
+    q = w.node("Cast", [w.node("QuantizeLinear", [x[0], s_in, z_in], base=f"{base}_requant")], base=f"{base}_int32", to=6)
+    axes = w.init(f"{base}_axes", np.array([axis], np.int64))
+    top = w.node("ReduceMax", [q], base=f"{base}_max", axes=[axis], keepdims=1)
+    e = w.node("Gather", [w.init(f"{base}_exp", np.asarray(node.params["exp_table"], np.int32)),
+                          w.node("Sub", [top, q], base=f"{base}_d")], base=f"{base}_exp_lookup", axis=0)
+    total = w.node("ReduceSum", [e, axes], base=f"{base}_sum", keepdims=1)
+    num = w.node("Add", [w.node("Mul", [e, i32(512)], base=f"{base}_e512"), total], base=f"{base}_num")
+    y = w.node("Div", [num, w.node("Mul", [total, i32(2)], base=f"{base}_den")], base=f"{base}_div")
+    y = w.node("Clip", [w.node("Sub", [y, i32(128)], base=f"{base}_shift"), i32(-128), i32(127)], base=f"{base}_clip")
+    out = w.graph.qparams[node.outputs[0]]
+    return w.node("DequantizeLinear", [w.node("Cast", [y], base=f"{base}_int8", to=3),
+                                       w.init(f"{base}_out_scale", np.float32(out.scalar_scale)),
+                                       w.init(f"{base}_out_zp", np.int8(out.scalar_zero_point))], base=f"{base}_DQ")
 
 
 @lowers("layer_norm")

@@ -153,7 +153,7 @@ class ElementwiseOps:
         x = self._get(node.inputs[0], nhwc)
         stored = L.stored_axis(axis, rank, nhwc)
         if stored == rank - 1:
-            self.m.op(B.SOFTMAX, [x.index], [self._out(node, nhwc)], "SoftmaxOptions", Beta=1.0)
+            self._softmax_last(node, x.index, self._out(node, nhwc))
             return
         # TFLite's SOFTMAX reduces the last axis only: swap the axis there and back (a permutation
         # changes no value, so int8 parameters carry through unchanged)
@@ -165,8 +165,36 @@ class ElementwiseOps:
         swapped = self._temp(f"{node.name}/swapped", swapped_shape, like=x.index)
         self.m.op(B.TRANSPOSE, [x.index, perm_const], [swapped], "TransposeOptions")
         soft = self._temp(f"{node.name}/softmax", swapped_shape, quant=self._quant(node.outputs[0]), like=x.index)
-        self.m.op(B.SOFTMAX, [swapped], [soft], "SoftmaxOptions", Beta=1.0)
+        self._softmax_last(node, swapped, soft)
         self.m.op(B.TRANSPOSE, [soft, perm_const], [self._out(node, nhwc)], "TransposeOptions")
+
+    def _softmax_last(self, node, x: int, out: int) -> None:
+        """Softmax over the last stored axis. int8: the IR's integer softmax in int32 ops (bit-exact;
+        TFLite's int8 SOFTMAX uses its own exp table): ``y = (512 e + sum) // (2 sum) - 128`` with
+        ``e = table[max - q]``."""
+        if not self.int8:
+            self.m.op(B.SOFTMAX, [x], [out], "SoftmaxOptions", Beta=1.0)
+            return
+        n, shape = node.name, self.m.shape_of(x)
+        reduced = (*shape[:-1], 1)
+        t = lambda tag, shp=shape: self._temp(f"{n}/{tag}", shp, "int32")  # noqa: E731
+        last = self._i32(f"{n}/last_axis", [len(shape) - 1])
+        q, top, d, e, total, e512, num, den, y, y_hi, y_lo = (
+            t("int32"), t("max", reduced), t("d"), t("exp"), t("sum", reduced), t("e512"), t("num"), t("den", reduced),
+            t("quotient"), t("shifted"), t("clamped"))
+        self.m.op(B.CAST, [x], [q])
+        self.m.op(B.REDUCE_MAX, [q, last], [top], "ReducerOptions", KeepDims=True)
+        self.m.op(B.SUB, [top, q], [d], "SubOptions", FusedActivationFunction=0)
+        table = self.m.const(f"{n}/exp_table", np.asarray(node.params["exp_table"], np.int32), "int32")
+        self.m.op(B.GATHER, [table, d], [e], "GatherOptions", Axis=0, BatchDims=0)
+        self.m.op(B.SUM, [e, last], [total], "ReducerOptions", KeepDims=True)
+        self.m.op(B.MUL, [e, self._i32(f"{n}/512", 512)], [e512], "MulOptions", FusedActivationFunction=0)
+        self.m.op(B.ADD, [e512, total], [num], "AddOptions", FusedActivationFunction=0)
+        self.m.op(B.MUL, [total, self._i32(f"{n}/2", 2)], [den], "MulOptions", FusedActivationFunction=0)
+        self.m.op(B.FLOOR_DIV, [num, den], [y])
+        self.m.op(B.SUB, [y, self._i32(f"{n}/128", 128)], [y_hi], "SubOptions", FusedActivationFunction=0)
+        self.m.op(B.MINIMUM, [y_hi, self._i32(f"{n}/127", 127)], [y_lo])
+        self.m.op(B.CAST, [y_lo], [out])
 
     def _op_layer_norm(self, node) -> None:
         """Float32 between DEQUANTIZE and QUANTIZE in int8 (as the IR defines it)."""
