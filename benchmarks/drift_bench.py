@@ -231,7 +231,7 @@ def sequential(pool: dict, val: tuple, runs: int, horizon: int, draws: int, rng,
         for _ in range(horizon):
             alarms += mon.look(sketch(ref, draw(rng, "none", 0, block, pool)[0]), ref)["state"] == "drift"
         any_alarm.append(alarms > 0)
-        # abrupt: 20 clean looks, then Gaussian noise (medium) on every image until the alarm
+        # abrupt: 20 clean looks, then large Gaussian noise on half the images until the alarm
         mon = Monitor(settings)
         for _ in range(20):
             mon.look(sketch(ref, draw(rng, "none", 0, block, pool)[0]), ref)
@@ -326,15 +326,28 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, sizes and looks (< 3 minutes)")
     parser.add_argument("--json", action="store_true", help="print the JSON result too")
+    parser.add_argument("--datasets", default="digits,fashion",
+                        help="comma-separated subset of digits,fashion (the sequential part needs fashion)")
+    parser.add_argument("--runs", type=int, help="sequential runs (override)")
+    parser.add_argument("--horizon", type=int, help="no-drift looks per sequential run (override)")
     args = parser.parse_args(argv)
+    names = [d for d in args.datasets.split(",") if d]
+    if not set(names) <= {"digits", "fashion"}:
+        parser.error(f"--datasets: expected digits and/or fashion, got {args.datasets!r}")
+    runs, horizon = args.runs, args.horizon
     if args.quick:
         args.ns, args.reps, args.est_reps, args.runs, args.horizon, args.draws = [10, 50, 100, 1000], 3, 1, 2, 150, 500
     else:
         args.ns, args.reps, args.est_reps, args.runs, args.horizon, args.draws = \
             [10, 20, 50, 100, 200, 500, 1000, 10000], 20, 5, 10, 1000, 500
+    for key, value in (("runs", runs), ("horizon", horizon)):
+        if value is not None:
+            if value < 1:
+                parser.error(f"--{key}: expected a positive integer")
+            setattr(args, key, value)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
-    results = {name: run_dataset(name, args, rng) for name in ("digits", "fashion")}
+    results = {name: run_dataset(name, args, rng) for name in names}
     methods = ("ours", "bbsds", "bbsdh")
     combined = {}
     for key in ("detection", "false_positive"):
@@ -346,7 +359,8 @@ def main(argv=None) -> int:
                 combined[key][m][n] = round(float(np.mean(vals)), 3) if vals else None
     payload = {
         "detection": combined["detection"], "false_positive": combined["false_positive"],
-        "horizon_false_alarm_runs": results["fashion"]["sequential"]["horizon_false_alarm_runs"],
+        "horizon_false_alarm_runs": (results["fashion"]["sequential"]["horizon_false_alarm_runs"]
+                                     if "fashion" in results else None),
         "estimation_mae": {m: round(float(np.mean([results[d]["estimation"]["mae"][m] for d in results])), 4)
                            for m in ("ours", "max_softmax", "atc_raw")},
         "published_bbsds": PUBLISHED_BBSDS, "by_dataset": results, "quick": args.quick,
@@ -364,16 +378,17 @@ def main(argv=None) -> int:
                    if payload["detection"][m][n] is not None else "-" for n in args.ns] for m in methods]
     rows.append(["published BBSDs"] + [f"{PUBLISHED_BBSDS[n]:.2f}" for n in args.ns])
     print_table(["method"] + [f"n={n}" for n in args.ns], rows)
-    s = results["fashion"]["sequential"]
-    print(f"\nsequential (fashion, {s['runs']} runs, looks of {s['block']} predictions)")
-    print_table(["measure", "value"], [
-        [f"runs with any false alarm in {s['horizon']} no-drift looks", s["horizon_false_alarm_runs"]],
-        ["abrupt shift (noise, half the images): delay median / p90 / missed (looks)",
-         f"{s['abrupt_delay_looks']['median']} / {s['abrupt_delay_looks']['p90']} / {s['abrupt_delay_looks']['missed']}"],
-        ["gradual rotation (+1 %/look): delay median / p90 / missed",
-         f"{s['gradual_delay_looks']['median']} / {s['gradual_delay_looks']['p90']} / {s['gradual_delay_looks']['missed']}"],
-        ["recovery after the shift ends: looks median / p90 / never",
-         f"{s['recovery_looks']['median']} / {s['recovery_looks']['p90']} / {s['recovery_looks']['missed']}"]])
+    s = results.get("fashion", {}).get("sequential")
+    if s:
+        print(f"\nsequential (fashion, {s['runs']} runs, looks of {s['block']} predictions)")
+        print_table(["measure", "value"], [
+            [f"runs with any false alarm in {s['horizon']} no-drift looks", s["horizon_false_alarm_runs"]],
+            ["abrupt shift (noise, half the images): delay median / p90 / missed (looks)",
+             f"{s['abrupt_delay_looks']['median']} / {s['abrupt_delay_looks']['p90']} / {s['abrupt_delay_looks']['missed']}"],
+            ["gradual rotation (+1 %/look): delay median / p90 / missed",
+             f"{s['gradual_delay_looks']['median']} / {s['gradual_delay_looks']['p90']} / {s['gradual_delay_looks']['missed']}"],
+            ["recovery after the shift ends: looks median / p90 / never",
+             f"{s['recovery_looks']['median']} / {s['recovery_looks']['p90']} / {s['recovery_looks']['missed']}"]])
     print("\nlabel-free accuracy: mean absolute error (worst case) over shifts x fractions (n = min(1000, pool / 2))")
     print_table(["data set"] + ["ours (ATC, sketch)", "max-softmax", "ATC (raw)"], [
         [d] + [f"{r['estimation']['mae'][m]:.3f} ({r['estimation']['worst'][m]:.3f})"
