@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from edgefleet._registry import registrar
+
 from .ir.graph import Node, Value
 
 ATEN: dict = {}
@@ -36,12 +38,7 @@ SUGGEST = {
 }
 
 
-def aten(*names):
-    def register(fn):
-        for name in names:
-            ATEN[name] = fn
-        return fn
-    return register
+aten = registrar(ATEN)
 
 
 def _arg(args, kw, index, key, default):

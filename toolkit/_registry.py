@@ -7,7 +7,20 @@ name raises the caller's error class listing what is known.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Callable
+
+
+def registrar(table: dict) -> Callable:
+    """A decorator factory that files a function under one or more keys of ``table``:
+    ``lowers = registrar(LOWERINGS)`` then ``@lowers("linear", "conv2d")`` (an op's lowering per
+    exporter, an ATen handler in capture)."""
+    def keys(*names: str) -> Callable:
+        def register(fn):
+            for name in names:
+                table[name] = fn
+            return fn
+        return register
+    return keys
 
 
 class LazyRegistry:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefleet._errors import ModelError, UnsupportedOpError
+from edgefleet._registry import registrar
 from edgefleet.compress.ir.graph import QParams
 from edgefleet.compress.ir.ops import OPS
 
@@ -119,12 +120,7 @@ def _clamp(node, qp) -> tuple[int, int]:
 LOWERINGS: dict = {}
 
 
-def lowers(*ops):
-    def register(fn):
-        for op in ops:
-            LOWERINGS[op] = fn
-        return fn
-    return register
+lowers = registrar(LOWERINGS)
 
 
 def lowering_for(op: str):

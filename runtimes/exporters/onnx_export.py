@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefleet._errors import ConfigError, UnsupportedOpError
+from edgefleet._registry import registrar
 
 from edgefleet.compress.ir.ops import OPS
 
@@ -155,12 +156,7 @@ def _table_lookup(w: _Writer, node, x) -> str:
     return w.node("DequantizeLinear", [looked, s_out, z_out], base=f"{base}_DQ")
 
 
-def lowers(*ops):
-    def register(fn):
-        for op in ops:
-            LOWERINGS[op] = fn
-        return fn
-    return register
+lowers = registrar(LOWERINGS)
 
 
 @lowers("linear")
