@@ -39,13 +39,14 @@ def _histogram(values: np.ndarray, edges: list[float]) -> list[int]:
     return np.bincount(idx, minlength=len(edges) - 1).astype(int).tolist()
 
 
-def build_reference(x_val: np.ndarray, logits_val: np.ndarray, y_val: np.ndarray, num_classes: int) -> dict:
-    """The ``monitoring`` section of a classifier's manifest."""
-    temperature = fit_temperature(logits_val, y_val)
-    pred = logits_val.argmax(axis=1)
-    conf = _softmax(logits_val / temperature).max(axis=1)
-    conf_edges = _edges(conf, 0.0, 1.0)
-    flat = x_val.reshape(len(x_val), -1).astype(np.float64)
+#: reference centroids of the embedding task (k-means on the validation embeddings)
+CENTROIDS = 8
+#: stored quantiles of a regression's first output (its calibrated "confidence" is the rank among them)
+QUANTILES = 64
+
+
+def _pca_projection(flat: np.ndarray) -> dict:
+    flat = flat.astype(np.float64)
     mean = flat.mean(axis=0)
     _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
     k = min(PROJECTIONS, vt.shape[0])
@@ -57,11 +58,66 @@ def build_reference(x_val: np.ndarray, logits_val: np.ndarray, y_val: np.ndarray
     for j in range(k):
         edges = _edges(z[:, j])
         hists.append({"edges": edges, "counts": _histogram(z[:, j], edges)})
-    return {
-        "class_counts": np.bincount(pred, minlength=num_classes).astype(int).tolist(),
+    return {"mean": np.round(mean, 6).tolist(), "components": np.round(comps, 6).tolist(), "histograms": hists}
+
+
+def _kmeans_centroids(e: np.ndarray, k: int, seed: int = 0, iters: int = 25) -> np.ndarray:
+    """Spherical k-means (deterministic): unit centroids of unit embeddings."""
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    k = min(k, len(e))
+    rng = np.random.default_rng(seed)
+    c = e[np.sort(rng.choice(len(e), k, replace=False))]
+    for _ in range(iters):
+        assign = (e @ c.T).argmax(axis=1)
+        for j in range(k):
+            members = e[assign == j]
+            if len(members):
+                v = members.sum(axis=0)
+                c[j] = v / max(np.linalg.norm(v), 1e-12)
+    return c
+
+
+def build_reference(kind: str, x_val, outputs_val: np.ndarray, y_val: np.ndarray | None, num_classes: int) -> dict:
+    """The ``monitoring`` section of a manifest for a task ``kind`` (see ``edgefleet.monitoring``).
+
+    The projections are of the (single, float) input; for a model with integer or several inputs,
+    of its output instead (``projection.of``)."""
+    from edgefleet import monitoring
+    from . import batch as B
+
+    out = np.asarray(outputs_val, np.float64).reshape(len(outputs_val), -1)
+    flat = B.float_part(x_val)
+    ref: dict = {"kind": kind}
+    if kind == "classifier":
+        temperature = fit_temperature(outputs_val, y_val)
+        pred = out.argmax(axis=1)
+        conf = _softmax(out / temperature).max(axis=1)
+        classes = np.bincount(pred, minlength=num_classes)
+        ref["temperature"] = round(temperature, 6)
+    elif kind == "embedding":
+        flat = None  # token ids carry no geometry; the embedding does
+        centroids = _kmeans_centroids(out, CENTROIDS)
+        ref["centroids"] = np.round(centroids, 6).tolist()
+        ref["temperature"] = 1.0
+        scores = [monitoring.summarize(ref, row) for row in out.tolist()]
+        classes = np.bincount([c for c, _ in scores], minlength=len(centroids))
+        conf = np.array([s for _, s in scores])
+    else:  # regression: the first output's quantiles; the "confidence" is its rank (uniform on normal data)
+        first = np.sort(out[:, 0])
+        ref["quantiles"] = np.round(first[np.linspace(0, len(first) - 1, QUANTILES).round().astype(int)], 6).tolist()
+        ref["temperature"] = 1.0
+        scores = [monitoring.summarize(ref, row) for row in out.tolist()]
+        classes = np.bincount([c for c, _ in scores], minlength=len(ref["quantiles"]) + 1)
+        conf = np.array([s for _, s in scores])
+    conf_edges = _edges(conf, 0.0, 1.0)
+    projection = _pca_projection(flat if flat is not None else out)
+    projection["of"] = "input" if flat is not None else "output"
+    ref.update({
+        "class_counts": classes.astype(int).tolist(),
         "confidence": {"edges": conf_edges, "counts": _histogram(conf, conf_edges)},
-        "projection": {"mean": np.round(mean, 6).tolist(), "components": np.round(comps, 6).tolist(), "histograms": hists},
-        "temperature": round(temperature, 6),
-        "reference_size": int(len(x_val)),
-        "expected_accuracy": round(float(conf.mean() * 100), 3),
-    }
+        "projection": projection,
+        "reference_size": int(len(out)),
+    })
+    if kind == "classifier":
+        ref["expected_accuracy"] = round(float(conf.mean() * 100), 3)
+    return ref

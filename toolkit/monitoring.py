@@ -9,6 +9,13 @@ export time; a device computes the same quantities on live traffic and sends the
   validation inputs), each with a histogram;
 - ``temperature``: ``T``, fitted on the validation data so that mean confidence estimates accuracy.
 
+Other tasks fill the same sections with their own meaning (:func:`summarize`): an ``embedding``'s
+"class" is its nearest reference centroid (``centroids``, unit vectors) and its "confidence" the
+cosine to it; a ``regression``'s "class" is the quantile bin of its first output among the reference
+``quantiles`` and its "confidence" that output's rank in ``[0, 1]`` (uniform while nothing drifts).
+Their projections are of the model's output (``projection.of == "output"``), since token ids carry
+no geometry.
+
 Histogram rule, shared by export and devices: ``edges`` are strictly increasing; a value ``v`` falls
 in bin ``i`` when ``edges[i] <= v < edges[i+1]``; values below ``edges[0]`` count in the first bin and
 values at or above ``edges[-1]`` in the last one, so no observation is ever dropped.
@@ -57,3 +64,20 @@ def project(x_flat: Sequence[float], mean: Sequence[float], components: Sequence
     """The k input projections of one flattened input."""
     centred = [a - b for a, b in zip(x_flat, mean)]
     return [sum(c * v for c, v in zip(row, centred)) for row in components]
+
+
+def summarize(ref: dict, output: Sequence[float]) -> tuple[int, float]:
+    """(class, confidence) of one output row under a monitoring reference, for its task ``kind``."""
+    kind = ref.get("kind", "classifier")
+    if kind == "embedding":
+        norm = math.sqrt(sum(v * v for v in output)) or 1.0
+        sims = [sum(c * v for c, v in zip(row, output)) / norm for row in ref["centroids"]]
+        best = argmax(sims)
+        return best, min(max(sims[best], 0.0), 1.0)
+    if kind == "regression":
+        q = ref["quantiles"]
+        rank = bisect.bisect_right(q, output[0])
+        return rank, rank / len(q)
+    probs = softmax(list(output), ref["temperature"])
+    best = argmax(probs)
+    return best, probs[best]

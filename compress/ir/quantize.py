@@ -114,11 +114,11 @@ def calibrate(graph: Graph, batches, cfg: QuantConfig) -> _Observer:
     obs = _Observer(cfg.max_samples, cfg.seed)
     seen = 0
     for batch in batches:
-        arr = np.asarray(batch)
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        arrays = [np.asarray(a) for a in (batch.values() if isinstance(batch, dict) else [batch])]
+        if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays):
             raise DataError("calibration data holds NaN or infinite values")
-        run_float(graph, arr, observe=obs)
-        seen += len(arr)
+        run_float(graph, batch if isinstance(batch, dict) else arrays[0], observe=obs)
+        seen += len(arrays[0])
     if not seen:
         raise DataError("calibration needs at least one sample")
     return obs

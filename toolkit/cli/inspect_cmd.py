@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from edgefleet.cli import add_json_argument, emit_json
 
 
 def add_arguments(p) -> None:
     p.add_argument("bundle", help="bundle directory")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json_argument(p)
 
 
 def run(args) -> int:
@@ -16,8 +16,9 @@ def run(args) -> int:
     bundle = Bundle.open(args.bundle)
     m = bundle.manifest
     if args.json:
-        print(json.dumps(m, indent=2, sort_keys=True))
-        return 0
+        emit_json(args, m)
+        if args.json == "-":
+            return 0
     print(f"{m['model']['name']} v{m['model']['version']}  (schema {m['schema_version']}, digest {bundle.digest[:16]}...)")
     task = m["task"]
     labels = task.get("labels", [])
@@ -31,8 +32,10 @@ def run(args) -> int:
         mt = a["metrics"]
         lat = mt.get("latency", {}).get("batch1", {}).get("p50_ms")
         extra = []
-        if "test_accuracy" in mt:
-            extra.append(f"test acc {mt['test_accuracy']:.2f}%")
+        metric = task.get("metric", "accuracy")
+        if f"test_{metric}" in mt:
+            value = mt[f"test_{metric}"]
+            extra.append(f"test acc {value:.2f}%" if metric == "accuracy" else f"test {metric} {value:.4f}")
         if lat is not None:
             extra.append(f"p50 b1 {lat:.3f} ms")
         print(f"  {a['target']:<12} {a['file']:<20} {a['bytes']:>10,} bytes  {a['runtime']:<12} {'  '.join(extra)}")

@@ -18,20 +18,22 @@ from edgefleet._errors import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default="sqlite:///edgefleet-coordinator.db",
                    help="sqlite:///path.db (default) or postgresql://user@host/db")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (a non-loopback one needs TLS)")
     p.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
     p.add_argument("--http-port", type=int, default=8080, help="Connect/metrics/dashboard port; -1 disables")
-    p.add_argument("--admin-token", default=os.environ.get("EDGEFLEET_ADMIN_TOKEN", ""))
+    # no default here: help prints defaults, and a token must never appear in it
+    p.add_argument("--admin-token", help="token for the admin calls (else $EDGEFLEET_ADMIN_TOKEN)")
     p.add_argument("--tls-cert", help="PEM certificate (with --tls-key)")
     p.add_argument("--tls-key", help="PEM private key")
     p.add_argument("--rules", help="policy rules TOML (default: the embedded rules)")
     p.add_argument("--trusted-key", help="file with the ed25519 public key (raw or base64) bundles must be signed by")
-    p.add_argument("--max-message-bytes", type=int, default=8 * 1024 * 1024)
+    p.add_argument("--max-message-bytes", type=int, default=8 * 1024 * 1024, help="largest accepted message")
     p.add_argument("--evaluate-interval", type=float, default=10.0, help="seconds between policy evaluations")
 
 
 def config_from_args(args):
     from edgefleet.coordinator import ServerConfig, load_rules
+    args.admin_token = args.admin_token or os.environ.get("EDGEFLEET_ADMIN_TOKEN", "")
     if not args.admin_token:
         raise ConfigError("serve: an admin token is required (--admin-token or EDGEFLEET_ADMIN_TOKEN)")
     trusted = None

@@ -47,6 +47,8 @@ class Prediction:
     confidence: float
     model_version: str
     artifact: str
+    #: the model's output row (logits, embedding or values), as a list of floats
+    output: list | None = None
 
 
 def _write_json(path: Path, obj) -> None:
@@ -138,12 +140,17 @@ class Device:
                       latency_budget_ms=self.latency_budget_ms)
 
     def _prepare(self, x):
-        """(model-input rows, flattened rows for the projections), applying the manifest's preprocessing."""
-        pre = self.bundle.manifest["inputs"][0].get("preprocessing", {})
+        """(model-input rows, flattened rows for the projections), applying the manifest's preprocessing.
+        Integer or named inputs (``{"input_ids": ..., "attention_mask": ...}``) pass through unchanged,
+        in the manifest's dtypes; their projections are of the outputs (``None`` here)."""
+        specs = self.bundle.manifest["inputs"]
+        pre = specs[0].get("preprocessing", {})
         try:
             import numpy as np
         except ImportError:
             np = None
+        if isinstance(x, dict) or len(specs) > 1 or specs[0]["dtype"] != "float32":
+            return self._prepare_named(x if isinstance(x, dict) else {specs[0]["name"]: x}, specs, np), None
         if np is not None and not isinstance(x, list):
             arr = np.asarray(x, dtype=np.float32)
             if arr.ndim == 1:
@@ -160,6 +167,25 @@ class Device:
             out.append([(v * scale - m) / s for v, m, s in zip(row, means, stds)])
         return out, out
 
+    @staticmethod
+    def _prepare_named(feeds: dict, specs: list, np) -> dict:
+        missing = [s["name"] for s in specs if s["name"] not in feeds]
+        unknown = sorted(set(feeds) - {s["name"] for s in specs})
+        if missing or unknown:
+            raise DataError(f"predict: the model takes inputs {[s['name'] for s in specs]}; missing {missing}, "
+                            f"unknown {unknown}")
+        out = {}
+        for s in specs:
+            value = feeds[s["name"]]
+            if np is not None:
+                arr = np.asarray(value)
+                if arr.dtype.kind not in "iub" and s["dtype"].startswith("int"):
+                    raise DataError(f"predict: input {s['name']!r} expects {s['dtype']} values, got {arr.dtype}")
+                arr = arr.astype(s["dtype"])
+                value = arr[None] if arr.ndim == len(s["shape"]) - 1 else arr
+            out[s["name"]] = value
+        return out
+
     def _projections(self, flat) -> list[list[float]]:
         proj = self.bundle.manifest["monitoring"]["projection"]
         try:
@@ -175,7 +201,7 @@ class Device:
         """Predict a batch (rows of raw inputs; one row is accepted too). Never waits on the network."""
         with self._lock:
             rows, flat = self._prepare(x)
-            if len(rows) == 0:
+            if len(next(iter(rows.values())) if isinstance(rows, dict) else rows) == 0:
                 raise DataError("predict: empty batch")
             logits, artifact, latency_ms, errors = self.engine.run(rows)
             shadow_rows = None
@@ -184,7 +210,10 @@ class Device:
                     shadow_rows = self.shadow_engine.run(rows)[0]
                 except EdgefleetError:
                     self.stats["shadow_failed"] += 1
-            zs = self._projections(flat)
+            if hasattr(logits, "reshape"):
+                logits = logits.reshape(len(logits), -1)
+            of_output = self.bundle.manifest["monitoring"]["projection"].get("of") == "output"
+            zs = self._projections(logits if of_output or flat is None else flat)
             window = self._current_window(artifact)
             for kind in errors:
                 window.error(kind)
@@ -198,7 +227,7 @@ class Device:
                     window.shadow(monitoring.argmax(list(shadow_rows[i])) == cls)
                 pid = uuid.uuid4().hex
                 self._recent[pid] = (cls, self.bundle.version)
-                out.append(Prediction(pid, cls, conf, self.bundle.version, artifact))
+                out.append(Prediction(pid, cls, conf, self.bundle.version, artifact, list(row)))
             while len(self._recent) > _RECENT_PREDICTIONS:
                 self._recent.popitem(last=False)
             self.stats["predictions"] += len(out)

@@ -16,19 +16,28 @@ from edgefleet._errors import RuntimeBackendError
 __all__ = ["Engine", "default_runner_factory"]
 
 
-def default_runner_factory(target: str, path):
+def default_runner_factory(target: str, path, *, input_ranges=None):
+    """A runner from ``edgefleet.runtimes``; rows are one array (or nested lists) or, for a model
+    with several inputs, a dict of them. ``input_ranges`` bounds integer inputs (token ids)."""
     from edgefleet import runtimes
 
     names = [n for n in runtimes.for_target(target) if runtimes.get(n).is_available()]
     if not names:
         raise RuntimeBackendError(f"no available runtime for {target} (known: {', '.join(runtimes.names())})")
-    runtime = runtimes.load(names[0], path)
+    runtime = runtimes.load(names[0], path, input_ranges=input_ranges)
     output = runtime.output_names[0]
+    dtype = runtime.input_specs[0].dtype
 
     def run(rows):
         import numpy as np
-        return runtime.run(np.asarray(rows, dtype=np.float32))[output]
+        if isinstance(rows, dict):
+            return runtime.run(rows)[output]
+        return runtime.run(np.asarray(rows, dtype=dtype))[output]
     return run
+
+
+def _ranges(bundle) -> dict:
+    return {s["name"]: tuple(s["range"]) for s in bundle.manifest["inputs"] if "range" in s}
 
 
 def _finite(outputs) -> bool:
@@ -46,7 +55,8 @@ class Engine:
 
     def __init__(self, bundle, *, prefer: str = "", runner_factory=None, latency_budget_ms: float | None = None):
         self.bundle = bundle
-        self.factory = runner_factory or default_runner_factory
+        ranges = _ranges(bundle)
+        self.factory = runner_factory or (lambda target, path: default_runner_factory(target, path, input_ranges=ranges))
         self.latency_budget_ms = latency_budget_ms
         chain = list(bundle.fallback_chain) or list(bundle.targets)
         if prefer and prefer in bundle.targets:

@@ -43,11 +43,10 @@ class Window:
         return self.data["count"]
 
     def observe(self, logits, projections, latency_ms: float) -> tuple[int, float]:
-        """Count one prediction; return (predicted class, calibrated confidence)."""
+        """Count one prediction (one output row); return its (class, confidence) under the task's
+        rule (:func:`edgefleet.monitoring.summarize`)."""
         d, ref = self.data, self.ref
-        probs = monitoring.softmax(list(logits), ref["temperature"])
-        cls = monitoring.argmax(probs)
-        conf = probs[cls]
+        cls, conf = monitoring.summarize(ref, list(logits))
         d["count"] += 1
         d["class_counts"][cls] += 1
         d["confidence"][monitoring.bin_index(ref["confidence"]["edges"], conf)] += 1
