@@ -11,11 +11,12 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-C_SOURCES = ["native/efm_load.c", "native/efm_run.c", "native/efm_ops.c", "native/efm_ops_conv.c", "native/cpu.c",
+C_SOURCES = ["native/efm_load.c", "native/efm_run.c", "native/efm_ops.c", "native/efm_ops_conv.c", "native/efm_ops_misc.c",
+             "native/cpu.c",
              "native/kernels_portable.c", "native/kernels_avx2.c", "native/kernels_vnni.c", "native/kernels_avx512.c"]
 C_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fno-wrapv", "-fno-strict-aliasing", "-fno-math-errno", "-fvisibility=hidden"]
 
-HEADERS = ["native/efm.h", "native/efm_ops.h", "native/efm_util.h", "native/kernels.h", "native/kernels_impl.h",
+HEADERS = ["native/efm.h", "native/efm_format.h", "native/efm_ops.h", "native/efm_util.h", "native/kernels.h", "native/kernels_impl.h",
            "native/kernels_x86.h"]
 efm = ("efm", {"sources": C_SOURCES, "include_dirs": ["native"], "cflags": C_FLAGS, "obj_deps": {"": HEADERS}})
 

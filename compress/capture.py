@@ -11,21 +11,81 @@ other ATen op is refused with its name and the user's source line.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from edgefleet._errors import ModelError, UnsupportedOpError
 
+from .capture_aten import ATEN, SUGGEST, aten
 from .ir.graph import Graph, Node, Value
 
 _IDENTITY = {"dropout", "dropout_", "clone", "contiguous", "alias", "detach", "lift_fresh_copy",
-             "feature_dropout", "alpha_dropout", "_to_copy", "to"}
+             "feature_dropout", "alpha_dropout", "_to_copy", "to", "identity"}
 _SKIP = {"sym_size", "_assert_scalar", "_assert_tensor_metadata", "sym_constrain_range_for_size",
          "_assert_async", "le", "ge", "eq", "scalar_tensor", "sym_constrain_range"}
-_SHAPE_OPS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "_unsafe_view", "expand_as"}
-_UNARY = {"relu": "relu", "relu_": "relu", "hardswish": "hardswish", "hardswish_": "hardswish",
-          "sigmoid": "sigmoid", "silu": "silu", "silu_": "silu", "tanh": "tanh", "gelu": "gelu"}
+#: ops that read only their operand's shape (folded to a constant with batch 1, which broadcasts)
+_LIKE = {"zeros_like", "ones_like", "full_like", "empty_like"}
+#: ops without tensor operands that create a constant (folded)
+_CREATORS = {"arange", "zeros", "ones", "full", "empty", "tensor", "scalar_tensor", "linspace", "eye"}
+
+
+@aten(*_IDENTITY)
+def _identity(b, n, name, args, kw):
+    if name == "dropout" and len(args) > 2 and args[2]:
+        raise b.refuse(n, "dropout in training mode; call model.eval() first")
+    b.alias[n.name] = b.value_name(args[0])
+
+
+@dataclass
+class _Refusal:
+    op: str
+    why: str
+    module: str
+    source: str
+
+
+def _tensor_args(args, kw) -> list:
+    """The fx nodes among an op's operands (nested lists included)."""
+    found = []
+    for v in [*args, *kw.values()]:
+        if isinstance(v, (list, tuple)):
+            found += [x for x in v if hasattr(x, "op") and hasattr(x, "name")]
+        elif hasattr(v, "op") and hasattr(v, "name"):
+            found.append(v)
+    return found
+
+
+def _map_args(obj, fn):
+    if isinstance(obj, dict):
+        return {k: _map_args(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_args(v, fn) for v in obj)
+    return fn(obj) if hasattr(obj, "op") and hasattr(obj, "name") else obj
+
+
+def unsupported_error(refusals: list[_Refusal]) -> UnsupportedOpError:
+    """One error (one line, as the CLI prints it) naming every unsupported op: its source lines and
+    modules, the number of calls, why (where a supported op was used in an unsupported way), and the
+    nearest supported alternative."""
+    by_op: dict[str, list[_Refusal]] = {}
+    for r in refusals:
+        by_op.setdefault(r.op, []).append(r)
+    parts = []
+    for op, rs in by_op.items():
+        places = ", ".join(f"{r.source or 'unknown location'}" + (f" (module {r.module!r})" if r.module else "")
+                           for r in rs[:4]) + (f", and {len(rs) - 4} more" if len(rs) > 4 else "")
+        whys = sorted({r.why for r in rs if r.why})
+        part = f"aten.{op} at {places} ({len(rs)} call{'s' if len(rs) > 1 else ''}{'; ' + '; '.join(whys) if whys else ''})"
+        if op in SUGGEST:
+            part += f", nearest supported: {SUGGEST[op]}"
+        parts.append(part)
+    error = UnsupportedOpError(
+        f"{len(by_op)} unsupported op{'s' if len(by_op) > 1 else ''} in the model (nothing was calibrated or "
+        f"trained): {' | '.join(parts)}. The op set and what each target supports: docs/ops.md")
+    error.ops = {op: len(rs) for op, rs in by_op.items()}
+    return error
 
 
 def _aten_name(target) -> str:
@@ -72,6 +132,9 @@ class _Builder:
         self.values: dict[str, Value] = {}
         self.alias: dict[str, str] = {}  # fx name -> IR value name (identities, getitem)
         self.counts: dict[str, int] = {}
+        self.pieces: dict[str, tuple] = {}  # split/chunk/unbind node -> (input, axis, [(start, stop)], squeeze)
+        self.poisoned: set[str] = set()     # outputs of refused ops (and what depends on them)
+        self.refusals: list[_Refusal] = []
 
     # -- helpers ---------------------------------------------------------------------------------
     def value_name(self, arg) -> str:
@@ -103,159 +166,78 @@ class _Builder:
         return node
 
     def refuse(self, fx_node, why: str = "") -> UnsupportedOpError:
-        loc = _source(fx_node) or "unknown location"
-        mod = _module_path(fx_node)
-        extra = f": {why}" if why else ""
-        return UnsupportedOpError(
-            f"unsupported op aten.{_aten_name(fx_node.target)} at {loc}"
-            f"{f' (module {mod!r})' if mod else ''}{extra}; edgefleet's op set is documented in "
-            f"edgefleet.compress.ir.ops")
+        error = UnsupportedOpError(f"unsupported op aten.{_aten_name(fx_node.target)}{': ' + why if why else ''}")
+        error.why = why
+        return error
+
+    def reshape_output(self, node: Node, fx_node) -> None:
+        """Give ``node`` (a slice) a private output and reshape it to ``fx_node``'s shape (drops the axis)."""
+        sliced = f"{fx_node.name}_sliced"
+        shape = list(self.values[fx_node.name].shape)
+        x_shape = self.values[node.inputs[0]].shape
+        cut = list(x_shape)
+        cut[node.attrs["axis"]] = node.attrs["stop"] - node.attrs["start"]
+        node.outputs = [sliced]
+        self.values[sliced] = Value(sliced, tuple(cut), self.values[fx_node.name].dtype)
+        self.counts["reshape"] = self.counts.get("reshape", 0) + 1
+        self.nodes.append(Node("reshape", f"reshape_{self.counts['reshape']}", [sliced], [fx_node.name],
+                               {"shape": (-1, *shape[1:])}, {}, node.source, node.module))
 
     # -- mapping ----------------------------------------------------------------------------------
     def visit(self, n) -> None:
+        """Map one ATen call onto IR nodes (or fold it into a constant); a refusal is recorded, not
+        raised, so that capture can name every unsupported op of the model at once."""
         name = _aten_name(n.target)
-        args = list(n.args)
-        kw = dict(n.kwargs)
+        args, kw = list(n.args), dict(n.kwargs)
         if name in _SKIP:
             return
-        if name == "getitem":
-            src, idx = args
-            if idx != 0:
-                raise self.refuse(n, "only the first output of a multi-output op is supported")
-            self.alias[n.name] = self.value_name(src)
+        if any(self.value_name(a) in self.poisoned for a in _tensor_args(args, kw)):
+            self.poisoned.add(n.name)  # downstream of a refused op: check the op name only
+            if name not in ATEN and name not in _IDENTITY and name != "getitem":
+                self.refusals.append(_Refusal(name, "", _module_path(n), _source(n)))
             return
-        if name in _IDENTITY:
-            if name == "dropout" and len(args) > 2 and args[2]:
-                raise self.refuse(n, "dropout in training mode; call model.eval() first")
-            self.alias[n.name] = self.value_name(args[0])
+        if self.fold(n, name, args, kw):
             return
-        if any(self.is_const(a) for a in args[:1]) and name not in ("embedding",):
-            raise self.refuse(n, "the first operand is a constant; only activations flow through ops")
-        x = self.value_name(args[0]) if args else None
-        if name == "linear":
-            w = self.const(args[1])
-            params = {"weight": w}
-            pn = {"weight": self.param_names[args[1].name]}
-            if len(args) > 2 and args[2] is not None:
-                params["bias"] = self.const(args[2])
-                pn["bias"] = self.param_names[args[2].name]
-            self.add("linear", n, [x], {"act": "none"}, params, pn)
-        elif name == "conv2d":
-            if isinstance(args[4] if len(args) > 4 else kw.get("padding", 0), str):
-                raise self.refuse(n, "string padding ('same'/'valid'); use explicit integers")
-            w = self.const(args[1])
-            params, pn = {"weight": w}, {"weight": self.param_names[args[1].name]}
-            if len(args) > 2 and args[2] is not None:
-                params["bias"] = self.const(args[2])
-                pn["bias"] = self.param_names[args[2].name]
-            attrs = {"stride": _pair(_arg(args, kw, 3, "stride", 1)), "padding": _pair(_arg(args, kw, 4, "padding", 0)),
-                     "dilation": _pair(_arg(args, kw, 5, "dilation", 1)), "groups": int(_arg(args, kw, 6, "groups", 1)),
-                     "act": "none"}
-            self.add("conv2d", n, [x], attrs, params, pn)
-        elif name in ("batch_norm", "_native_batch_norm_legit_no_training"):
-            if name == "batch_norm" and _arg(args, kw, 5, "training", False):
-                raise self.refuse(n, "batch norm in training mode; call model.eval() first")
-            gamma = self.const(args[1]) if args[1] is not None else None
-            beta = self.const(args[2]) if args[2] is not None else None
-            mean, var = self.const(args[3]), self.const(args[4])
-            eps = float(args[7] if name == "batch_norm" else args[6])
-            self.batch_norm(n, x, gamma, beta, mean, var, eps)
-        elif name in _UNARY:
-            attrs = {}
-            if name == "gelu":
-                attrs["approximate"] = str(kw.get("approximate", args[1] if len(args) > 1 else "none"))
-            self.add(_UNARY[name], n, [x], attrs)
-        elif name in ("hardtanh", "hardtanh_", "clamp", "clamp_"):
-            lo, hi = _arg(args, kw, 1, "min", None), _arg(args, kw, 2, "max", None)
-            if (lo, hi) == (0, 6) or (lo, hi) == (0.0, 6.0):
-                self.add("relu6", n, [x])
-            elif lo in (0, 0.0) and hi is None:
-                self.add("relu", n, [x])
-            else:
-                raise self.refuse(n, f"clamp to [{lo}, {hi}]: only ReLU and ReLU6 ranges are supported")
-        elif name in ("max_pool2d", "max_pool2d_with_indices"):
-            kernel = _pair(args[1])
-            stride = _pair(_arg(args, kw, 2, "stride", None) or kernel)
-            if _pair(_arg(args, kw, 4, "dilation", 1)) != (1, 1) or _arg(args, kw, 5, "ceil_mode", False):
-                raise self.refuse(n, "dilation or ceil_mode in max pooling")
-            self.add("max_pool2d", n, [x], {"kernel": kernel, "stride": stride, "padding": _pair(_arg(args, kw, 3, "padding", 0))})
-        elif name == "avg_pool2d":
-            kernel = _pair(args[1])
-            stride = _pair(_arg(args, kw, 2, "stride", None) or kernel)
-            if _arg(args, kw, 4, "ceil_mode", False) or _arg(args, kw, 6, "divisor_override", None):
-                raise self.refuse(n, "ceil_mode or divisor_override in average pooling")
-            self.add("avg_pool2d", n, [x], {"kernel": kernel, "stride": stride, "padding": _pair(_arg(args, kw, 3, "padding", 0)),
-                                            "count_include_pad": bool(_arg(args, kw, 5, "count_include_pad", True))})
-        elif name == "adaptive_avg_pool2d":
-            in_shape = self.values_shape(args[0])
-            out_hw = _pair(args[1])
-            if out_hw == (1, 1):
-                self.add("mean", n, [x], {"axes": (2, 3), "keepdim": True})
-            elif in_shape[2] % out_hw[0] == 0 and in_shape[3] % out_hw[1] == 0:
-                k = (in_shape[2] // out_hw[0], in_shape[3] // out_hw[1])
-                self.add("avg_pool2d", n, [x], {"kernel": k, "stride": k, "padding": (0, 0), "count_include_pad": True})
-            else:
-                raise self.refuse(n, "adaptive pooling whose output does not divide the input")
-        elif name == "mean":
-            dims = args[1] if len(args) > 1 else kw.get("dim")
-            ndim = len(self.values_shape(args[0]))
-            axes = tuple(sorted(d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])))
-            if 0 in axes:
-                raise self.refuse(n, "mean over the batch axis")
-            self.add("mean", n, [x], {"axes": axes, "keepdim": bool(_arg(args, kw, 2, "keepdim", False))})
-        elif name in ("add", "add_", "mul", "mul_", "sub", "div"):
-            self.binary(n, name.rstrip("_"), args, kw)
-        elif name in _SHAPE_OPS:
-            shape = self.shape_of(n)
-            if shape[0] is not None and self.values_shape(args[0])[0] is None:
-                raise self.refuse(n, "reshape that changes the batch axis")
-            self.add("reshape", n, [x], {"shape": (-1, *shape[1:])})
-        elif name in ("softmax", "_softmax"):
-            ndim = len(self.values_shape(args[0]))
-            self.add("softmax", n, [x], {"axis": int(args[1]) % ndim})
-        elif name == "layer_norm":
-            normalized = list(args[1])
-            if len(normalized) != 1:
-                raise self.refuse(n, "layer norm over more than the last axis")
-            dim = normalized[0]
-            gamma = self.const(args[2]) if len(args) > 2 and args[2] is not None else np.ones(dim, np.float32)
-            beta = self.const(args[3]) if len(args) > 3 and args[3] is not None else np.zeros(dim, np.float32)
-            pn = {k: self.param_names[a.name] for k, a in (("gamma", args[2] if len(args) > 2 else None),
-                                                           ("beta", args[3] if len(args) > 3 else None)) if a is not None}
-            self.add("layer_norm", n, [x], {"eps": float(_arg(args, kw, 4, "eps", 1e-5))},
-                     {"gamma": gamma, "beta": beta}, pn)
-        elif name in ("matmul", "bmm", "mm"):
-            if self.is_const(args[1]):
-                w = self.const(args[1])
-                if w.ndim != 2:
-                    raise self.refuse(n, "matmul with a constant of rank != 2")
-                self.add("linear", n, [x], {"act": "none"}, {"weight": np.ascontiguousarray(w.T)})
-            else:
-                self.add("matmul", n, [x, self.value_name(args[1])])
-        elif name in ("transpose", "permute", "t"):
-            ndim = len(self.values_shape(args[0]))
-            if name == "permute":
-                perm = [d % ndim for d in args[1]]
-            else:
-                d0, d1 = (0, 1) if name == "t" else (args[1] % ndim, args[2] % ndim)
-                perm = list(range(ndim))
-                perm[d0], perm[d1] = perm[d1], perm[d0]
-            if perm[0] != 0:
-                raise self.refuse(n, "transpose that moves the batch axis")
-            self.add("transpose", n, [x], {"perm": tuple(perm)})
-        elif name == "cat":
-            tensors = args[0]
-            ndim = len(self.values_shape(tensors[0]))
-            axis = int(_arg(args, kw, 1, "dim", 0)) % ndim
-            if axis == 0:
-                raise self.refuse(n, "concatenation along the batch axis")
-            self.add("concat", n, [self.value_name(t) for t in tensors], {"axis": axis})
-        elif name == "embedding":
-            weight = self.const(args[0])
-            self.add("embedding", n, [self.value_name(args[1])], {}, {"weight": weight},
-                     {"weight": self.param_names[args[0].name]})
-        else:
-            raise self.refuse(n)
+        handler = ATEN.get(name)
+        try:
+            if handler is None:
+                raise self.refuse(n)
+            handler(self, n, name, args, kw)
+        except UnsupportedOpError as e:
+            self.poisoned.add(n.name)
+            self.refusals.append(_Refusal(name, getattr(e, "why", ""), _module_path(n), _source(n)))
+
+    def fold(self, n, name: str, args, kw) -> bool:
+        """Constant folding: an op none of whose tensor operands depends on a model input is computed
+        here with torch, once (``arange``, position ids, ``zeros_like``, shapes, ...)."""
+        import torch
+
+        if name in _LIKE and self.value_name(args[0]) in self.values:
+            # depends on the input's shape only: a constant with batch 1, which broadcasts
+            val = n.meta["val"]
+            shape = (1, *self.values_shape(args[0])[1:])
+            fill = {"zeros_like": 0, "ones_like": 1, "full_like": args[1] if len(args) > 1 else 0}.get(name, 0)
+            self.consts[n.name] = np.full(shape, fill, dtype=torch.empty((), dtype=val.dtype).numpy().dtype)
+            return True
+        tensors = _tensor_args(args, kw)
+        if name == "getitem" or any(not self.is_const(t) for t in tensors):
+            return False
+        if not tensors and name not in _CREATORS:
+            return False
+        if name in ("expand", "expand_as"):
+            self.consts[n.name] = self.const(args[0])
+            return True
+        as_torch = lambda v: torch.from_numpy(np.array(self.consts[v.name])) if self.is_const(v) else v  # noqa: E731
+        try:
+            with torch.no_grad():
+                out = n.target(*_map_args(args, as_torch), **_map_args(kw, as_torch))
+        except Exception:
+            return False
+        if not isinstance(out, torch.Tensor):
+            return False
+        arr = out.detach().cpu().numpy()
+        self.consts[n.name] = arr.astype(np.float32) if arr.dtype.kind == "f" else arr
+        return True
 
     def values_shape(self, arg) -> tuple:
         name = self.value_name(arg)
@@ -265,6 +247,10 @@ class _Builder:
 
     def binary(self, n, op: str, args, kw) -> None:
         a, b = args[0], args[1]
+        if self.is_const(a) and op in ("add", "mul"):
+            a, b = b, a  # commutative: the activation goes first
+        if op == "rsub" or self.is_const(a) or not hasattr(a, "name"):
+            raise self.refuse(n, f"{op} with a constant first operand")
         alpha = kw.get("alpha", args[2] if len(args) > 2 else 1)
         if alpha != 1:
             raise self.refuse(n, "add/sub with alpha != 1")
@@ -279,7 +265,7 @@ class _Builder:
             op, const = "add", -const
         elif op == "div":
             op, const = "mul", 1.0 / const
-        pn = {"const": self.param_names[b.name]} if hasattr(b, "name") else {}
+        pn = {"const": self.param_names[b.name]} if hasattr(b, "name") and b.name in self.param_names else {}
         self.add(op, n, [self.value_name(a)], {}, {"const": const}, pn)
 
     def batch_norm(self, n, x: str, gamma, beta, mean, var, eps) -> None:
@@ -309,18 +295,6 @@ class _Builder:
         self.nodes.append(add)
 
 
-def _arg(args, kw, index, key, default):
-    if len(args) > index:
-        return args[index]
-    return kw.get(key, default)
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (list, tuple)):
-        return (int(v[0]), int(v[-1])) if len(v) else (0, 0)
-    return (int(v), int(v))
-
-
 def fuse_activations(graph: Graph) -> Graph:
     """Fold a ReLU/ReLU6 into the conv2d/linear that is its only producer (and whose output has no
     other consumer): the int8 form then clamps in the requantization instead of a separate op."""
@@ -344,26 +318,50 @@ def fuse_activations(graph: Graph) -> Graph:
     return graph
 
 
-def export_program(model, example_shape: Sequence[int], *, example_dtype=None):
-    """``torch.export`` with a dynamic batch axis; failures become ModelError."""
+def _input_specs(example_shape, input_dtype) -> list[tuple[tuple[int, ...], str]]:
+    """One (shape without batch, dtype) per model input, from a shape (one input) or a list of shapes."""
+    several = isinstance(example_shape, (list, tuple)) and example_shape and isinstance(example_shape[0], (list, tuple))
+    shapes = [tuple(s) for s in example_shape] if several else [tuple(example_shape)]
+    dtypes = [input_dtype] * len(shapes) if isinstance(input_dtype, str) else list(input_dtype)
+    if len(dtypes) != len(shapes):
+        raise ModelError(f"capture: {len(shapes)} input shapes but {len(dtypes)} input dtypes")
+    for d in dtypes:
+        if d not in ("float32", "int64"):
+            raise ModelError(f"capture: input dtype must be float32 or int64, got {d!r}")
+    return list(zip(shapes, dtypes))
+
+
+def export_program(model, example_shape: Sequence, *, example_dtype=None, input_dtype="float32"):
+    """``torch.export`` with a dynamic batch axis on every input; failures become ModelError.
+    ``example_shape`` is one input's shape without the batch axis, or a list of them."""
     import torch
 
     model = model.eval()
-    dtype = example_dtype or torch.float32
-    example = torch.zeros((2, *example_shape), dtype=dtype) if dtype.is_floating_point else \
-        torch.zeros((2, *example_shape), dtype=dtype)
+    if example_dtype is not None:
+        input_dtype = "int64" if example_dtype == torch.int64 else "float32"
+    specs = _input_specs(example_shape, input_dtype)
+    examples = tuple(torch.zeros((2, *shape), dtype=torch.int64 if dtype == "int64" else torch.float32)
+                     for shape, dtype in specs)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     try:
-        return torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=False)
+        return torch.export.export(model, examples, dynamic_shapes=tuple({0: batch} for _ in examples), strict=False)
     except Exception as e:
         raise ModelError(f"torch.export could not capture the model with a dynamic batch axis: "
                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
 
 
-def capture(model_or_program, example_shape: Sequence[int] | None = None, *, name: str = "model",
-            input_dtype: str = "float32") -> Graph:
-    """Capture an ``nn.Module`` (with ``example_shape``, the input shape without the batch axis)
-    or an ``ExportedProgram`` into a validated IR :class:`Graph`."""
+def capture(model_or_program, example_shape: Sequence | None = None, *, name: str = "model",
+            input_dtype: str | Sequence[str] = "float32") -> Graph:
+    """Capture an ``nn.Module`` (with ``example_shape``, the input shape without the batch axis, or
+    one shape per input with ``input_dtype`` one dtype per input: ``float32`` or ``int64`` for token
+    ids and masks) or an ``ExportedProgram`` into a validated IR :class:`Graph`.
+
+    Every ATen op outside the op set is collected; if there is any, one
+    :class:`~edgefleet.UnsupportedOpError` names them all (op, count, module, file:line, nearest
+    supported alternative) before anything is calibrated or trained.
+
+    >>> capture(encoder, [(128,), (128,)], input_dtype=["int64", "int64"])   # doctest: +SKIP
+    """
     import torch
 
     if isinstance(model_or_program, torch.export.ExportedProgram):
@@ -371,11 +369,10 @@ def capture(model_or_program, example_shape: Sequence[int] | None = None, *, nam
     else:
         if example_shape is None:
             raise ModelError("capture needs example_shape (the input shape without the batch axis)")
-        dtype = torch.int64 if input_dtype == "int64" else torch.float32
         with torch.no_grad():
-            program = export_program(model_or_program, example_shape, example_dtype=dtype)
+            program = export_program(model_or_program, example_shape, input_dtype=input_dtype)
     b = _Builder(program)
-    inputs = []
+    inputs, outputs = [], []
     for node in program.graph.nodes:
         if node.op == "placeholder":
             if node.name in b.user_inputs:
@@ -389,12 +386,22 @@ def capture(model_or_program, example_shape: Sequence[int] | None = None, *, nam
         elif node.op == "output":
             outs = node.args[0]
             outputs = [b.value_name(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    if b.refusals:
+        raise unsupported_error(b.refusals)
+    for o in outputs:
+        if o not in b.values:
+            raise ModelError(f"model output {o!r} does not depend on the inputs (a constant); edgefleet "
+                             "exports outputs computed from the inputs")
+    for v in inputs:
+        if v.dtype not in ("float32", "int64"):
+            raise ModelError(f"model input {v.name!r} has dtype {v.dtype}; inputs must be float32 or int64")
     # rename the user-facing tensors to stable names
     graph = Graph(inputs=inputs, nodes=b.nodes, outputs=outputs, values=b.values, name=name)
     _rename(graph, {inputs[0].name: "input"} if len(inputs) == 1 else {})
     _rename(graph, {outputs[0]: "output"} if len(outputs) == 1 else {o: f"output_{i}" for i, o in enumerate(outputs)})
+    input_names = {v.name for v in graph.inputs}
     for value in graph.values.values():
-        if value.shape and value.shape[0] is not None and value.name != "input":
+        if value.shape and value.shape[0] is not None and value.name not in input_names:
             value.shape = (None, *value.shape[1:])
     fuse_activations(graph)
     return graph.validate()

@@ -223,6 +223,8 @@ def _run_export(cfg: ExportConfig, steps: _Steps) -> ExportResult:
         data = load_dataset(cfg.data, seed=cfg.seed, task=cfg.task)
         model = load_model(cfg.model, cfg.weights)
         _check_model_on_data(model, data)
+    with steps.step("capture"):
+        capture_model(model, data.input_specs)  # every unsupported op is named now, before training or calibration
     if cfg.train_epochs > 0:
         with steps.step("train teacher"):
             model = fit(model, data.x_train, data.y_train, epochs=cfg.train_epochs, seed=cfg.seed,

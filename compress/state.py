@@ -79,30 +79,13 @@ class State:
 
 
 def capture_model(model: nn.Module, input_specs: list[B.InputSpec]) -> Graph:
-    """Capture a model into the IR from its input specs: one float input the usual way; integer or
-    several named inputs traced with :func:`edgefleet.compress.batch.example_inputs`."""
+    """Capture a model into the IR from the data's input specs (one float input, or several named
+    float/integer inputs in the order of the model's arguments)."""
     from .capture import capture
 
     if len(input_specs) == 1 and not input_specs[0].is_integer:
         return capture(model, input_specs[0].shape)
-    return capture(export_program_for(model, input_specs))
-
-
-def export_program_for(model: nn.Module, input_specs: list[B.InputSpec]):
-    """``torch.export`` with every input's batch axis dynamic (one shared dimension)."""
-    import torch
-
-    from edgefleet._errors import ModelError
-
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    try:
-        with torch.no_grad():
-            return torch.export.export(model.eval(), B.example_inputs(input_specs),
-                                       dynamic_shapes=tuple({0: batch} for _ in input_specs), strict=False)
-    except Exception as e:
-        raise ModelError(f"torch.export could not capture the model with inputs "
-                         f"{', '.join(s.describe() for s in input_specs)}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from e
+    return capture(model, [s.shape for s in input_specs], input_dtype=[s.dtype for s in input_specs])
 
 
 def count_parameters(model: nn.Module) -> int:

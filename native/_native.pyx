@@ -71,9 +71,11 @@ cdef extern from "kernels.h":
         efm_gemm_fn gemm_w7
     const efm_kernels *efm_kernels_named(int which)
 
-OPCODES = ("?", "linear", "conv2d", "max_pool2d", "avg_pool2d", "mean", "add", "mul", "lut", "softmax",
-           "layer_norm", "matmul", "reshape", "transpose", "concat", "embedding", "depthwise_conv2d")
-FORMAT_VERSION = 1
+cdef extern from "efm_format.h":
+    const char *efm_op_name(uint32_t opcode)
+    enum: EFM_VERSION
+
+FORMAT_VERSION = EFM_VERSION
 cdef enum:
     _ERRLEN = 512
 
@@ -106,6 +108,16 @@ def kernel_path():
 def record_sizes():
     """Byte sizes of the .efm records as this C build lays them out (the exporter must agree)."""
     return {"header": sizeof(efm_header), "tensor": sizeof(efm_tensor), "op": sizeof(efm_op), "blob": sizeof(efm_blob)}
+
+
+def opcode_names():
+    """``{name: opcode}`` of every op this C build knows (from the generated efm_format.h)."""
+    names = {}
+    for i in range(1, 256):
+        name = efm_op_name(i).decode()
+        if name != "?":
+            names[name] = i
+    return names
 
 
 def kernel_tables():
@@ -200,7 +212,7 @@ cdef class Model:
     @property
     def ops(self):
         """Op names in execution order."""
-        return [OPCODES[self.m.ops[i].opcode] for i in range(self.m.h.n_ops)]
+        return [efm_op_name(self.m.ops[i].opcode).decode() for i in range(self.m.h.n_ops)]
 
     @property
     def kernel_path(self):

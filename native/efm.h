@@ -11,72 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EFM_MAGIC "EFM\x01"
-#define EFM_VERSION 1u
-#define EFM_ALIGN 64u     /* blob and arena-tensor alignment */
-#define EFM_KPAD 4u       /* packed weights: K padded to a multiple of 4 ... */
-#define EFM_NPAD 8u       /* ... and output channels to a multiple of 8 (see FORMAT.md) */
-#define EFM_MAX_RANK 6
-#define EFM_NATTR 32
-#define EFM_NBLOB 6
-#define EFM_NO_BLOB 0xFFFFFFFFu
-
-enum efm_opcode {
-    EFM_OP_LINEAR = 1, EFM_OP_CONV2D, EFM_OP_MAXPOOL, EFM_OP_AVGPOOL, EFM_OP_MEAN, EFM_OP_ADD, EFM_OP_MUL,
-    EFM_OP_LUT, EFM_OP_SOFTMAX, EFM_OP_LAYERNORM, EFM_OP_MATMUL, EFM_OP_RESHAPE, EFM_OP_TRANSPOSE,
-    EFM_OP_CONCAT, EFM_OP_EMBEDDING, EFM_OP_DWCONV, EFM_OP_COUNT
-};
-
-enum efm_tensor_kind { EFM_T_ACT = 0, EFM_T_INPUT_I64 = 1, EFM_T_CONST = 2 };
-enum efm_dtype { EFM_INT8 = 0, EFM_INT32 = 1, EFM_INT64 = 2, EFM_FLOAT32 = 3 };
+#include "efm_format.h" /* generated: numbers, enums and on-disk records */
 
 enum efm_status {
     EFM_OK = 0, EFM_E_TRUNCATED, EFM_E_MAGIC, EFM_E_VERSION, EFM_E_CHECKSUM, EFM_E_CORRUPT,
     EFM_E_ARENA, EFM_E_INDEX, EFM_E_ARG
 };
-
-/* ---- on-disk records (little endian, all fields naturally aligned) --------------------------- */
-typedef struct {
-    char magic[4];
-    uint32_t version;
-    uint32_t header_bytes;   /* sizeof(efm_header) */
-    uint32_t checksum;       /* CRC-32 (zlib's) of the file with this field zeroed */
-    uint64_t file_bytes;
-    uint32_t n_tensors, n_ops, n_blobs, n_ids;
-    uint32_t n_inputs, n_outputs;
-    uint64_t tensors_off, ops_off, blobs_off, ids_off, names_off;
-    uint64_t names_bytes;
-    uint32_t reserved[8];
-} efm_header;                /* 128 bytes */
-
-typedef struct {
-    uint32_t kind;           /* efm_tensor_kind */
-    uint32_t dtype;          /* efm_dtype: int8, or int64 for EFM_T_INPUT_I64 */
-    uint32_t rank;           /* including the batch axis for ACT/INPUT tensors */
-    uint32_t name;           /* offset into the names section (NUL-terminated) */
-    int32_t dims[EFM_MAX_RANK]; /* dims[0] is ignored (batch) for ACT/INPUT; full shape for CONST */
-    uint64_t offset;         /* ACT: per-sample arena offset (times batch at run time); CONST: blob index */
-    float scale;
-    int32_t zero_point;
-    uint32_t reserved[2];
-} efm_tensor;                /* 64 bytes */
-
-typedef struct {
-    uint32_t opcode;
-    uint32_t n_in;
-    uint32_t in_ids;         /* index of the first input tensor id in the ids section */
-    uint32_t out;            /* output tensor id */
-    int32_t attr[EFM_NATTR];
-    int64_t param[4];
-    uint32_t blob[EFM_NBLOB]; /* blob indices or EFM_NO_BLOB */
-} efm_op;                    /* 200 bytes */
-
-typedef struct {
-    uint64_t offset;         /* from the start of the file, multiple of EFM_ALIGN */
-    uint64_t nbytes;
-    uint32_t dtype;
-    uint32_t count;
-} efm_blob;                  /* 24 bytes */
 
 /* ---- in-memory model: views into the caller's buffer plus facts derived at load -------------- */
 typedef struct {

@@ -258,6 +258,12 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         scratch = ((uint64_t)M * K + (uint64_t)N * K) * 2 + 128;
         break;
     }
+    case EFM_OP_PAD:
+        if (!efm_check_pad(x, y, a)) CORRUPT("pad: bad paddings or output shape, op", i, "");
+        break;
+    case EFM_OP_SLICE:
+        if (!efm_check_slice(x, y, a)) CORRUPT("slice: bad range or output shape, op", i, "");
+        break;
     case EFM_OP_RESHAPE:
         if (efm_numel_ps(x) != efm_numel_ps(y)) CORRUPT("reshape: element counts differ, op", i, "");
         break;

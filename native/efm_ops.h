@@ -52,5 +52,8 @@ void op_matmul(const run_ctx *c, const efm_op *op);
 void op_transpose(const run_ctx *c, const efm_op *op);
 void op_concat(const run_ctx *c, const efm_op *op);
 int op_embedding(const run_ctx *c, const efm_op *op, uint32_t graph_input, char *err, size_t errlen);
+/* efm_ops_misc.c (their loader checks are declared in efm_util.h) */
+void op_pad(const run_ctx *c, const efm_op *op);
+void op_slice(const run_ctx *c, const efm_op *op);
 
 #endif

@@ -70,6 +70,8 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
         }
         case EFM_OP_TRANSPOSE: op_transpose(&c, op); break;
         case EFM_OP_CONCAT: op_concat(&c, op); break;
+        case EFM_OP_PAD: op_pad(&c, op); break;
+        case EFM_OP_SLICE: op_slice(&c, op); break;
         case EFM_OP_EMBEDDING: {
             uint32_t g = 0;
             while (m->ids[g] != in_id(&c, op, 0)) g++; /* the loader proved it is a graph input */

@@ -36,4 +36,8 @@ static inline int8_t efm_quantize(float x, float scale, int32_t zp) {
 
 void efm_memcpy(void *dst, const void *src, uint64_t n);
 
+/* The loader's checks of the ops in efm_ops_misc.c: 1 when the attributes fit the shapes. */
+int efm_check_pad(const efm_tensor *x, const efm_tensor *y, const int32_t *a);
+int efm_check_slice(const efm_tensor *x, const efm_tensor *y, const int32_t *a);
+
 #endif

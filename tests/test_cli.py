@@ -39,6 +39,7 @@ def test_export_inspect_predict_bench(tmp_path, digits_teacher_weights, digits_d
 @pytest.mark.parametrize("args, code, message", [
     (["export", "--recipe", "nope.toml"], 2, "no such file or built-in recipe"),
     (["export", "--model", "tests.fixtures.models:raises"], 3, "raised ValueError"),
+    (["export", "--model", "tests.fixtures.models:two_unsupported"], 3, "aten.leaky_relu at"),
     (["export", "--data", "mnist-9000"], 4, "neither a built-in data set"),
     (["export", "--prune", "0.5", "--recipe", "small"], 2, "not both"),
     (["inspect", "/nonexistent"], 5, "not a bundle"),

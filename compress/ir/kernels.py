@@ -1,9 +1,12 @@
-"""numpy building blocks shared by the float and the integer reference interpreters."""
+"""numpy building blocks shared by the op definitions: windows, convolution, integer rounding and
+requantization, and the quantization parameters of ranges and weights."""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from .graph import QParams
 
 ADD_SHIFT = 20  # fixed-point fraction bits of add/concat operand multipliers
 
@@ -75,3 +78,35 @@ def channel_shape(ndim: int, axis: int) -> list[int]:
     shape = [1] * ndim
     shape[axis] = -1
     return shape
+
+
+def range_qparams(lo: float, hi: float) -> QParams:
+    """Asymmetric int8 qparams covering [lo, hi] (widened to include 0)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < 1e-8:
+        hi = lo + 1e-8
+    scale = np.float32((hi - lo) / 255.0)
+    zp = int(np.clip(np.round(-128 - lo / float(scale)), -128, 127))
+    return QParams.per_tensor(float(scale), zp)
+
+
+def weight_qparams(w: np.ndarray, qmax: int) -> QParams:
+    """Per-output-channel (axis 0) symmetric qparams with ``|q| <= qmax``."""
+    absmax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1).astype(np.float64)
+    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
+    return QParams(scale, np.zeros(w.shape[0], np.int32), axis=0, qmin=-qmax, qmax=qmax)
+
+
+def centered(q: np.ndarray, qp: QParams) -> np.ndarray:
+    """int8 values minus their zero point, as int64."""
+    return q.astype(np.int64) - qp.scalar_zero_point
+
+
+def finish(acc: np.ndarray, node, out: QParams) -> np.ndarray:
+    """Add the output zero point and clamp (to the node's fused-activation bounds, if any)."""
+    lo, hi = node.attrs.get("clamp", (out.qmin, out.qmax))
+    return np.clip(acc + out.scalar_zero_point, lo, hi).astype(np.int8)
+
+
+def multiplier_params(node, real_multiplier) -> None:
+    node.params["multiplier"], node.params["shift"] = quantize_multiplier(real_multiplier)

@@ -1,40 +1,21 @@
-"""The closed op set of edgefleet's IR.
+"""The closed op set of edgefleet's IR, each op defined once.
 
-Every op lists its inputs, constant params and attributes, and its float semantics (as PyTorch's op
-of the same name, NCHW). Int8 semantics are in :mod:`edgefleet.compress.ir.reference` and are the
-definition every int8 runtime must reproduce:
-
-======================  ==========================================================================
-op                      float semantics / int8 semantics
-======================  ==========================================================================
-``linear``              ``x @ W.T + b`` then ``act``; int8: int32 accumulate of ``(x - zx) * Wq``
-                        plus ``bias_q``, requantized per output channel, clamped by ``act``
-``conv2d``              2-D convolution (stride, padding, dilation, groups incl. depthwise) then
-                        ``act``; int8: as ``linear``
-``max_pool2d``          max pooling; int8: on the integers, same qparams in and out
-``avg_pool2d``          average pooling; int8: integer sum, division rounded half away from zero
-``mean``                mean over ``axes`` (global average pooling); int8: as ``avg_pool2d``
-``add`` / ``mul``       elementwise with broadcasting, two tensors or a tensor and ``params.const``;
-                        int8: fixed-point rescale of both operands (add) / of the product (mul)
-``relu`` ``relu6``      unary activations; int8: a 256-entry lookup table ``params.table`` built
-``hardswish``           once at quantization from the float function, so every runtime is exact
-``sigmoid`` ``silu``
-``tanh`` ``gelu``
-``softmax``             softmax over ``axis``; int8: exp lookup table + integer division, output
-                        scale 1/256, zero point -128
-``layer_norm``          layer norm over the last axis with ``gamma``/``beta``; int8: computed in
-                        float32 between dequantize and quantize (runtimes agree within 1 LSB)
-``matmul``              batched ``a @ b`` of two tensors; int8: int32 accumulate, requantize
-``reshape``             reshape keeping the batch axis (``shape[0] == -1``); int8: unchanged
-``transpose``           permute axes (``perm[0] == 0``); int8: unchanged
-``concat``              concatenate along ``axis``; int8: inputs rescaled to the output's qparams
-``embedding``           gather rows of ``params.weight`` by int64 indices; int8: per-tensor table
-======================  ==========================================================================
+An op is one :class:`OpDef`: its inputs, attributes and constant params, its float semantics (as
+PyTorch's op of the same name, NCHW), its int8 semantics (the integer reference every int8 runtime
+must reproduce), and its quantization rule (how its output's qparams are chosen and which integer
+constants it needs). The definitions live in one module per family (``op_layers``, ``op_pool``,
+``op_elementwise``, ``op_norm``, ``op_shape``) and register themselves here; the reference
+interpreters, the quantizer and the documentation all read :data:`OPS`. Exporters keep one lowering
+per op in their own registry (see ``edgefleet.runtimes.exporters.support`` for the table of which
+exporter and runtime supports which op; ``docs/ops.md`` prints it).
 
 Requantization (shared by ``linear``, ``conv2d``, ``mul``, ``matmul``): the real multiplier
 ``m = s_in * s_w / s_out`` is stored as ``M * 2**-n`` with ``2**30 <= M < 2**31``, and
 ``y = ((acc * M + 2**(n-1)) >> n) + z_out`` in 64-bit integers (rounding half up), then clamped.
 ``add`` and ``concat`` use ``n = 20`` with one multiplier per operand.
+
+Adding an op: define it in the family module (``define(OpDef(...))``), add one lowering per exporter
+that can express it, and regenerate ``docs/ops.md`` (``python -m edgefleet.runtimes.exporters.support``).
 """
 
 from __future__ import annotations
@@ -42,22 +23,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from edgefleet._errors import ModelError
 
-ACTIVATIONS = ("none", "relu", "relu6")
-UNARY_LUT_OPS = ("relu", "relu6", "hardswish", "sigmoid", "silu", "tanh", "gelu")
-#: ops whose int8 output reuses the input's quantization parameters
-PASSTHROUGH_OPS = ("max_pool2d", "avg_pool2d", "mean", "reshape", "transpose")
+_SEQ = (list, tuple)
+
+#: output-qparams rules: ``calibrated`` (from the calibration observer), ``input`` (the first input's
+#: qparams, the op only moves or selects values), or a callable ``(node, qin) -> QParams``
+QUANT_RULES = ("calibrated", "input")
 
 
 @dataclass(frozen=True)
-class OpSpec:
+class OpDef:
+    """One op of the IR. ``float(node, xs)`` and ``int(node, xs, qin, out)`` are its float32 and int8
+    references; ``prepare_int(node, qin, out, cfg)`` stores the integer constants ``int`` reads in
+    ``node.params`` (run once, at quantization); ``table_fn`` marks a unary op whose int8 form is a
+    256-entry lookup table of that float function."""
+
     name: str
-    num_inputs: tuple[int, int]  # (min, max) activation inputs
-    attrs: dict[str, type | tuple] = field(default_factory=dict)
-    params: tuple[str, ...] = ()  # params that must be present (float form)
-    doc: str = ""
+    num_inputs: tuple[int, int]
+    float: Callable
+    int: Callable
+    attrs: dict = field(default_factory=dict)
+    params: tuple[str, ...] = ()
+    doc: str = ""            # float semantics
+    int_doc: str = ""        # int8 semantics
+    quant: str | Callable = "calibrated"
+    prepare_int: Callable | None = None
     extra_check: Callable | None = None
+    table_fn: Callable | None = None
+
+    @property
+    def is_lut(self) -> bool:
+        return self.table_fn is not None
 
     def check(self, node) -> None:
         lo, hi = self.num_inputs
@@ -75,33 +74,49 @@ class OpSpec:
             self.extra_check(node)
 
 
-def _check_act(node):
-    if node.attrs.get("act", "none") not in ACTIVATIONS:
-        raise ModelError(f"{node.where()}: unknown fused activation {node.attrs['act']!r}")
+OPS: dict[str, OpDef] = {}
 
 
-def _check_binary(node):
-    if len(node.inputs) == 1 and "const" not in node.params and "const_q" not in node.params:
-        raise ModelError(f"{node.where()}: {node.op} with one input needs params['const']")
+def define(spec: OpDef) -> OpDef:
+    if spec.name in OPS:
+        raise ValueError(f"op {spec.name!r} defined twice")
+    if not callable(spec.quant) and spec.quant not in QUANT_RULES:
+        raise ValueError(f"op {spec.name!r}: unknown quantization rule {spec.quant!r}")
+    OPS[spec.name] = spec
+    return spec
 
 
-_SEQ = (list, tuple)
-OPS: dict[str, OpSpec] = {spec.name: spec for spec in [
-    OpSpec("linear", (1, 1), {"act": str}, ("weight",), "fully connected layer", _check_act),
-    OpSpec("conv2d", (1, 1), {"stride": _SEQ, "padding": _SEQ, "dilation": _SEQ, "groups": int, "act": str},
-           ("weight",), "2-D convolution", _check_act),
-    OpSpec("max_pool2d", (1, 1), {"kernel": _SEQ, "stride": _SEQ, "padding": _SEQ}, (), "max pooling"),
-    OpSpec("avg_pool2d", (1, 1), {"kernel": _SEQ, "stride": _SEQ, "padding": _SEQ, "count_include_pad": bool},
-           (), "average pooling"),
-    OpSpec("mean", (1, 1), {"axes": _SEQ, "keepdim": bool}, (), "mean over axes"),
-    OpSpec("add", (1, 2), {}, (), "elementwise add", _check_binary),
-    OpSpec("mul", (1, 2), {}, (), "elementwise multiply", _check_binary),
-    *[OpSpec(name, (1, 1), {}, (), f"{name} activation") for name in UNARY_LUT_OPS],
-    OpSpec("softmax", (1, 1), {"axis": int}, (), "softmax"),
-    OpSpec("layer_norm", (1, 1), {"eps": float}, ("gamma", "beta"), "layer norm over the last axis"),
-    OpSpec("matmul", (2, 2), {}, (), "batched matrix product"),
-    OpSpec("reshape", (1, 1), {"shape": _SEQ}, (), "reshape, batch axis kept"),
-    OpSpec("transpose", (1, 1), {"perm": _SEQ}, (), "permute axes, batch axis kept"),
-    OpSpec("concat", (1, 64), {"axis": int}, (), "concatenate"),
-    OpSpec("embedding", (1, 1), {}, ("weight",), "row gather"),
-]}
+def lut_op(name: str, fn: Callable, doc: str, attrs: dict | None = None, extra_check: Callable | None = None) -> OpDef:
+    """A unary activation whose int8 form is ``table[q + 128]``, the table built once at quantization
+    from ``fn(x, node)`` (float64), so every runtime that indexes the table is exact."""
+
+    def run_int(node, xs, qin, out):
+        return node.params["table"][xs[0].astype(np.int64) + 128]
+
+    def prepare(node, qin, out, cfg):
+        q = np.arange(-128, 128, dtype=np.float64)
+        x = (q - qin[0].scalar_zero_point) * qin[0].scalar_scale
+        y = np.asarray(fn(x, node), np.float64)
+        node.params["table"] = np.clip(np.round(y / out.scalar_scale) + out.scalar_zero_point, -128, 127).astype(np.int8)
+
+    def run_float(node, xs):
+        return np.asarray(fn(xs[0], node)).astype(np.float32)
+
+    return define(OpDef(name, (1, 1), run_float, run_int, attrs or {}, (), doc,
+                        "256-entry lookup table built at quantization from the float function (exact everywhere)",
+                        "calibrated", prepare, extra_check, fn))
+
+
+def doc_table() -> str:
+    """The op set as a Markdown table (float and int8 semantics), for ``docs/ops.md``."""
+    lines = ["| op | inputs | attributes | float semantics | int8 semantics |", "| --- | --- | --- | --- | --- |"]
+    for spec in OPS.values():
+        lo, hi = spec.num_inputs
+        n = str(lo) if lo == hi else f"{lo}..{hi}"
+        attrs = ", ".join(spec.attrs) or "—"
+        lines.append(f"| `{spec.name}` | {n} | {attrs} | {spec.doc} | {spec.int_doc} |")
+    return "\n".join(lines)
+
+
+# the families register their ops on import
+from . import op_layers, op_pool, op_elementwise, op_norm, op_shape  # noqa: E402,F401,I001  (table order)

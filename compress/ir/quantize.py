@@ -10,26 +10,28 @@ One call, :func:`quantize_graph`, computes the *one* set of int8 parameters ever
   (x86 ``pmaddubsw``, as in onnxruntime's AVX2 kernels) from saturating, so the int8 artifacts give
   exact results on every CPU; 8-bit weights are available when every target runtime is exact;
 - biases: int32 with scale ``s_in * s_w``;
-- per op, the integer constants of :mod:`~edgefleet.compress.ir.reference`: requantization
-  multipliers and shifts, lookup tables, clamp bounds.
+- per op, the integer constants its definition's integer reference reads (``OpDef.prepare_int`` in
+  :mod:`~edgefleet.compress.ir.ops`): requantization multipliers and shifts, lookup tables, clamp bounds.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from edgefleet._errors import ConfigError, DataError
 
-from . import kernels as K
 from .graph import Graph, QParams
-from .ops import PASSTHROUGH_OPS, UNARY_LUT_OPS
-from .reference import UNARY_FLOAT, run_float
+from .kernels import range_qparams
+from .ops import OPS
+from .reference import run_float
+
+__all__ = ["QuantConfig", "quantize_graph", "range_qparams", "calibrate"]
 
 METHODS = ("minmax", "percentile", "mse")
-SOFTMAX_QPARAMS = QParams.per_tensor(1.0 / 256.0, -128)
 
 
 @dataclass(frozen=True)
@@ -80,16 +82,6 @@ class _Observer:
         return np.concatenate(self.samples[name])
 
 
-def range_qparams(lo: float, hi: float) -> QParams:
-    """Asymmetric int8 qparams covering [lo, hi] (widened to include 0)."""
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if hi - lo < 1e-8:
-        hi = lo + 1e-8
-    scale = np.float32((hi - lo) / 255.0)
-    zp = int(np.clip(np.round(-128 - lo / float(scale)), -128, 127))
-    return QParams.per_tensor(float(scale), zp)
-
-
 def _quant_error(sample: np.ndarray, qp: QParams) -> float:
     return float(np.mean((qp.dequantize(qp.quantize(sample)) - sample) ** 2))
 
@@ -114,27 +106,15 @@ def calibrate(graph: Graph, batches, cfg: QuantConfig) -> _Observer:
     obs = _Observer(cfg.max_samples, cfg.seed)
     seen = 0
     for batch in batches:
-        arrays = [np.asarray(a) for a in (batch.values() if isinstance(batch, dict) else [batch])]
-        if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays):
-            raise DataError("calibration data holds NaN or infinite values")
-        run_float(graph, batch if isinstance(batch, dict) else arrays[0], observe=obs)
-        seen += len(arrays[0])
+        arrays = {k: np.asarray(v) for k, v in batch.items()} if isinstance(batch, Mapping) else {"": np.asarray(batch)}
+        for arr in arrays.values():
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise DataError("calibration data holds NaN or infinite values")
+        run_float(graph, batch if isinstance(batch, Mapping) else arrays[""], observe=obs)
+        seen += len(next(iter(arrays.values())))
     if not seen:
         raise DataError("calibration needs at least one sample")
     return obs
-
-
-def _weight_qparams(w: np.ndarray, qmax: int) -> QParams:
-    absmax = np.abs(w.reshape(w.shape[0], -1)).max(axis=1).astype(np.float64)
-    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
-    return QParams(scale, np.zeros(w.shape[0], np.int32), axis=0, qmin=-qmax, qmax=qmax)
-
-
-def _lut(fn, qin: QParams, qout: QParams, node) -> np.ndarray:
-    q = np.arange(-128, 128, dtype=np.float64)
-    x = (q - qin.scalar_zero_point) * qin.scalar_scale
-    y = np.asarray(fn(x, node), np.float64)
-    return np.clip(np.round(y / qout.scalar_scale) + qout.scalar_zero_point, -128, 127).astype(np.int8)
 
 
 def _assign_activation_qparams(graph: Graph, obs: _Observer, cfg: QuantConfig) -> dict[str, QParams]:
@@ -145,68 +125,21 @@ def _assign_activation_qparams(graph: Graph, obs: _Observer, cfg: QuantConfig) -
         if v.dtype == "float32":
             qp[v.name] = _calibrated_range(obs, v.name, never_clip)
     for node in graph.nodes:
-        out = node.outputs[0]
-        if node.op in PASSTHROUGH_OPS:
+        out, rule = node.outputs[0], OPS[node.op].quant
+        if rule == "input":
             qp[out] = qp[node.inputs[0]]
-        elif node.op == "softmax":
-            qp[out] = SOFTMAX_QPARAMS
-        elif node.op == "embedding":
-            w = node.params["weight"]
-            qp[out] = range_qparams(float(w.min()), float(w.max()))
+        elif callable(rule):
+            qp[out] = rule(node, [qp.get(i) for i in node.inputs])
         else:
             qp[out] = _calibrated_range(obs, out, never_clip if out in graph.outputs else cfg)
     return qp
 
 
 def _integer_params(graph: Graph, cfg: QuantConfig) -> None:
-    qp = graph.qparams
     for node in graph.nodes:
-        p, out = node.params, qp[node.outputs[0]]
-        qin = qp.get(node.inputs[0])
-        if node.op in ("linear", "conv2d"):
-            wq = _weight_qparams(p["weight"], cfg.weight_qmax)
-            p["weight_q"] = wq.quantize(p["weight"])
-            p["weight_scale"] = wq.scale
-            bias_scale = (np.float32(qin.scalar_scale) * wq.scale).astype(np.float32)
-            p["bias_scale"] = bias_scale
-            bias = p.get("bias", np.zeros(wq.scale.shape, np.float32))
-            p["bias_q"] = np.clip(np.round(bias.astype(np.float64) / bias_scale.astype(np.float64)),
-                                  -(2 ** 31), 2 ** 31 - 1).astype(np.int32)
-            m = bias_scale.astype(np.float64) / np.float64(out.scalar_scale)
-            p["multiplier"], p["shift"] = K.quantize_multiplier(m)
-            lo, hi = out.qmin, out.qmax
-            if node.attrs["act"] in ("relu", "relu6"):
-                lo = max(lo, out.scalar_zero_point)
-            if node.attrs["act"] == "relu6":
-                hi = min(hi, out.scalar_zero_point + int(round(6.0 / out.scalar_scale)))
-            node.attrs["clamp"] = (int(lo), int(hi))
-        elif node.op in ("add", "mul"):
-            if len(node.inputs) == 1:
-                c = p["const"]
-                cq = range_qparams(float(c.min()), float(c.max()))
-                p["const_q"], p["const_scale"], p["const_zero_point"] = cq.quantize(c), cq.scale, cq.zero_point
-                qb = cq
-            else:
-                qb = qp[node.inputs[1]]
-            if node.op == "add":
-                p["mult_a"] = np.int64(round(qin.scalar_scale / out.scalar_scale * (1 << K.ADD_SHIFT)))
-                p["mult_b"] = np.int64(round(qb.scalar_scale / out.scalar_scale * (1 << K.ADD_SHIFT)))
-            else:
-                m = np.float64(qin.scalar_scale) * np.float64(qb.scalar_scale) / np.float64(out.scalar_scale)
-                p["multiplier"], p["shift"] = K.quantize_multiplier(m)
-        elif node.op in UNARY_LUT_OPS:
-            p["table"] = _lut(UNARY_FLOAT[node.op], qin, out, node)
-        elif node.op == "softmax":
-            d = np.arange(256, dtype=np.float64)
-            p["exp_table"] = np.round(np.exp(-d * qin.scalar_scale) * 65536).astype(np.int32)
-        elif node.op == "matmul":
-            m = np.float64(qin.scalar_scale) * np.float64(qp[node.inputs[1]].scalar_scale) / np.float64(out.scalar_scale)
-            p["multiplier"], p["shift"] = K.quantize_multiplier(m)
-        elif node.op == "concat":
-            p["mults"] = np.array([round(qp[i].scalar_scale / out.scalar_scale * (1 << K.ADD_SHIFT)) for i in node.inputs],
-                                  np.int64)
-        elif node.op == "embedding":
-            p["weight_q"] = out.quantize(p["weight"])
+        spec = OPS[node.op]
+        if spec.prepare_int is not None:
+            spec.prepare_int(node, [graph.qparams.get(i) for i in node.inputs], graph.qparams[node.outputs[0]], cfg)
 
 
 def quantize_graph(graph: Graph, calibration_batches, cfg: QuantConfig | None = None) -> Graph:

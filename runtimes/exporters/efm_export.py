@@ -20,29 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from edgefleet._errors import ModelError, UnsupportedOpError
+from edgefleet.compress.ir.graph import QParams
+from edgefleet.compress.ir.ops import OPS
+
+from .efm_format import (ALIGN, BLOB, DT_FLOAT32, DT_INT8, DT_INT32, DT_INT64, FORMAT_VERSION, HEADER, KPAD, MAGIC,
+                         MAX_RANK, NO_BLOB, NPAD, OP, OPCODES, T_ACT, T_CONST, T_INPUT_I64, TENSOR)
 
 __all__ = ["EfmExporter", "pack_weights", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
-MAGIC = b"EFM\x01"
-ALIGN, KPAD, NPAD, MAX_RANK = 64, 4, 8, 6
-T_ACT, T_INPUT_I64, T_CONST = 0, 1, 2
-DT_INT8, DT_INT32, DT_INT64, DT_FLOAT32 = 0, 1, 2, 3
 _BLOB_DTYPES = {np.dtype(np.int8): DT_INT8, np.dtype(np.int32): DT_INT32, np.dtype(np.int64): DT_INT64,
                 np.dtype(np.float32): DT_FLOAT32}
-OPCODES = {name: i for i, name in enumerate(
-    ["?", "linear", "conv2d", "max_pool2d", "avg_pool2d", "mean", "add", "mul", "lut", "softmax", "layer_norm",
-     "matmul", "reshape", "transpose", "concat", "embedding", "depthwise_conv2d"])}
-LUT_OPS = ("relu", "relu6", "hardswish", "sigmoid", "silu", "tanh", "gelu")
-
-HEADER = struct.Struct("<4sIIIQ6I5QQ8I")
-TENSOR = np.dtype([("kind", "<u4"), ("dtype", "<u4"), ("rank", "<u4"), ("name", "<u4"), ("dims", "<i4", 6),
-                   ("offset", "<u8"), ("scale", "<f4"), ("zero_point", "<i4"), ("reserved", "<u4", 2)])
-OP = np.dtype([("opcode", "<u4"), ("n_in", "<u4"), ("in_ids", "<u4"), ("out", "<u4"), ("attr", "<i4", 32),
-               ("param", "<i8", 4), ("blob", "<u4", 6)])
-BLOB = np.dtype([("offset", "<u8"), ("nbytes", "<u8"), ("dtype", "<u4"), ("count", "<u4")])
-NO_BLOB = 0xFFFFFFFF
-assert HEADER.size == 128 and TENSOR.itemsize == 64 and OP.itemsize == 200 and BLOB.itemsize == 24
 
 
 def _round_up(v: int, a: int) -> int:
@@ -128,120 +115,182 @@ def _clamp(node, qp) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
-def _emit(b: _Builder, node) -> None:
-    g, p, a = b.g, node.params, node.attrs
-    out_qp = g.qparams[node.outputs[0]]
-    x_name = node.inputs[0]
-    x_shape = g.values[x_name].shape
-    op = node.op
-    if op in ("linear", "conv2d"):
-        x = b.act(x_name)
-        y = b.act(node.outputs[0])
-        zx = g.qparams[x_name].scalar_zero_point
-        w = np.asarray(p["weight_q"], np.int8)
-        bias = np.asarray(p.get("bias_q", np.zeros(w.shape[0], np.int32)), np.int64)
-        mult, shift = _rq(p)
-        lo, hi = _clamp(node, out_qp)
-        if op == "linear":
-            n_out, k = w.shape
-            folded = bias - (128 + zx) * w.astype(np.int64).sum(axis=1)
-            blobs = [b.blob(pack_weights(w)), b.blob(folded), b.blob(mult), b.blob(shift)]
-            b.op("linear", [x], y, [k, n_out, lo, hi], blobs=blobs)
-            return
-        o, cg, kh, kw = w.shape
-        c, groups = x_shape[1], a["groups"]
-        geom = [c, o, kh, kw, *a["stride"], *a["padding"], *a["dilation"], groups, lo, hi]
-        if groups == c and o == c and cg == 1:
-            blobs = [b.blob(w.reshape(o, kh * kw)), b.blob(bias), b.blob(mult), b.blob(shift)]
-            b.op("depthwise_conv2d", [x], y, geom, blobs=blobs)
-            return
-        # conv weights stay plain [O, Kp]: the kernel broadcasts them and packs the activations instead
-        w2 = w.reshape(o, cg * kh * kw)
-        plain = np.zeros((o, _round_up(w2.shape[1], KPAD)), np.int8)
-        plain[:, :w2.shape[1]] = w2
-        folded = bias - (128 + zx) * w2.astype(np.int64).sum(axis=1)
-        b.op("conv2d", [x], y, geom, blobs=[b.blob(plain), b.blob(folded), b.blob(mult), b.blob(shift)])
-        return
-    if op in ("max_pool2d", "avg_pool2d"):
-        cip = int(a.get("count_include_pad", False))
-        b.op(op, [b.act(x_name)], b.act(node.outputs[0]), [*a["kernel"], *a["stride"], *a["padding"], cip])
-        return
-    if op == "mean":
-        rank = len(x_shape)
-        axes = sorted(_axis(ax, rank, node) for ax in a["axes"])
-        if axes != list(range(axes[0], axes[-1] + 1)):
-            raise UnsupportedOpError(f"efm: mean over non-adjacent axes {axes} ({node.where()})")
-        b.op("mean", [b.act(x_name)], b.act(node.outputs[0]), [axes[0], axes[-1]])
-        return
-    if op in ("add", "mul"):
-        ins = [b.act(x_name)]
-        if len(node.inputs) > 1:
-            if len(g.values[node.inputs[1]].shape) != len(x_shape):
-                raise UnsupportedOpError(f"efm: {op} of tensors with different ranks ({node.where()})")
-            ins.append(b.act(node.inputs[1]))
-        else:
-            from edgefleet.compress.ir.graph import QParams
+# -- one lowering per IR op: (builder, node) -> records appended -----------------------------------
+LOWERINGS: dict = {}
 
-            cq = np.asarray(p["const_q"], np.int8)
-            if cq.ndim > len(x_shape) or (cq.ndim == len(x_shape) and cq.shape[0] != 1):
-                raise UnsupportedOpError(f"efm: {op} constant spans the batch axis ({node.where()})")
-            qp = QParams.per_tensor(float(p["const_scale"]), int(p["const_zero_point"]))
-            ins.append(b.tensor(f"{node.name}.const", T_CONST, cq.shape, qp, b.blob(cq)))
-        lo, hi = _clamp(node, out_qp)
-        if op == "add":
-            b.op("add", ins, b.act(node.outputs[0]), [lo, hi], params=[int(p["mult_a"]), int(p["mult_b"])])
-        else:
-            mult, shift = _rq(p)
-            b.op("mul", ins, b.act(node.outputs[0]), [lo, hi, int(mult[0]), int(shift[0])])
+
+def lowers(*ops):
+    def register(fn):
+        for op in ops:
+            LOWERINGS[op] = fn
+        return fn
+    return register
+
+
+def lowering_for(op: str):
+    """The lowering of IR op ``op`` (every lookup-table activation shares ``lut``), or None."""
+    if op in LOWERINGS:
+        return LOWERINGS[op]
+    return _lut if op in OPS and OPS[op].is_lut else None
+
+
+def _emit(b: _Builder, node) -> None:
+    lower = lowering_for(node.op)
+    if lower is None:
+        raise UnsupportedOpError(f"efm: op {node.op!r} has no native kernel ({node.where()})")
+    lower(b, node)
+
+
+def _io(b: _Builder, node) -> tuple[list[int], int]:
+    """The op's one input and its output, as ``b.op`` takes them."""
+    return [b.act(node.inputs[0])], b.act(node.outputs[0])
+
+
+@lowers("linear", "conv2d")
+def _weighted(b: _Builder, node) -> None:
+    g, p, a = b.g, node.params, node.attrs
+    x_name = node.inputs[0]
+    (x,), y = _io(b, node)
+    zx = g.qparams[x_name].scalar_zero_point
+    w = np.asarray(p["weight_q"], np.int8)
+    bias = np.asarray(p.get("bias_q", np.zeros(w.shape[0], np.int32)), np.int64)
+    mult, shift = _rq(p)
+    lo, hi = _clamp(node, g.qparams[node.outputs[0]])
+    if node.op == "linear":
+        n_out, k = w.shape
+        folded = bias - (128 + zx) * w.astype(np.int64).sum(axis=1)
+        blobs = [b.blob(pack_weights(w)), b.blob(folded), b.blob(mult), b.blob(shift)]
+        b.op("linear", [x], y, [k, n_out, lo, hi], blobs=blobs)
         return
-    if op in LUT_OPS:
-        b.op("lut", [b.act(x_name)], b.act(node.outputs[0]), blobs=[b.blob(np.asarray(p["table"], np.int8))])
+    o, cg, kh, kw = w.shape
+    c, groups = g.values[x_name].shape[1], a["groups"]
+    geom = [c, o, kh, kw, *a["stride"], *a["padding"], *a["dilation"], groups, lo, hi]
+    if groups == c and o == c and cg == 1:
+        blobs = [b.blob(w.reshape(o, kh * kw)), b.blob(bias), b.blob(mult), b.blob(shift)]
+        b.op("depthwise_conv2d", [x], y, geom, blobs=blobs)
         return
-    if op == "softmax":
-        axis = _axis(a["axis"], len(x_shape), node)
-        b.op("softmax", [b.act(x_name)], b.act(node.outputs[0]), [axis],
-             blobs=[b.blob(np.asarray(p["exp_table"], np.int32))])
-        return
-    if op == "layer_norm":
-        eps_bits = int(np.float32(a["eps"]).view(np.int32))
-        b.op("layer_norm", [b.act(x_name)], b.act(node.outputs[0]), [eps_bits],
-             blobs=[b.blob(np.asarray(p["gamma"], np.float32)), b.blob(np.asarray(p["beta"], np.float32))])
-        return
-    if op == "matmul":
-        sa, sb = x_shape, g.values[node.inputs[1]].shape
-        if len(sa) < 3 or len(sa) != len(sb) or tuple(sa[1:-2]) != tuple(sb[1:-2]):
-            raise UnsupportedOpError(f"efm: matmul needs equal batch dims and rank >= 3 ({node.where()})")
+    # conv weights stay plain [O, Kp]: the kernel broadcasts them and packs the activations instead
+    w2 = w.reshape(o, cg * kh * kw)
+    plain = np.zeros((o, _round_up(w2.shape[1], KPAD)), np.int8)
+    plain[:, :w2.shape[1]] = w2
+    folded = bias - (128 + zx) * w2.astype(np.int64).sum(axis=1)
+    b.op("conv2d", [x], y, geom, blobs=[b.blob(plain), b.blob(folded), b.blob(mult), b.blob(shift)])
+
+
+@lowers("max_pool2d", "avg_pool2d")
+def _pool(b: _Builder, node) -> None:
+    a = node.attrs
+    cip = int(a.get("count_include_pad", False))
+    b.op(node.op, [b.act(node.inputs[0])], b.act(node.outputs[0]), [*a["kernel"], *a["stride"], *a["padding"], cip])
+
+
+@lowers("mean")
+def _mean(b: _Builder, node) -> None:
+    rank = len(b.g.values[node.inputs[0]].shape)
+    axes = sorted(_axis(ax, rank, node) for ax in node.attrs["axes"])
+    if axes != list(range(axes[0], axes[-1] + 1)):
+        raise UnsupportedOpError(f"efm: mean over non-adjacent axes {axes} ({node.where()})")
+    b.op("mean", *_io(b, node), [axes[0], axes[-1]])
+
+
+@lowers("add", "mul")
+def _binary(b: _Builder, node) -> None:
+    g, p, op = b.g, node.params, node.op
+    x_shape = g.values[node.inputs[0]].shape
+    ins = [b.act(node.inputs[0])]
+    if len(node.inputs) > 1:
+        if len(g.values[node.inputs[1]].shape) != len(x_shape):
+            raise UnsupportedOpError(f"efm: {op} of tensors with different ranks ({node.where()})")
+        ins.append(b.act(node.inputs[1]))
+    else:
+        cq = np.asarray(p["const_q"], np.int8)
+        if cq.ndim > len(x_shape) or (cq.ndim == len(x_shape) and cq.shape[0] != 1):
+            raise UnsupportedOpError(f"efm: {op} constant spans the batch axis ({node.where()})")
+        qp = QParams.per_tensor(float(p["const_scale"]), int(p["const_zero_point"]))
+        ins.append(b.tensor(f"{node.name}.const", T_CONST, cq.shape, qp, b.blob(cq)))
+    lo, hi = _clamp(node, g.qparams[node.outputs[0]])
+    if op == "add":
+        b.op("add", ins, b.act(node.outputs[0]), [lo, hi], params=[int(p["mult_a"]), int(p["mult_b"])])
+    else:
         mult, shift = _rq(p)
-        lo, hi = _clamp(node, out_qp)
-        b.op("matmul", [b.act(x_name), b.act(node.inputs[1])], b.act(node.outputs[0]),
-             [int(mult[0]), int(shift[0]), lo, hi])
-        return
-    if op == "reshape":
-        b.op("reshape", [b.act(x_name)], b.act(node.outputs[0]))
-        return
-    if op == "transpose":
-        perm = [int(d) + len(x_shape) if d < 0 else int(d) for d in a["perm"]]
-        b.op("transpose", [b.act(x_name)], b.act(node.outputs[0]), perm)
-        return
-    if op == "concat":
-        if len(node.inputs) > 64:
-            raise UnsupportedOpError(f"efm: concat of more than 64 tensors ({node.where()})")
-        axis = _axis(a["axis"], len(x_shape), node)
-        same = [0, 0]
-        for k, name in enumerate(node.inputs):
-            if g.qparams[name].same_as(out_qp):
-                same[k // 32] |= 1 << (k % 32)
-        same = [int(np.uint32(s).view(np.int32)) for s in same]
-        b.op("concat", [b.act(i) for i in node.inputs], b.act(node.outputs[0]), [axis, *same],
-             blobs=[b.blob(np.asarray(p["mults"], np.int64))])
-        return
-    if op == "embedding":
-        wq = np.asarray(p["weight_q"], np.int8)
-        if x_name not in b.tid or b.tensors[b.tid[x_name]]["kind"] != T_INPUT_I64:
-            raise UnsupportedOpError(f"efm: embedding indices must be a graph input ({node.where()})")
-        b.op("embedding", [b.tid[x_name]], b.act(node.outputs[0]), [wq.shape[0], wq.shape[1]], blobs=[b.blob(wq)])
-        return
-    raise UnsupportedOpError(f"efm: op {op!r} has no native kernel ({node.where()})")
+        b.op("mul", ins, b.act(node.outputs[0]), [lo, hi, int(mult[0]), int(shift[0])])
+
+
+def _lut(b: _Builder, node) -> None:
+    b.op("lut", *_io(b, node), blobs=[b.blob(np.asarray(node.params["table"], np.int8))])
+
+
+@lowers("softmax")
+def _softmax(b: _Builder, node) -> None:
+    axis = _axis(node.attrs["axis"], len(b.g.values[node.inputs[0]].shape), node)
+    b.op("softmax", *_io(b, node), [axis], blobs=[b.blob(np.asarray(node.params["exp_table"], np.int32))])
+
+
+@lowers("layer_norm")
+def _layer_norm(b: _Builder, node) -> None:
+    p = node.params
+    eps_bits = int(np.float32(node.attrs["eps"]).view(np.int32))
+    b.op("layer_norm", *_io(b, node), [eps_bits],
+         blobs=[b.blob(np.asarray(p["gamma"], np.float32)), b.blob(np.asarray(p["beta"], np.float32))])
+
+
+@lowers("matmul")
+def _matmul(b: _Builder, node) -> None:
+    g = b.g
+    sa, sb = g.values[node.inputs[0]].shape, g.values[node.inputs[1]].shape
+    if len(sa) < 3 or len(sa) != len(sb) or tuple(sa[1:-2]) != tuple(sb[1:-2]):
+        raise UnsupportedOpError(f"efm: matmul needs equal batch dims and rank >= 3 ({node.where()})")
+    mult, shift = _rq(node.params)
+    lo, hi = _clamp(node, g.qparams[node.outputs[0]])
+    b.op("matmul", [b.act(node.inputs[0]), b.act(node.inputs[1])], b.act(node.outputs[0]),
+         [int(mult[0]), int(shift[0]), lo, hi])
+
+
+@lowers("reshape")
+def _reshape(b: _Builder, node) -> None:
+    b.op("reshape", *_io(b, node))
+
+
+@lowers("transpose")
+def _transpose(b: _Builder, node) -> None:
+    rank = len(b.g.values[node.inputs[0]].shape)
+    b.op("transpose", *_io(b, node), [int(d) + rank if d < 0 else int(d) for d in node.attrs["perm"]])
+
+
+@lowers("concat")
+def _concat(b: _Builder, node) -> None:
+    g, out_qp = b.g, b.g.qparams[node.outputs[0]]
+    if len(node.inputs) > 64:
+        raise UnsupportedOpError(f"efm: concat of more than 64 tensors ({node.where()})")
+    axis = _axis(node.attrs["axis"], len(g.values[node.inputs[0]].shape), node)
+    same = [0, 0]
+    for k, name in enumerate(node.inputs):
+        if g.qparams[name].same_as(out_qp):
+            same[k // 32] |= 1 << (k % 32)
+    same = [int(np.uint32(s).view(np.int32)) for s in same]
+    b.op("concat", [b.act(i) for i in node.inputs], b.act(node.outputs[0]), [axis, *same],
+         blobs=[b.blob(np.asarray(node.params["mults"], np.int64))])
+
+
+@lowers("pad")
+def _pad(b: _Builder, node) -> None:
+    fill = int(b.g.qparams[node.inputs[0]].quantize(np.float32(node.attrs["value"]).reshape(())))
+    b.op("pad", *_io(b, node), [fill, *(int(p) for p in node.attrs["pads"])])
+
+
+@lowers("slice")
+def _slice(b: _Builder, node) -> None:
+    a = node.attrs
+    b.op("slice", *_io(b, node), [a["axis"], a["start"], a["stop"], a["step"]])
+
+
+@lowers("embedding")
+def _embedding(b: _Builder, node) -> None:
+    x_name = node.inputs[0]
+    wq = np.asarray(node.params["weight_q"], np.int8)
+    if x_name not in b.tid or b.tensors[b.tid[x_name]]["kind"] != T_INPUT_I64:
+        raise UnsupportedOpError(f"efm: embedding indices must be a graph input ({node.where()})")
+    b.op("embedding", [b.tid[x_name]], b.act(node.outputs[0]), [wq.shape[0], wq.shape[1]], blobs=[b.blob(wq)])
 
 
 def _plan_arena(b: _Builder, graph_outputs: list[int], n_inputs: list[int]) -> None:
@@ -304,7 +353,7 @@ def build_efm(graph) -> bytes:
     ops = np.array(b.ops, OP) if b.ops else np.zeros(0, OP)
 
     # layout: header | tensors | ops | blob table | ids | names | (64-aligned) blob data
-    off = HEADER.size
+    off = HEADER.itemsize
     sections = {}
     for key, nbytes in (("tensors", tensors.nbytes), ("ops", ops.nbytes), ("blobs", len(b.blobs) * BLOB.itemsize),
                         ("ids", 4 * len(ids)), ("names", len(b.names))):
@@ -324,10 +373,15 @@ def build_efm(graph) -> bytes:
     for rec, arr in zip(table, b.blobs):
         o = int(rec["offset"])
         buf[o:o + arr.nbytes] = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, HEADER.size, 0, total, len(tensors), len(ops), len(b.blobs), len(ids),
-                         len(inputs), len(outputs), sections["tensors"], sections["ops"], sections["blobs"],
-                         sections["ids"], sections["names"], len(b.names), *([0] * 8))
-    buf[:HEADER.size] = header
+    header = np.zeros((), HEADER)
+    header["magic"] = np.frombuffer(MAGIC, "S1")
+    for key, value in (("version", FORMAT_VERSION), ("header_bytes", HEADER.itemsize), ("file_bytes", total),
+                       ("n_tensors", len(tensors)), ("n_ops", len(ops)), ("n_blobs", len(b.blobs)), ("n_ids", len(ids)),
+                       ("n_inputs", len(inputs)), ("n_outputs", len(outputs)), ("names_bytes", len(b.names))):
+        header[key] = value
+    for key in ("tensors", "ops", "blobs", "ids", "names"):
+        header[f"{key}_off"] = sections[key]
+    buf[:HEADER.itemsize] = header.tobytes()
     crc = zlib.crc32(bytes(buf[16:]), zlib.crc32(b"\0\0\0\0", zlib.crc32(bytes(buf[:12]))))
     buf[12:16] = struct.pack("<I", crc)
     return bytes(buf)

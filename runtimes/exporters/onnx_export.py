@@ -95,86 +95,10 @@ class _Writer:
         return x
 
     def emit(self, node) -> str:
-        a, x = node.attrs, [self.read(i) for i in node.inputs]
-        op, base = node.op, node.name
-        if op == "linear":
-            in_rank = len(self.graph.values[node.inputs[0]].shape)
-            w = self.weight(node)
-            b = self.bias(node)
-            if in_rank == 2:
-                y = self.node("Gemm", [x[0], w] + ([b] if b else []), base=base, transB=1)
-            else:
-                wt = self.node("Transpose", [w], base=f"{base}_wT", perm=[1, 0])
-                y = self.node("MatMul", [x[0], wt], base=base)
-                if b:
-                    y = self.node("Add", [y, b], base=f"{base}_bias")
-            return self.activation(y, a["act"], base)
-        if op == "conv2d":
-            (ph, pw) = a["padding"]
-            inputs = [x[0], self.weight(node)] + ([self.bias(node)] if (self.int8 or "bias" in node.params) else [])
-            y = self.node("Conv", [i for i in inputs if i], base=base, strides=list(a["stride"]), pads=[ph, pw, ph, pw],
-                          dilations=list(a["dilation"]), group=a["groups"],
-                          kernel_shape=list(node.params["weight"].shape[2:]))
-            return self.activation(y, a["act"], base)
-        if op == "max_pool2d":
-            (ph, pw) = a["padding"]
-            return self.node("MaxPool", x, base=base, kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=[ph, pw, ph, pw])
-        if op == "avg_pool2d":
-            (ph, pw) = a["padding"]
-            return self.node("AveragePool", x, base=base, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                             pads=[ph, pw, ph, pw], count_include_pad=int(a["count_include_pad"]))
-        if op == "mean":
-            return self.node("ReduceMean", x, base=base, axes=list(a["axes"]), keepdims=int(a["keepdim"]))
-        if op in ("add", "mul"):
-            other = x[1] if len(x) > 1 else self.const(node)
-            return self.node("Add" if op == "add" else "Mul", [x[0], other], base=base)
-        if op == "relu":
-            return self.node("Relu", x, base=base)
-        if op == "relu6":
-            return self.activation(x[0], "relu6", base)
-        if op == "hardswish":
-            return self.node("HardSwish", x, base=base)
-        if op == "sigmoid":
-            return self.node("Sigmoid", x, base=base)
-        if op == "tanh":
-            return self.node("Tanh", x, base=base)
-        if op == "silu":
-            s = self.node("Sigmoid", x, base=f"{base}_sigmoid")
-            return self.node("Mul", [x[0], s], base=base)
-        if op == "gelu":
-            if a.get("approximate", "none") == "tanh":
-                raise UnsupportedOpError(f"the ONNX exporter does not write tanh-approximated gelu ({node.where()})")
-            inv = self.init(f"{base}_inv_sqrt2", np.float32(1 / math.sqrt(2)))
-            one, half = self.init(f"{base}_one", np.float32(1)), self.init(f"{base}_half", np.float32(0.5))
-            e = self.node("Erf", [self.node("Mul", [x[0], inv], base=f"{base}_scale")], base=f"{base}_erf")
-            y = self.node("Mul", [x[0], self.node("Add", [e, one], base=f"{base}_add")], base=f"{base}_mul")
-            return self.node("Mul", [y, half], base=base)
-        if op == "softmax":
-            return self.node("Softmax", x, base=base, axis=a["axis"])
-        if op == "layer_norm":
-            g = self.init(f"{base}_gamma", node.params["gamma"].astype(np.float32))
-            b = self.init(f"{base}_beta", node.params["beta"].astype(np.float32))
-            return self.node("LayerNormalization", [x[0], g, b], base=base, axis=-1, epsilon=a["eps"])
-        if op == "matmul":
-            return self.node("MatMul", x, base=base)
-        if op == "reshape":
-            shape = self.init(f"{base}_shape", np.array(a["shape"], np.int64))
-            return self.node("Reshape", [x[0], shape], base=base)
-        if op == "transpose":
-            return self.node("Transpose", x, base=base, perm=list(a["perm"]))
-        if op == "concat":
-            return self.node("Concat", x, base=base, axis=a["axis"])
-        if op == "embedding":
-            if self.int8:
-                qp = self.graph.qparams[node.outputs[0]]
-                q = self.init(f"{base}_weight_q", node.params["weight_q"].astype(np.int8))
-                s = self.init(f"{base}_weight_scale", np.float32(qp.scalar_scale))
-                z = self.init(f"{base}_weight_zp", np.int8(qp.scalar_zero_point))
-                w = self.node("DequantizeLinear", [q, s, z], base=f"{base}_weight_DQ")
-            else:
-                w = self.init(f"{base}_weight", node.params["weight"].astype(np.float32))
-            return self.node("Gather", [w, x[0]], base=base, axis=0)
-        raise UnsupportedOpError(f"the ONNX exporter cannot express op {op!r} ({node.where()})")
+        lower = LOWERINGS.get(node.op)
+        if lower is None:
+            raise UnsupportedOpError(f"the ONNX exporter cannot express op {node.op!r} ({node.where()})")
+        return lower(self, node, [self.read(i) for i in node.inputs])
 
     def build(self):
         helper, g = self.helper, self.graph
@@ -203,6 +127,171 @@ class _Writer:
         model.ir_version = 8
         self.onnx.checker.check_model(model, full_check=True)
         return model
+
+
+# -- one lowering per op: (writer, node, input names) -> output name -----------------------------
+LOWERINGS: dict = {}
+
+
+def lowers(*ops):
+    def register(fn):
+        for op in ops:
+            LOWERINGS[op] = fn
+        return fn
+    return register
+
+
+@lowers("linear")
+def _linear(w: _Writer, node, x):
+    base, in_rank = node.name, len(w.graph.values[node.inputs[0]].shape)
+    weight, b = w.weight(node), w.bias(node)
+    if in_rank == 2:
+        y = w.node("Gemm", [x[0], weight] + ([b] if b else []), base=base, transB=1)
+    else:
+        wt = w.node("Transpose", [weight], base=f"{base}_wT", perm=[1, 0])
+        y = w.node("MatMul", [x[0], wt], base=base)
+        if b:
+            y = w.node("Add", [y, b], base=f"{base}_bias")
+    return w.activation(y, node.attrs["act"], base)
+
+
+@lowers("conv2d")
+def _conv2d(w: _Writer, node, x):
+    a, (ph, pw) = node.attrs, node.attrs["padding"]
+    inputs = [x[0], w.weight(node)] + ([w.bias(node)] if (w.int8 or "bias" in node.params) else [])
+    y = w.node("Conv", [i for i in inputs if i], base=node.name, strides=list(a["stride"]), pads=[ph, pw, ph, pw],
+               dilations=list(a["dilation"]), group=a["groups"], kernel_shape=list(node.params["weight"].shape[2:]))
+    return w.activation(y, a["act"], node.name)
+
+
+@lowers("max_pool2d", "avg_pool2d")
+def _pool(w: _Writer, node, x):
+    a, (ph, pw) = node.attrs, node.attrs["padding"]
+    common = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=[ph, pw, ph, pw])
+    if node.op == "max_pool2d":
+        return w.node("MaxPool", x, base=node.name, **common)
+    return w.node("AveragePool", x, base=node.name, count_include_pad=int(a["count_include_pad"]), **common)
+
+
+@lowers("mean")
+def _mean(w: _Writer, node, x):
+    return w.node("ReduceMean", x, base=node.name, axes=list(node.attrs["axes"]), keepdims=int(node.attrs["keepdim"]))
+
+
+@lowers("add", "mul")
+def _binary(w: _Writer, node, x):
+    other = x[1] if len(x) > 1 else w.const(node)
+    return w.node("Add" if node.op == "add" else "Mul", [x[0], other], base=node.name)
+
+
+def _clip(w: _Writer, x: str, lo: float, hi: float, base: str) -> str:
+    return w.node("Clip", [x, w.init(f"{base}_min", np.float32(lo)), w.init(f"{base}_max", np.float32(hi))], base=base)
+
+
+@lowers("relu", "hardswish", "sigmoid", "tanh")
+def _unary(w: _Writer, node, x):
+    return w.node({"relu": "Relu", "hardswish": "HardSwish", "sigmoid": "Sigmoid", "tanh": "Tanh"}[node.op], x,
+                  base=node.name)
+
+
+@lowers("relu6")
+def _relu6(w: _Writer, node, x):
+    return _clip(w, x[0], 0.0, 6.0, node.name)
+
+
+@lowers("clamp")
+def _clamp(w: _Writer, node, x):
+    return _clip(w, x[0], node.attrs["min"], node.attrs["max"], node.name)
+
+
+@lowers("hardsigmoid")
+def _hardsigmoid(w: _Writer, node, x):
+    return w.node("HardSigmoid", x, base=node.name, alpha=1.0 / 6.0, beta=0.5)
+
+
+@lowers("silu")
+def _silu(w: _Writer, node, x):
+    return w.node("Mul", [x[0], w.node("Sigmoid", x, base=f"{node.name}_sigmoid")], base=node.name)
+
+
+@lowers("gelu")
+def _gelu(w: _Writer, node, x):
+    base = node.name
+    one, half = w.init(f"{base}_one", np.float32(1)), w.init(f"{base}_half", np.float32(0.5))
+    if node.attrs.get("approximate", "none") == "tanh":
+        cube = w.node("Mul", [x[0], w.node("Mul", [x[0], x[0]], base=f"{base}_sq")], base=f"{base}_cube")
+        inner = w.node("Add", [x[0], w.node("Mul", [cube, w.init(f"{base}_c", np.float32(0.044715))], base=f"{base}_cc")],
+                       base=f"{base}_inner")
+        t = w.node("Tanh", [w.node("Mul", [inner, w.init(f"{base}_k", np.float32(math.sqrt(2 / math.pi)))],
+                                   base=f"{base}_scale")], base=f"{base}_tanh")
+    else:
+        inv = w.init(f"{base}_inv_sqrt2", np.float32(1 / math.sqrt(2)))
+        t = w.node("Erf", [w.node("Mul", [x[0], inv], base=f"{base}_scale")], base=f"{base}_erf")
+    y = w.node("Mul", [x[0], w.node("Add", [t, one], base=f"{base}_add")], base=f"{base}_mul")
+    return w.node("Mul", [y, half], base=base)
+
+
+@lowers("softmax")
+def _softmax(w: _Writer, node, x):
+    return w.node("Softmax", x, base=node.name, axis=node.attrs["axis"])
+
+
+@lowers("layer_norm")
+def _layer_norm(w: _Writer, node, x):
+    g = w.init(f"{node.name}_gamma", node.params["gamma"].astype(np.float32))
+    b = w.init(f"{node.name}_beta", node.params["beta"].astype(np.float32))
+    return w.node("LayerNormalization", [x[0], g, b], base=node.name, axis=-1, epsilon=node.attrs["eps"])
+
+
+@lowers("matmul")
+def _matmul(w: _Writer, node, x):
+    return w.node("MatMul", x, base=node.name)
+
+
+@lowers("reshape")
+def _reshape(w: _Writer, node, x):
+    return w.node("Reshape", [x[0], w.init(f"{node.name}_shape", np.array(node.attrs["shape"], np.int64))], base=node.name)
+
+
+@lowers("transpose")
+def _transpose(w: _Writer, node, x):
+    return w.node("Transpose", x, base=node.name, perm=list(node.attrs["perm"]))
+
+
+@lowers("concat")
+def _concat(w: _Writer, node, x):
+    return w.node("Concat", x, base=node.name, axis=node.attrs["axis"])
+
+
+@lowers("pad")
+def _pad(w: _Writer, node, x):
+    pads = list(node.attrs["pads"])
+    onnx_pads = pads[0::2] + pads[1::2]  # ONNX: all befores, then all afters
+    value = w.init(f"{node.name}_value", np.float32(node.attrs["value"]))
+    return w.node("Pad", [x[0], w.init(f"{node.name}_pads", np.array(onnx_pads, np.int64)), value], base=node.name,
+                  mode="constant")
+
+
+@lowers("slice")
+def _slice(w: _Writer, node, x):
+    a = node.attrs
+    ints = {k: w.init(f"{node.name}_{k}", np.array([a[k]], np.int64)) for k in ("start", "stop", "axis", "step")}
+    return w.node("Slice", [x[0], ints["start"], ints["stop"], ints["axis"], ints["step"]], base=node.name)
+
+
+@lowers("embedding")
+def _embedding(w: _Writer, node, x):
+    base = node.name
+    if w.int8:
+        qp = w.graph.qparams[node.outputs[0]]
+        q = w.init(f"{base}_weight_q", node.params["weight_q"].astype(np.int8))
+        s = w.init(f"{base}_weight_scale", np.float32(qp.scalar_scale))
+        z = w.init(f"{base}_weight_zp", np.int8(qp.scalar_zero_point))
+        table = w.node("DequantizeLinear", [q, s, z], base=f"{base}_weight_DQ")
+    else:
+        table = w.init(f"{base}_weight", node.params["weight"].astype(np.float32))
+    return w.node("Gather", [table, x[0]], base=base, axis=0)
+
 
 
 class OnnxFp32Exporter:

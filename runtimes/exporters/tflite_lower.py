@@ -44,11 +44,11 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
         for v in self.g.inputs:
             self._input(v)
         for node in self.g.nodes:
-            lower = getattr(self, f"_op_{node.op}", None)
+            lower = lowering_for(node.op)
             if lower is None:
                 raise UnsupportedOpError(f"TFLite export: op {node.op!r} has no TFLite lowering ({node.where()})")
             try:
-                lower(node)
+                lower(self, node)
             except (ModelError, ConfigError):
                 raise
             except Exception as e:
@@ -182,6 +182,11 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
             bias = p.get("bias", np.zeros(w_float.shape[0], np.float32))
             b = self.m.const(f"{node.name}/bias", bias, "float32")
         return w, b
+
+
+def lowering_for(op: str):
+    """The lowering of IR op ``op``: the ``_op_<name>`` method of one of the mixins, or None."""
+    return getattr(Lowering, f"_op_{op}", None)
 
 
 def lower(graph, *, int8: bool, full_integer: bool = False) -> TfliteModel:

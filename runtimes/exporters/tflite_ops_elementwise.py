@@ -55,6 +55,30 @@ class ElementwiseOps:
     def _op_gelu(self, node) -> None:
         self._unary(node, B.GELU, "GeluOptions", Approximate=node.attrs.get("approximate", "none") == "tanh")
 
+    def _op_clamp(self, node) -> None:
+        if self.int8:
+            return self._lut(node)
+        nhwc = self._prefer_nhwc(node.inputs)
+        x = self._get(node.inputs[0], nhwc)
+        low = self._temp(f"{node.name}/max", self.m.shape_of(x.index), like=x.index)
+        lo = self.m.const(f"{node.name}/min_value", np.asarray(node.attrs["min"], np.float32), "float32")
+        hi = self.m.const(f"{node.name}/max_value", np.asarray(node.attrs["max"], np.float32), "float32")
+        self.m.op(B.MAXIMUM, [x.index, lo], [low])
+        self.m.op(B.MINIMUM, [low, hi], [self._out(node, nhwc)])
+
+    def _op_hardsigmoid(self, node) -> None:
+        if self.int8:
+            return self._lut(node)
+        nhwc = self._prefer_nhwc(node.inputs)
+        x = self._get(node.inputs[0], nhwc)
+        shape = self.m.shape_of(x.index)
+        shifted, clipped = (self._temp(f"{node.name}/{t}", shape, like=x.index) for t in ("plus3", "relu6"))
+        three = self.m.const(f"{node.name}/three", np.asarray(3.0, np.float32), "float32")
+        sixth = self.m.const(f"{node.name}/sixth", np.asarray(1.0 / 6.0, np.float32), "float32")
+        self.m.op(B.ADD, [x.index, three], [shifted], "AddOptions", FusedActivationFunction=0)
+        self.m.op(B.RELU6, [shifted], [clipped])
+        self.m.op(B.MUL, [clipped, sixth], [self._out(node, nhwc)], "MulOptions", FusedActivationFunction=0)
+
     def _op_sigmoid(self, node) -> None:
         # int8 LOGISTIC insists on output qparams (1/256, -128); other calibrations use the IR's table
         if self.int8 and not self._fixed_qparams(node, 1 / 256, -128):

@@ -1,7 +1,9 @@
-"""TFLite lowerings of the IR's matmul, reshape, transpose, concat and embedding. A mixin of
-:class:`~.tflite_lower.Lowering`."""
+"""TFLite lowerings of the IR's matmul, reshape, transpose, pad, slice, concat and embedding. A mixin
+of :class:`~.tflite_lower.Lowering`."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from . import tflite_layout as L
 from .tflite_layout import Stored
@@ -57,6 +59,34 @@ class ShapeOps:
             self.env[node.outputs[0]] = {False: Stored(x.index)}
             return
         self.m.op(B.TRANSPOSE, [x.index, self._i32(f"{node.name}/perm", perm)], [self._out(node)], "TransposeOptions")
+
+    def _op_pad(self, node) -> None:
+        """PADV2 with the padding value (int8: quantized with the tensor's own qparams, as the IR)."""
+        rank = len(self.g.values[node.inputs[0]].shape)
+        nhwc = rank == 4 and self._prefer_nhwc(node.inputs)
+        x = self._get(node.inputs[0], nhwc)
+        pads = np.asarray(node.attrs["pads"], np.int32).reshape(rank, 2)
+        if nhwc:
+            pads = pads[list(L.TO_NHWC)]
+        t = self.m.tensors[x.index]
+        value = np.float32(node.attrs["value"])
+        if self.int8:
+            value = self.g.qparams[node.inputs[0]].quantize(value.reshape(()))
+        fill = self.m.const(f"{node.name}/value", np.asarray([value]), t.dtype, t.quant)
+        self.m.op(B.PADV2, [x.index, self._i32(f"{node.name}/paddings", pads), fill], [self._out(node, nhwc)],
+                  "PadV2Options")
+
+    def _op_slice(self, node) -> None:
+        a, rank = node.attrs, len(self.g.values[node.inputs[0]].shape)
+        nhwc = rank == 4 and self._prefer_nhwc(node.inputs)
+        x = self._get(node.inputs[0], nhwc)
+        shape = self.m.shape_of(x.index)
+        axis = L.stored_axis(a["axis"], rank, nhwc)
+        begin, end, strides = [0] * rank, list(shape), [1] * rank
+        begin[axis], end[axis], strides[axis] = a["start"], a["stop"], a["step"]
+        ins = [x.index] + [self._i32(f"{node.name}/{k}", v) for k, v in (("begin", begin), ("end", end), ("strides", strides))]
+        # mask bit 0: the (dynamic) batch axis is taken whole
+        self.m.op(B.STRIDED_SLICE, ins, [self._out(node, nhwc)], "StridedSliceOptions", BeginMask=1, EndMask=1)
 
     def _op_concat(self, node) -> None:
         rank = len(self.g.values[node.outputs[0]].shape)

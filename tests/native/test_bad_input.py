@@ -12,14 +12,6 @@ from edgefleet.compress.ir import run_int
 from .efm_cases import small_cnn, small_encoder
 
 
-def test_exporter_and_c_agree_on_the_record_layout():
-    from edgefleet.runtimes.exporters import efm_export as E
-
-    assert _native.record_sizes() == {"header": E.HEADER.size, "tensor": E.TENSOR.itemsize, "op": E.OP.itemsize,
-                                      "blob": E.BLOB.itemsize}
-    assert _native.FORMAT_VERSION == E.FORMAT_VERSION
-
-
 def test_valid_file_loads_and_introspects():
     data, qg = small_cnn()
     m = _native.Model.from_bytes(data)

@@ -190,3 +190,37 @@ def test_every_requantization_path(op, scale_up, kernels):
     ref, _ = assert_bit_exact(qg, edge_batch(rng, shape, n=3), kernels)
     if scale_up == 12:
         assert (ref == 127).any() and (ref == -128).any()  # saturates both ways
+
+
+@pytest.mark.parametrize("pads,value", [((0, 0, 0, 0, 0, 1, 0, 1), 0.0),     # TF "same": after only
+                                        ((0, 0, 1, 2, 3, 0, 1, 1), 0.75),    # every axis, non-zero value
+                                        ((0, 0, 0, 0, 2, 2, 0, 0), -1e4)])   # saturating value
+def test_pad(pads, value, kernels):
+    check([("pad", ["x"], "y", {"pads": pads, "value": value}, {})], (3, 5, 7), kernels, seed=3)
+
+
+def test_pad_of_a_sequence(kernels):
+    check([("pad", ["x"], "y", {"pads": (0, 0, 2, 1, 0, 3), "value": 0.0}, {})], (6, 10), kernels, seed=8)
+
+
+@pytest.mark.parametrize("axis,start,stop,step", [(1, 0, 2, 1), (1, 1, 4, 2), (2, 1, 5, 1), (3, 0, 7, 3), (3, 6, 7, 1)])
+def test_slice(axis, start, stop, step, kernels):
+    attrs = {"axis": axis, "start": start, "stop": stop, "step": step}
+    check([("slice", ["x"], "y", attrs, {})], (4, 5, 7), kernels, seed=axis + start)
+
+
+@pytest.mark.parametrize("op,attrs", [("clamp", {"min": -0.5, "max": 1.25}), ("clamp", {"min": -1.0, "max": float("inf")}),
+                                      ("hardsigmoid", {})])
+def test_new_lookup_activations(op, attrs, kernels):
+    check([(op, ["x"], "y", attrs, {})], (3, 11), kernels, seed=12)
+
+
+def test_squeeze_excitation_gate(kernels):
+    """global pool -> 1x1 convs -> hardsigmoid -> broadcast multiply, as MobileNetV3 and EfficientNet."""
+    def nodes(rng):
+        conv = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1}
+        return [("mean", ["x"], "s", {"axes": (2, 3), "keepdim": True}, {}),
+                ("conv2d", ["s"], "r", {**conv, "act": "relu"}, {"weight": weights(rng, 2, 6, 1, 1), "bias": weights(rng, 2)}),
+                ("conv2d", ["r"], "e", {**conv, "act": "none"}, {"weight": weights(rng, 6, 2, 1, 1), "bias": weights(rng, 6)}),
+                ("hardsigmoid", ["e"], "g", {}, {}), ("mul", ["x", "g"], "y", {}, {})]
+    check(nodes, (6, 5, 5), kernels, seed=14)

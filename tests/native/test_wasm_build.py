@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 NATIVE = Path(__file__).resolve().parents[2] / "native"
-SOURCES = ["efm_load.c", "efm_run.c", "efm_ops.c", "efm_ops_conv.c", "cpu.c", "kernels_portable.c", "kernels_avx2.c",
+SOURCES = ["efm_load.c", "efm_run.c", "efm_ops.c", "efm_ops_conv.c", "efm_ops_misc.c", "cpu.c", "kernels_portable.c", "kernels_avx2.c",
            "kernels_vnni.c", "kernels_avx512.c"]
 
 

@@ -2,7 +2,9 @@
 
 A subclass sets ``runtime``, ``target``, ``precision`` and, where the backend differs from the
 integer reference by design, ``int8_max_lsb``/``int8_mean_lsb`` with the reason. It then gets every
-test: parity with the reference on each zoo model, a dynamic batch, and clear errors on bad input.
+test: parity with the reference on each zoo model and on each op model (``op_models.py``: real small
+modules exercising padding, squeeze-excitation, activations, slicing, token ids, attention), a dynamic
+batch, and clear errors on bad input.
 
     class TestNativeParity(RuntimeParitySuite):
         runtime, target, precision = "native", "efm-int8", "int8"
@@ -17,6 +19,8 @@ import pytest
 
 from edgefleet import DataError
 from edgefleet.compress.ir import QuantConfig, quantize_graph, run_float, run_int
+
+from .op_models import OP_MODELS, op_case
 
 MODELS = ("digits_cnn", "mlp", "mobilenet_v2_stack", "bert_encoder")
 
@@ -56,31 +60,40 @@ class RuntimeParitySuite:
         return path
 
     def open(self, model_name, tmp_path):
+        graph, qgraph, x = op_case(model_name)[1:] if model_name in OP_MODELS else zoo_case(model_name)
         from edgefleet import runtimes
 
         cls = runtimes.get(self.runtime)
         if not cls.is_available():
             pytest.skip(f"{self.runtime}: {cls.unavailable_reason()}")
-        graph, qgraph, x = zoo_case(model_name)
         path = self.export(qgraph if self.precision == "int8" else graph, tmp_path / f"{model_name}.{self.target}")
         return runtimes.load(self.runtime, path), graph, qgraph, x
+
+    def check_outputs(self, model_name, rt, graph, qgraph, x):
+        outs = rt.run(x)
+        for name in graph.outputs:
+            out = outs[name]
+            if self.precision == "int8":
+                ref = run_int(qgraph, x)[name]
+                lsb = qgraph.qparams[name].scalar_scale
+                diff = np.abs(out - ref) / lsb
+                max_lsb, mean_lsb = self.int8_tolerance.get(model_name, (self.int8_max_lsb, self.int8_mean_lsb))
+                assert diff.max() <= max_lsb + 1e-3, f"{name}: max {diff.max():.2f} LSB"
+                assert diff.mean() <= mean_lsb, f"{name}: mean {diff.mean():.3f} LSB"
+            else:
+                ref = run_float(graph, x)[name]
+                assert np.abs(out - ref).max() <= self.fp32_max_abs, f"{name}: {np.abs(out - ref).max():.2e}"
 
     @pytest.mark.parametrize("model_name", MODELS)
     def test_matches_reference(self, model_name, tmp_path):
         if model_name not in self.models:
             pytest.skip(f"{self.target} does not cover {model_name}")
-        rt, graph, qgraph, x = self.open(model_name, tmp_path)
-        out = rt.run(x)[rt.output_names[0]]
-        if self.precision == "int8":
-            ref = run_int(qgraph, x)["output"]
-            lsb = qgraph.qparams["output"].scalar_scale
-            diff = np.abs(out - ref) / lsb
-            max_lsb, mean_lsb = self.int8_tolerance.get(model_name, (self.int8_max_lsb, self.int8_mean_lsb))
-            assert diff.max() <= max_lsb + 1e-3, f"max {diff.max():.2f} LSB"
-            assert diff.mean() <= mean_lsb, f"mean {diff.mean():.3f} LSB"
-        else:
-            ref = run_float(graph, x)["output"]
-            assert np.abs(out - ref).max() <= self.fp32_max_abs
+        self.check_outputs(model_name, *self.open(model_name, tmp_path))
+
+    @pytest.mark.parametrize("model_name", list(OP_MODELS))
+    def test_op_model_matches_reference(self, model_name, tmp_path):
+        """Every op of the mobile CNN and transformer families, captured from a real torch module."""
+        self.check_outputs(model_name, *self.open(model_name, tmp_path))
 
     def test_dynamic_batch_gives_the_same_rows(self, tmp_path):
         rt, _, _, x = self.open(self.models[0], tmp_path)

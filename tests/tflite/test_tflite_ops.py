@@ -86,7 +86,25 @@ class ImageThenPermute(nn.Module):
         return y.permute(0, 2, 3, 1) * 2.0, torch.flatten(y, 1)
 
 
-CASES = {"pools": (Pools, (3, 16, 16)), "activations": (Activations, (4, 6, 6)),
+class SamePadSliceSE(nn.Module):
+    """TF "same" padding before a strided conv (PADV2 on the NHWC map), squeeze-excitation with
+    hardsigmoid, clamp, a channel chunk and an H slice on NHWC-stored maps (STRIDED_SLICE)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, stride=2)
+        self.reduce, self.expand = nn.Conv2d(6, 3, 1), nn.Conv2d(3, 6, 1)
+
+    def forward(self, x):
+        y = self.conv(nn.functional.pad(x, (0, 1, 0, 1)))
+        y = nn.functional.pad(torch.relu(y), (1, 0, 2, 1), value=0.5)
+        gate = nn.functional.hardsigmoid(self.expand(torch.relu(self.reduce(y.mean(dim=(2, 3), keepdim=True)))))
+        y = torch.clamp(y * gate, -0.5, 1.0)
+        a, b = torch.chunk(y, 2, dim=1)
+        return torch.cat([a[:, :, 1:-1:2], b[:, :, :-2:2]], dim=1)
+
+
+CASES = {"same_pad_se": (SamePadSliceSE, (3, 13, 11)), "pools": (Pools, (3, 16, 16)), "activations": (Activations, (4, 6, 6)),
          "sequence": (Sequence, (10, 16)), "permute": (ImageThenPermute, (3, 5, 7)),
          "grouped": (Grouped, (4, 6, 6))}
 
