@@ -9,7 +9,9 @@ scaled up by pixel repetition to ``--image`` and given 3 channels), captured, qu
 exported to every target. Peers in the same run: torch fp32, onnxruntime fp32 (our fp32 ONNX of the
 same graph) and onnxruntime ``quantize_static`` (QDQ, per-channel, 7-bit weights so its AVX2 kernels
 are exact, calibrated on the same samples). For all-MiniLM-L6-v2 (when its package is installed) the
-peer is ``quantize_dynamic`` and the fidelity is the cosine to the fp32 embeddings.
+peer is ``quantize_dynamic`` (per-channel, 7-bit weights) and the fidelity is the cosine to the fp32
+embeddings, plus the F1 of a logistic regression on frozen embeddings of Reuters-21578 Grain (weka's
+ARFF examples; see ``edgefleet.compress.data.load_reuters``).
 
 Columns: bytes; fidelity (top-1 agreement with torch fp32 on the test images, and test accuracy;
 cosine for MiniLM); latency at batch 1 and 32 (single thread; min and median of per-call wall time,
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_json  # noqa: E402
 
 FAMILIES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet18", "vit_tiny")
+MINILM = "all_minilm_l6_v2"
 
 
 def fashion_images(size: int, n_train: int, n_test: int, seed: int = 0):
@@ -180,11 +183,101 @@ def bench_cnn(name: str, args, workdir: Path) -> list[dict]:
     return rows
 
 
+def _ort_fp32_minilm(model, ids, mask, path: Path) -> Path:
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    torch.onnx.export(model, (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2])), str(path), dynamo=True,
+                      external_data=False, input_names=["input_ids", "attention_mask"],
+                      dynamic_shapes=({0: batch}, {0: batch}))
+    return path
+
+
+def bench_minilm(args, workdir: Path) -> list[dict]:
+    """all-MiniLM-L6-v2 (real weights) on Reuters Grain: cosine to torch fp32, downstream F1 of a
+    logistic regression on frozen embeddings, bytes, latency."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    from edgefleet import runtimes
+    from edgefleet.compress.batch import InputSpec
+    from edgefleet.compress.data import load_reuters
+    from edgefleet.compress.ir.quantize import quantize_graph
+    from edgefleet.compress.state import capture_model
+    from edgefleet.compress.tasks import cosine_rows
+    from edgefleet.compress.zoo import minilm
+    from edgefleet.runtimes import exporters
+
+    try:
+        model, tok = minilm.all_minilm_l6_v2(), minilm.tokenizer()
+        tr_text, tr_y, te_text, te_y = load_reuters("Grain")
+    except Exception as e:
+        return [{"model": MINILM, "variant": "-", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}]
+    rng = np.random.default_rng(0)
+    tr = np.sort(rng.choice(len(tr_text), min(args.text_train, len(tr_text)), replace=False))
+    te = np.sort(rng.choice(len(te_text), min(args.text_test, len(te_text)), replace=False))
+    tr_ids, tr_mask = tok.encode([tr_text[i] for i in tr], minilm.SEQ_LEN)
+    te_ids, te_mask = tok.encode([te_text[i] for i in te], minilm.SEQ_LEN)
+    tr_y, te_y = tr_y[tr], te_y[te]
+    info = {"model": MINILM, "params": sum(p.numel() for p in model.parameters()), "seq_len": minilm.SEQ_LEN,
+            "texts": {"train": len(tr), "test": len(te), "corpus": "Reuters-21578 Grain (weka)"}}
+
+    def torch_fp32(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x[0]), torch.from_numpy(x[1])).numpy()
+
+    runners, paths, rows = {"torch fp32": torch_fp32}, {}, []
+    try:
+        paths["ort fp32"] = _ort_fp32_minilm(model, tr_ids, tr_mask, workdir / "minilm.onnx")
+        runners["ort fp32"] = _ort(paths["ort fp32"])
+        paths["ort quantize_dynamic"] = workdir / "minilm.dynamic.onnx"
+        quantize_dynamic(str(paths["ort fp32"]), str(paths["ort quantize_dynamic"]), weight_type=QuantType.QInt8,
+                         per_channel=True, reduce_range=True)
+        runners["ort quantize_dynamic"] = _ort(paths["ort quantize_dynamic"])
+    except Exception as e:
+        rows.append({**info, "variant": "ort fp32 / quantize_dynamic", "error": f"{type(e).__name__}: {str(e)[:160]}"})
+    try:
+        specs = [InputSpec("input_ids", "int64", (minilm.SEQ_LEN,)), InputSpec("attention_mask", "int64", (minilm.SEQ_LEN,))]
+        graph = capture_model(model, specs)
+        calib = [{"input_ids": tr_ids[i:i + 16], "attention_mask": tr_mask[i:i + 16]}
+                 for i in range(0, min(len(tr), args.calibration_samples), 16)]
+        qgraph = quantize_graph(graph, calib)
+        for target in ("onnx-int8", "tflite-int8", "efm-int8"):
+            exporter = exporters.get(target)()
+            paths[f"edgefleet {target}"] = exporter.export(qgraph, workdir / f"minilm.{target}")
+            rt = runtimes.load(exporter.runtime, paths[f"edgefleet {target}"], threads=1)
+            runners[f"edgefleet {target}"] = lambda x, rt=rt: rt.run({"input_ids": x[0], "attention_mask": x[1]})[rt.output_names[0]]
+    except Exception as e:
+        rows.append({**info, "variant": "edgefleet", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
+
+    def embed(fn, ids, mask):
+        return np.concatenate([fn((ids[i:i + 32], mask[i:i + 32])) for i in range(0, len(ids), 32)])
+
+    ref_tr, ref_te = embed(torch_fp32, tr_ids, tr_mask), embed(torch_fp32, te_ids, te_mask)
+    lat = interleaved(runners, {1: (te_ids[:1], te_mask[:1]), 32: (np.resize(te_ids, (32, minilm.SEQ_LEN)),
+                                                                    np.resize(te_mask, (32, minilm.SEQ_LEN)))},
+                      rounds=args.rounds, budget_s=args.seconds)
+    for variant, fn in runners.items():
+        e_tr, e_te = (ref_tr, ref_te) if variant == "torch fp32" else (embed(fn, tr_ids, tr_mask), embed(fn, te_ids, te_mask))
+        cos = cosine_rows(e_te, ref_te)
+        norm = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+        head = LogisticRegression(max_iter=2000, C=10.0).fit(norm(e_tr), tr_y)
+        path = paths.get(variant)
+        rows.append({**info, "variant": variant, "bytes": path.stat().st_size if path else None,
+                     "fidelity": float(cos.mean()), "fidelity_p1": float(np.percentile(cos, 1)),
+                     "fidelity_kind": "cosine to torch fp32",
+                     "f1": float(f1_score(te_y, head.predict(norm(e_te))) * 100),
+                     "latency": {f"batch{b}": lat[(variant, b)] for b in (1, 32)}})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="small widths, 32 x 32 inputs, few samples: a quick check")
-    ap.add_argument("--models", default=",".join(FAMILIES), help="comma-separated zoo families")
+    ap.add_argument("--models", default=",".join((*FAMILIES, MINILM)), help="comma-separated zoo families")
     ap.add_argument("--width", type=float, help="width multiplier (default 1.0; 0.25 with --smoke)")
     ap.add_argument("--image", type=int, help="input side in pixels (default 64; 32 with --smoke)")
     ap.add_argument("--epochs", type=int, help="teacher epochs (default 2; 1 with --smoke)")
@@ -193,12 +286,15 @@ def main(argv=None) -> int:
     ap.add_argument("--calibration-samples", type=int, default=64, help="calibration images (shared by all quantizers)")
     ap.add_argument("--rounds", type=int, help="timing rounds (default 5; 2 with --smoke)")
     ap.add_argument("--seconds", type=float, help="timing budget per variant and batch (default 2; 0.2 with --smoke)")
+    ap.add_argument("--text-train", type=int, help="Reuters training texts for the F1 head (default 400; 48 with --smoke)")
+    ap.add_argument("--text-test", type=int, help="Reuters test texts (default 200; 32 with --smoke)")
     ap.add_argument("--kernels", default="best", help="native kernel table: best, portable, avx2, avxvnni, avx512vnni")
     ap.add_argument("--out", help="JSON file to write (default: bench-results/real_models[_smoke].json)")
     args = ap.parse_args(argv)
     smoke = args.smoke
     for key, full, small in (("width", 1.0, 0.25), ("image", 64, 32), ("epochs", 2, 1), ("train_samples", 6000, 256),
-                             ("test_samples", 1000, 64), ("rounds", 5, 2), ("seconds", 2.0, 0.2)):
+                             ("test_samples", 1000, 64), ("rounds", 5, 2), ("seconds", 2.0, 0.2),
+                             ("text_train", 400, 48), ("text_test", 200, 32)):
         if getattr(args, key) is None:
             setattr(args, key, small if smoke else full)
 
@@ -215,17 +311,18 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:
             print(f"== {name}", file=sys.stderr, flush=True)
-            rows += bench_cnn(name, args, Path(tmp))
+            rows += bench_minilm(args, Path(tmp)) if name == MINILM else bench_cnn(name, args, Path(tmp))
     table = []
     for r in rows:
         lat = r.get("latency", {})
         fmt = lambda b, k: f"{lat[f'batch{b}'][k]:.3f}" if lat else "-"  # noqa: E731
         table.append([r["model"], r["variant"], f"{r['bytes']:,}" if r.get("bytes") else "-",
-                      f"{r['fidelity']:.1f}" if "fidelity" in r else "-",
-                      f"{r['test_accuracy']:.1f}" if "test_accuracy" in r else "-",
+                      (f"{r['fidelity']:.4f}/{r['fidelity_p1']:.4f}" if "fidelity_p1" in r else f"{r['fidelity']:.1f}")
+                      if "fidelity" in r else "-",
+                      f"{r['test_accuracy']:.1f}" if "test_accuracy" in r else (f"F1 {r['f1']:.1f}" if "f1" in r else "-"),
                       fmt(1, "min_ms"), fmt(1, "median_ms"), fmt(32, "min_ms"), fmt(32, "median_ms"),
                       r.get("error", "")[:70]])
-    print_table(["model", "variant", "bytes", "agree %", "acc %", "b1 min", "b1 med", "b32 min", "b32 med", "note"], table)
+    print_table(["model", "variant", "bytes", "agree % | cos mean/p1", "acc % | F1", "b1 min", "b1 med", "b32 min", "b32 med", "note"], table)
     payload = {"machine": machine, "native_kernels": kernels, "threads": 1, "args": vars(args), "results": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(payload, indent=2, default=float))

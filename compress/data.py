@@ -218,3 +218,29 @@ def load_dataset(spec: str, seed: int = 0, task: str = "classifier") -> Dataset:
     if spec.endswith(".npz") or Path(spec).exists():
         return load_npz(spec, seed, task)
     raise DataError(f"data {spec!r} is neither a built-in data set ({', '.join(BUILTIN)}) nor an existing .npz file")
+
+
+#: where Debian's ``weka`` package puts its example ARFF files (``EDGEFLEET_WEKA_EXAMPLES`` overrides;
+#: ``apt-get download weka && dpkg -x weka_*.deb DIR`` gives them without installing Java)
+WEKA_EXAMPLES = "/usr/share/doc/weka/examples"
+
+
+def load_reuters(topic: str = "Grain") -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """Reuters-21578 ModApte, one topic against the rest (``Grain`` or ``Corn``), from weka's ARFF
+    examples: ``(train_texts, train_labels, test_texts, test_labels)``."""
+    root = Path(os.environ.get("EDGEFLEET_WEKA_EXAMPLES", WEKA_EXAMPLES))
+
+    def read(split: str):
+        path = root / f"Reuters{topic}-{split}.arff"
+        if not path.is_file():
+            raise DataError(f"{path} not found: unpack Debian's weka package (apt-get download weka; dpkg -x "
+                            f"weka_*.deb DIR) and set EDGEFLEET_WEKA_EXAMPLES=DIR/usr/share/doc/weka/examples")
+        texts, labels = [], []
+        for line in path.read_text(encoding="latin-1").splitlines():
+            if line.startswith("'"):
+                text, label = line.rsplit(",", 1)
+                texts.append(text[1:-1].replace("\\n", " ").replace("\\'", "'").replace('\\"', '"'))
+                labels.append(int(label))
+        return texts, np.asarray(labels, np.int64)
+
+    return (*read("train"), *read("test"))

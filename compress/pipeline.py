@@ -157,6 +157,31 @@ class _Steps:
             self.bar.close()
 
 
+def check_input_ranges(data: Dataset, graph) -> None:
+    """Every integer input of every split lies in the range its embedding table allows."""
+    for name, (lo, hi) in input_ranges(graph).items():
+        for split in ("train", "val", "test"):
+            arr = B.as_dict(getattr(data, f"x_{split}")).get(name)
+            if arr is None or not arr.size:
+                continue
+            bad = (arr < lo) | (arr > hi)
+            if bad.any():
+                where = [int(i) for i in np.argwhere(bad)[0]]
+                raise DataError(f"data set {data.name!r} ({split}): input {name!r} holds {int(arr[tuple(where)])} at "
+                                f"{where}, outside [{lo}, {hi}]: the model's vocabulary has {hi + 1} entries "
+                                f"({int(bad.sum())} value(s) out of range)")
+
+
+def _explain_misfit(model, data: Dataset) -> None:
+    if not any(s.is_integer for s in data.input_specs):
+        return
+    try:
+        graph = capture_model(model, data.input_specs)
+    except EdgefleetError:
+        return  # the original error stands
+    check_input_ranges(data, graph)
+
+
 def _attempt(cfg: ExportConfig, recipe: Recipe, teacher, data: Dataset, number: int, teacher_val: float,
              max_drop: float, steps: _Steps):
     task = get_task(data.task)
@@ -222,9 +247,14 @@ def _run_export(cfg: ExportConfig, steps: _Steps) -> ExportResult:
     with steps.step("load model and data"):
         data = load_dataset(cfg.data, seed=cfg.seed, task=cfg.task)
         model = load_model(cfg.model, cfg.weights)
-        _check_model_on_data(model, data)
+        try:
+            _check_model_on_data(model, data)
+        except DataError:
+            _explain_misfit(model, data)  # token ids outside the vocabulary: say so, not torch's IndexError
+            raise
     with steps.step("capture"):
-        capture_model(model, data.input_specs)  # every unsupported op is named now, before training or calibration
+        # every unsupported op is named now, before training or calibration
+        check_input_ranges(data, capture_model(model, data.input_specs))
     if cfg.train_epochs > 0:
         with steps.step("train teacher"):
             model = fit(model, data.x_train, data.y_train, epochs=cfg.train_epochs, seed=cfg.seed,

