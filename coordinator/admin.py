@@ -80,7 +80,7 @@ class AdminClient:
             return stub.RevokeDevice(pb.RevokeDeviceRequest(device_id=device_id), metadata=self._md,
                                      timeout=self.timeout_s).revoked
         except grpc.RpcError as e:
-            raise translate(e, "RevokeDevice") from e
+            raise translate_rpc_error(e, "RevokeDevice") from e
 
     def evaluate(self) -> list[dict]:
         return self._decisions(self._call("Evaluate", pb.EvaluateRequest()))
