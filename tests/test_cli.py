@@ -63,6 +63,8 @@ def test_version_and_help_show_defaults():
     assert edgefleet("--version").stdout.strip() == f"edgefleet {__version__}"
     help_text = edgefleet("export", "--help").stdout
     assert "(default: classifier)" in help_text and "(default: digits)" in help_text
+    predict_help = " ".join(edgefleet("predict", "--help").stdout.split())
+    assert "(default: the project key)" in predict_help and "(default: None)" not in predict_help
     for command in ("inspect", "predict", "bench", "simulate", "export"):
         assert "--json [FILE]" in edgefleet(command, "--help").stdout, command
 

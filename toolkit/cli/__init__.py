@@ -56,7 +56,14 @@ def emit_json(args, obj) -> None:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help of every option; descriptions keep their paragraphs."""
+    """Defaults in the help of every option; descriptions keep their paragraphs. An option whose help
+    already says its default, or whose default is "not given" (None, False), is left as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
