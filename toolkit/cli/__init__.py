@@ -56,13 +56,11 @@ def emit_json(args, obj) -> None:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help of every option; descriptions keep their paragraphs. An option whose help
-    already says its default, or whose default is "not given" (None, False), is left as written."""
+    """Defaults in the help of every option that has one; descriptions keep their paragraphs."""
 
     def _get_help_string(self, action):
-        text = action.help or ""
-        if "(default" in text or action.default is None or action.default is False:
-            return text
+        if action.default is None or isinstance(action.default, bool):
+            return action.help  # no default to show (or a flag, off unless given)
         return super()._get_help_string(action)
 
 
