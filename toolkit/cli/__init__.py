@@ -54,7 +54,12 @@ def emit_json(args, obj) -> None:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help of every option; descriptions keep their paragraphs."""
+    """Defaults in the help of every option that has one; descriptions keep their paragraphs."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help  # no default to show (or a flag, off unless given)
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
