@@ -22,7 +22,7 @@ from .capture_aten import ATEN, SUGGEST, aten
 from .ir.graph import Graph, Node, Value
 
 _IDENTITY = {"dropout", "dropout_", "clone", "contiguous", "alias", "detach", "lift_fresh_copy",
-             "feature_dropout", "alpha_dropout", "_to_copy", "to", "identity"}
+             "feature_dropout", "alpha_dropout", "identity"}
 _SKIP = {"sym_size", "_assert_scalar", "_assert_tensor_metadata", "sym_constrain_range_for_size",
          "_assert_async", "le", "ge", "eq", "scalar_tensor", "sym_constrain_range"}
 #: ops that read only their operand's shape (folded to a constant with batch 1, which broadcasts)
@@ -249,14 +249,21 @@ class _Builder:
         a, b = args[0], args[1]
         if self.is_const(a) and op in ("add", "mul"):
             a, b = b, a  # commutative: the activation goes first
+        if op == "rsub" and not (hasattr(b, "name") and not self.is_const(b)):
+            # c - x: x * -1, then + c
+            if kw.get("alpha", args[2] if len(args) > 2 else 1) != 1:
+                raise self.refuse(n, "rsub with alpha != 1")
+            const = np.asarray(self.const(b) if hasattr(b, "name") else b, np.float32)
+            self.chain(n, self.value_name(a), [("mul", np.float32(-1.0)), ("add", const)])
+            return
         if op == "rsub" or self.is_const(a) or not hasattr(a, "name"):
             raise self.refuse(n, f"{op} with a constant first operand")
         alpha = kw.get("alpha", args[2] if len(args) > 2 else 1)
         if alpha != 1:
             raise self.refuse(n, "add/sub with alpha != 1")
         if hasattr(b, "name") and not self.is_const(b):
-            if op in ("sub", "div"):
-                raise self.refuse(n, f"{op} of two tensors")
+            if op == "sub":
+                raise self.refuse(n, "sub of two tensors")
             self.add(op, n, [self.value_name(a), self.value_name(b)])
             return
         const = self.const(b) if hasattr(b, "name") else np.asarray(b, np.float32)
@@ -267,6 +274,15 @@ class _Builder:
             op, const = "mul", 1.0 / const
         pn = {"const": self.param_names[b.name]} if hasattr(b, "name") and b.name in self.param_names else {}
         self.add(op, n, [self.value_name(a)], {}, {"const": const}, pn)
+
+    def chain(self, n, x: str, steps: list[tuple[str, np.ndarray]]) -> None:
+        """Elementwise constant ops ``[(op, const), ...]`` applied in order; the last writes ``n``'s output."""
+        for k, (op, const) in enumerate(steps):
+            node = self.add(op, n, [x], {}, {"const": np.asarray(const, np.float32)})
+            if k < len(steps) - 1:
+                x = f"{n.name}_{k}"
+                node.outputs = [x]
+                self.values[x] = Value(x, self.values[n.name].shape)
 
     def batch_norm(self, n, x: str, gamma, beta, mean, var, eps) -> None:
         c = mean.shape[0]

@@ -22,12 +22,10 @@ SUGGEST = {
        for a in ("conv1d", "max_pool1d", "avg_pool1d", "adaptive_avg_pool1d")},
     "adaptive_max_pool2d": "adaptive_avg_pool2d, or max_pool2d with a fixed kernel",
     "log_softmax": "softmax (take the log outside the model)",
-    "sum": "mean (a sum is a mean times a constant)",
     "amax": "max_pool2d over the spatial axes", "max": "max_pool2d over the spatial axes",
     "addmm": "linear", "baddbmm": "matmul then add",
     "where": "an additive mask (add a large negative constant before softmax)",
     "masked_fill": "an additive mask (add a large negative constant before softmax)",
-    "div": "mul by a constant reciprocal (division of two activations is not in the op set)",
     "sub": "add of a negated constant (subtraction of two activations is not in the op set)",
     "pad": "constant padding (mode 'constant')",
     "reflection_pad2d": "constant padding (F.pad(..., mode='constant'))",
@@ -194,12 +192,26 @@ def _binary(b, n, name, args, kw):
     b.binary(n, name.rstrip("_"), args, kw)
 
 
-@aten("expand", "expand_as")
-def _expand(b, n, name, args, kw):
+@aten("_to_copy", "to")
+def _to_copy(b, n, name, args, kw):
+    src = b.value_name(args[0])
+    if src in b.values and b.values[src].dtype == "int64" and str(n.meta["val"].dtype) == "torch.float32":
+        b.add("cast", n, [src])
+    else:
+        b.alias[n.name] = src
+
+
+@aten("sum")
+def _sum(b, n, name, args, kw):
     x = _first_activation(b, n, args, name)
-    if tuple(b.shape_of(n)[1:]) != tuple(b.values_shape(args[0])[1:]):
-        raise b.refuse(n, "broadcasting an activation to a larger shape; let the consuming add/mul broadcast it")
-    b.alias[n.name] = x
+    dims = args[1] if len(args) > 1 else kw.get("dim")
+    ndim = len(b.values_shape(args[0]))
+    if dims is None or (isinstance(dims, (list, tuple)) and not dims):
+        raise b.refuse(n, "sum over every axis, the batch included; pass dim=")
+    axes = tuple(sorted(d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])))
+    if 0 in axes:
+        raise b.refuse(n, "sum over the batch axis")
+    b.add("sum", n, [x], {"axes": axes, "keepdim": bool(_arg(args, kw, 2, "keepdim", False))})
 
 
 @aten("view", "reshape", "flatten", "unsqueeze", "squeeze", "_unsafe_view", "unflatten")

@@ -20,7 +20,7 @@ import numpy as np
 from edgefleet._errors import EdgefleetError
 
 from . import batch as B
-from .ir import run_float, run_int
+from .ir import OPS, run_float, run_int
 from .tasks import get_task
 
 #: default parity tolerances
@@ -29,7 +29,7 @@ INT8_MEAN_LSB = 0.25
 FP32_MAX_ABS = 1e-4
 #: ops that runtimes compute with their own tables or in float between dequantize and quantize
 #: (onnxruntime, LiteRT): the integer reference and they differ by a few LSB after attention
-FLOAT_DOMAIN_OPS = ("softmax", "layer_norm", "matmul")
+FLOAT_DOMAIN_OPS = tuple(op for op, spec in OPS.items() if spec.float_domain)
 FLOAT_DOMAIN_EXTRA_LSB = 4.0
 #: samples on which the native runtime is cross-checked against ``run_int`` when it produced the
 #: int8 reference itself

@@ -35,7 +35,10 @@ enum efm_opcode {
     EFM_OP_DWCONV = 16, /* depthwise_conv2d */
     EFM_OP_PAD = 17, /* pad */
     EFM_OP_SLICE = 18, /* slice */
-    EFM_OP_COUNT = 19
+    EFM_OP_CAST = 19, /* cast */
+    EFM_OP_DIV = 20, /* div */
+    EFM_OP_SUM = 21, /* sum */
+    EFM_OP_COUNT = 22
 };
 
 enum efm_tensor_kind { EFM_T_ACT = 0, EFM_T_INPUT_I64 = 1, EFM_T_CONST = 2 };
@@ -116,6 +119,9 @@ static inline const char *efm_op_name(uint32_t opcode) {
     case 16: return "depthwise_conv2d";
     case 17: return "pad";
     case 18: return "slice";
+    case 19: return "cast";
+    case 20: return "div";
+    case 21: return "sum";
     default: return "?";
     }
 }

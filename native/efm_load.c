@@ -124,7 +124,8 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
     uint64_t scratch = 0;
     m->info[i].flags = 0;
     if (op->opcode != EFM_OP_EMBEDDING && op->opcode != EFM_OP_ADD && op->opcode != EFM_OP_MUL &&
-        op->opcode != EFM_OP_MATMUL && op->opcode != EFM_OP_CONCAT) {
+        op->opcode != EFM_OP_MATMUL && op->opcode != EFM_OP_CONCAT && op->opcode != EFM_OP_DIV &&
+        op->opcode != EFM_OP_CAST) {
         if (op->n_in != 1) CORRUPT("op takes one input, op", i, "");
         if ((rc = check_act(m, xid, err, errlen))) return rc;
     }
@@ -187,16 +188,21 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         }
         break;
     }
-    case EFM_OP_MEAN: {
+    case EFM_OP_MEAN:
+    case EFM_OP_SUM: {
         int32_t a0 = a[0], a1 = a[1];
+        if (op->opcode == EFM_OP_SUM && (!check_rq(a[2], a[3]) || !check_clamp(a[4], a[5])))
+            CORRUPT("sum: bad requantization, op", i, "");
         if (a0 < 1 || a1 < a0 || (uint32_t)a1 >= x->rank) CORRUPT("mean: bad axes, op", i, "");
         uint64_t len = 1;
         for (int32_t d = a0; d <= a1; d++) len *= (uint64_t)x->dims[d];
         if (efm_numel_ps(y) * len != efm_numel_ps(x)) CORRUPT("mean: output shape does not match, op", i, "");
+        if (op->opcode == EFM_OP_SUM && len > ((uint64_t)1 << 22)) CORRUPT("sum: too many terms for exact requantization, op", i, "");
         break;
     }
     case EFM_OP_ADD:
-    case EFM_OP_MUL: {
+    case EFM_OP_MUL:
+    case EFM_OP_DIV: {
         if (op->n_in != 2) CORRUPT("add/mul take two operands, op", i, "");
         if (!check_clamp(a[0], a[1])) CORRUPT("add/mul: bad clamp, op", i, "");
         for (uint32_t k = 0; k < 2; k++) {
@@ -214,7 +220,7 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         if (op->opcode == EFM_OP_ADD) {
             if (op->param[0] < 0 || op->param[0] > ((int64_t)1 << 40) || op->param[1] < 0 || op->param[1] > ((int64_t)1 << 40))
                 CORRUPT("add: bad operand multipliers, op", i, "");
-        } else if (!check_rq(a[2], a[3])) {
+        } else if (op->opcode == EFM_OP_MUL && !check_rq(a[2], a[3])) {
             CORRUPT("mul: bad requantization constants, op", i, "");
         }
         break;
@@ -258,6 +264,9 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         scratch = ((uint64_t)M * K + (uint64_t)N * K) * 2 + 128;
         break;
     }
+    case EFM_OP_CAST:
+        if (op->n_in != 1 || x->kind != EFM_T_INPUT_I64 || !efm_check_cast(x, y)) CORRUPT("cast needs an int64 graph input of the output's shape, op", i, "");
+        break;
     case EFM_OP_PAD:
         if (!efm_check_pad(x, y, a)) CORRUPT("pad: bad paddings or output shape, op", i, "");
         break;

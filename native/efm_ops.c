@@ -162,7 +162,7 @@ void op_binary(const run_ctx *c, const efm_op *op) {
     int64_t za = ta->zero_point, zb = tb->zero_point, zo = y->zero_point, lo = op->attr[0], hi = op->attr[1];
     int64_t ma = op->param[0], mb = op->param[1];
     int32_t mult = op->attr[2], shift = op->attr[3];
-    int is_add = op->opcode == EFM_OP_ADD;
+    int is_add = op->opcode == EFM_OP_ADD, is_div = op->opcode == EFM_OP_DIV;
     bcast g;
     uint32_t R = y->rank;
     for (uint32_t d = 0; d < R; d++) g.dims[d] = d == 0 ? c->batch : y->dims[d];
@@ -183,6 +183,11 @@ void op_binary(const run_ctx *c, const efm_op *op) {
     for (int64_t o = 0; o < total; o += inner) {
         for (int64_t k = 0; k < inner; k++) {
             int64_t av = A[oa + k * sa] - za, bv = B[ob + k * sb] - zb, v;
+            if (is_div) { /* float32 between dequantize and quantize, as run_int; 0 / 0 gives the zero point */
+                float q = ((float)av * ta->scale) / ((float)bv * tb->scale);
+                Y[o + k] = efm_quantize(q != q ? 0.0f : q, y->scale, y->zero_point);
+                continue;
+            }
             if (is_add) v = (av * ma + bv * mb + (1 << 19)) >> 20;
             else {
                 uint64_t p = (uint64_t)(av * bv) * (uint64_t)(int64_t)mult + ((uint64_t)1 << (shift - 1));

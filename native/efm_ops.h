@@ -55,5 +55,7 @@ int op_embedding(const run_ctx *c, const efm_op *op, uint32_t graph_input, char 
 /* efm_ops_misc.c (their loader checks are declared in efm_util.h) */
 void op_pad(const run_ctx *c, const efm_op *op);
 void op_slice(const run_ctx *c, const efm_op *op);
+void op_cast(const run_ctx *c, const efm_op *op, uint32_t graph_input);
+void op_sum(const run_ctx *c, const efm_op *op);
 
 #endif

@@ -1,5 +1,5 @@
-/* Data-movement ops added for real model families: constant padding (TF "same", ZeroPad2d) and
- * slicing (split, chunk, narrow). Each copies int8 values as run_int does; the loader checks their
+/* Ops added for real model families: constant padding (TF "same", ZeroPad2d), slicing (split,
+ * chunk, narrow) and the int64 -> int8 cast of a mask input. Each computes what run_int does; the loader checks their
  * attributes with the efm_check_* functions below before anything runs. */
 #include "efm_ops.h"
 
@@ -74,4 +74,43 @@ void op_slice(const run_ctx *c, const efm_op *op) {
     for (uint64_t o = 0; o < outer; o++)
         for (uint64_t k = 0; k < len_out; k++)
             efm_memcpy(ys + (o * len_out + k) * inner, xs + (o * len_in + (uint64_t)start + k * (uint64_t)step) * inner, inner);
+}
+
+/* cast: an int64 graph input (a mask, a count) quantized with the output's qparams. */
+int efm_check_cast(const efm_tensor *x, const efm_tensor *y) {
+    if (x->rank != y->rank) return 0;
+    for (uint32_t d = 1; d < x->rank; d++)
+        if (x->dims[d] != y->dims[d]) return 0;
+    return 1;
+}
+
+void op_cast(const run_ctx *c, const efm_op *op, uint32_t graph_input) {
+    const efm_tensor *y = T(c, op->out);
+    int64_t n = c->batch * (int64_t)efm_numel_ps(y);
+    const int64_t *x = (const int64_t *)c->inputs[graph_input];
+    int8_t *ys = act(c, op->out);
+    for (int64_t i = 0; i < n; i++) ys[i] = efm_quantize((float)x[i], y->scale, y->zero_point);
+}
+
+/* sum over the contiguous axes attr[0]..attr[1]: int64 sum of centered values, requantized
+ * (attr[2] = M, attr[3] = s) to the output's qparams and clamped to attr[4]..attr[5]. */
+void op_sum(const run_ctx *c, const efm_op *op) {
+    uint32_t xi = in_id(c, op, 0);
+    const efm_tensor *x = T(c, xi), *y = T(c, op->out);
+    const int32_t *a = op->attr;
+    int64_t outer = c->batch, len = 1, inner = 1;
+    for (int32_t d = 1; d < a[0]; d++) outer *= x->dims[d];
+    for (int32_t d = a[0]; d <= a[1]; d++) len *= x->dims[d];
+    for (uint32_t d = (uint32_t)a[1] + 1; d < x->rank; d++) inner *= x->dims[d];
+    int64_t zx = x->zero_point, zo = y->zero_point, mult = a[2], lo = a[4], hi = a[5];
+    int32_t shift = a[3];
+    const int8_t *xs = act(c, xi);
+    int8_t *ys = act(c, op->out);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            int64_t s = 0;
+            for (int64_t l = 0; l < len; l++) s += xs[(o * len + l) * inner + in] - zx;
+            int64_t v = ((s * mult + ((int64_t)1 << (shift - 1))) >> shift) + zo;
+            ys[o * inner + in] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
+        }
 }

@@ -58,7 +58,8 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
         case EFM_OP_AVGPOOL: op_pool(&c, op); break;
         case EFM_OP_MEAN: op_mean(&c, op); break;
         case EFM_OP_ADD:
-        case EFM_OP_MUL: op_binary(&c, op); break;
+        case EFM_OP_MUL:
+        case EFM_OP_DIV: op_binary(&c, op); break;
         case EFM_OP_LUT: op_lut(&c, op); break;
         case EFM_OP_SOFTMAX: op_softmax(&c, op); break;
         case EFM_OP_LAYERNORM: op_layernorm(&c, op); break;
@@ -71,10 +72,16 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
         case EFM_OP_TRANSPOSE: op_transpose(&c, op); break;
         case EFM_OP_CONCAT: op_concat(&c, op); break;
         case EFM_OP_PAD: op_pad(&c, op); break;
+        case EFM_OP_SUM: op_sum(&c, op); break;
         case EFM_OP_SLICE: op_slice(&c, op); break;
-        case EFM_OP_EMBEDDING: {
+        case EFM_OP_EMBEDDING:
+        case EFM_OP_CAST: {
             uint32_t g = 0;
             while (m->ids[g] != in_id(&c, op, 0)) g++; /* the loader proved it is a graph input */
+            if (op->opcode == EFM_OP_CAST) {
+                op_cast(&c, op, g);
+                break;
+            }
             int rc = op_embedding(&c, op, g, err, errlen);
             if (rc) return rc;
             break;

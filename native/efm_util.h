@@ -39,5 +39,6 @@ void efm_memcpy(void *dst, const void *src, uint64_t n);
 /* The loader's checks of the ops in efm_ops_misc.c: 1 when the attributes fit the shapes. */
 int efm_check_pad(const efm_tensor *x, const efm_tensor *y, const int32_t *a);
 int efm_check_slice(const efm_tensor *x, const efm_tensor *y, const int32_t *a);
+int efm_check_cast(const efm_tensor *x, const efm_tensor *y);
 
 #endif

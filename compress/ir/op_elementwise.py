@@ -95,3 +95,32 @@ lut_op("sigmoid", lambda x, n: _sigmoid(x), "`1 / (1 + exp(-x))`")
 lut_op("silu", lambda x, n: x * _sigmoid(x), "`x * sigmoid(x)` (swish)")
 lut_op("tanh", lambda x, n: np.tanh(x), "`tanh(x)`")
 lut_op("gelu", _gelu, "`x * Phi(x)` (attribute `approximate`: `none` = erf, `tanh`)", None, _check_gelu)
+
+
+def _int_cast(node, xs, qin, out):
+    return out.quantize(xs[0].astype(np.float32))
+
+
+define(OpDef("cast", (1, 1), lambda node, xs: xs[0].astype(np.float32), _int_cast, {}, (),
+             "integer input (int64: an attention mask, a count) to float32",
+             "the integers quantized with the output's calibrated qparams"))
+
+
+def _float_div(node, xs):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(xs[0], xs[1]).astype(np.float32)
+
+
+def _int_div(node, xs, qin, out):
+    a, b = qin[0].dequantize(xs[0]), qin[1].dequantize(xs[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.divide(a, b).astype(np.float32)
+    # a zero divisor saturates by the dividend's sign; 0 / 0 gives the zero point
+    y = np.where(np.isnan(y), np.float32(0), y)
+    return out.quantize(y)
+
+
+define(OpDef("div", (2, 2), _float_div, _int_div, {}, (),
+             "elementwise `a / b` of two activations with broadcasting (masked means)",
+             "float32 between dequantize and quantize (x / 0 saturates, 0 / 0 gives the zero point)",
+             float_domain=True))

@@ -95,7 +95,7 @@ def _prepare_matmul(node, qin, out, cfg):
 
 define(OpDef("matmul", (2, 2), lambda node, xs: xs[0] @ xs[1], _int_matmul, {}, (),
              "batched `a @ b` of two activations (equal batch dims)", "int32 accumulate of centered operands, requantize",
-             "calibrated", _prepare_matmul))
+             "calibrated", _prepare_matmul, float_domain=True))
 
 
 def _float_embedding(node, xs):

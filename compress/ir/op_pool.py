@@ -63,3 +63,22 @@ def _int_mean(node, xs, qin, out):
 define(OpDef("mean", (1, 1), _float_mean, _int_mean, {"axes": _SEQ, "keepdim": bool}, (),
              "mean over `axes` (global average pooling, adaptive pooling to 1x1)",
              "as `avg_pool2d`; qparams of the input", "input"))
+
+
+def _float_sum(node, xs):
+    return xs[0].sum(axis=tuple(node.attrs["axes"]), keepdims=node.attrs["keepdim"])
+
+
+def _int_sum(node, xs, qin, out):
+    a = node.attrs
+    acc = K.centered(xs[0], qin[0]).sum(axis=tuple(a["axes"]), keepdims=a["keepdim"])
+    return K.finish(K.requantize(acc, node.params["multiplier"], node.params["shift"]), node, out)
+
+
+def _prepare_sum(node, qin, out, cfg):
+    K.multiplier_params(node, np.float64(qin[0].scalar_scale) / np.float64(out.scalar_scale))
+
+
+define(OpDef("sum", (1, 1), _float_sum, _int_sum, {"axes": _SEQ, "keepdim": bool}, (),
+             "sum over `axes` (masked mean pooling)",
+             "int32 sum of centered values, requantized to the output's calibrated qparams", "calibrated", _prepare_sum))

@@ -39,7 +39,8 @@ class OpDef:
     """One op of the IR. ``float(node, xs)`` and ``int(node, xs, qin, out)`` are its float32 and int8
     references; ``prepare_int(node, qin, out, cfg)`` stores the integer constants ``int`` reads in
     ``node.params`` (run once, at quantization); ``table_fn`` marks a unary op whose int8 form is a
-    256-entry lookup table of that float function."""
+    256-entry lookup table of that float function; ``input_range`` narrows the calibrated range of a
+    tensor that feeds only this op."""
 
     name: str
     num_inputs: tuple[int, int]
@@ -53,6 +54,11 @@ class OpDef:
     prepare_int: Callable | None = None
     extra_check: Callable | None = None
     table_fn: Callable | None = None
+    #: ``(lo, hi, sample) -> (lo, hi)``: how the op narrows the calibrated range of its (only) input
+    input_range: Callable | None = None
+    #: runtimes other than the native one compute it in float or with their own tables, so their
+    #: int8 results may differ from the integer reference by a few LSB (the parity gate widens)
+    float_domain: bool = False
 
     @property
     def is_lut(self) -> bool:

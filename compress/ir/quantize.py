@@ -70,6 +70,10 @@ class _Observer:
         if arr.dtype.kind != "f":
             return
         flat = arr.reshape(-1)
+        if not np.isfinite(flat).all():  # x / 0 inside the model: the int8 form saturates those
+            flat = flat[np.isfinite(flat)]
+            if not flat.size:
+                return
         self.lo[name] = min(self.lo.get(name, math.inf), float(flat.min()))
         self.hi[name] = max(self.hi.get(name, -math.inf), float(flat.max()))
         take = min(flat.size, max(self.max_samples // 8, 1024))
@@ -117,6 +121,15 @@ def calibrate(graph: Graph, batches, cfg: QuantConfig) -> _Observer:
     return obs
 
 
+def _consumer_range(graph: Graph, obs: _Observer, name: str) -> tuple[float, float] | None:
+    """The narrower range the one op reading ``name`` asks for (e.g. softmax ignores mask values)."""
+    consumers = graph.consumers(name)
+    if name in graph.outputs or len(consumers) != 1 or OPS[consumers[0].op].input_range is None:
+        return None
+    lo, hi = OPS[consumers[0].op].input_range(obs.lo[name], obs.hi[name], obs.sample(name))
+    return None if (lo, hi) == (obs.lo[name], obs.hi[name]) else (lo, hi)
+
+
 def _assign_activation_qparams(graph: Graph, obs: _Observer, cfg: QuantConfig) -> dict[str, QParams]:
     qp: dict[str, QParams] = {}
     # the model's inputs and outputs are never clipped: a saturated logit changes the answer
@@ -132,6 +145,9 @@ def _assign_activation_qparams(graph: Graph, obs: _Observer, cfg: QuantConfig) -
             qp[out] = rule(node, [qp.get(i) for i in node.inputs])
         else:
             qp[out] = _calibrated_range(obs, out, never_clip if out in graph.outputs else cfg)
+            narrowed = _consumer_range(graph, obs, out)
+            if narrowed is not None:
+                qp[out] = range_qparams(*narrowed)
     return qp
 
 

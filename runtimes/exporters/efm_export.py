@@ -184,13 +184,18 @@ def _pool(b: _Builder, node) -> None:
     b.op(node.op, [b.act(node.inputs[0])], b.act(node.outputs[0]), [*a["kernel"], *a["stride"], *a["padding"], cip])
 
 
-@lowers("mean")
-def _mean(b: _Builder, node) -> None:
+@lowers("mean", "sum")
+def _reduce(b: _Builder, node) -> None:
     rank = len(b.g.values[node.inputs[0]].shape)
     axes = sorted(_axis(ax, rank, node) for ax in node.attrs["axes"])
     if axes != list(range(axes[0], axes[-1] + 1)):
-        raise UnsupportedOpError(f"efm: mean over non-adjacent axes {axes} ({node.where()})")
-    b.op("mean", *_io(b, node), [axes[0], axes[-1]])
+        raise UnsupportedOpError(f"efm: {node.op} over non-adjacent axes {axes} ({node.where()})")
+    if node.op == "mean":
+        b.op("mean", *_io(b, node), [axes[0], axes[-1]])
+        return
+    mult, shift = _rq(node.params)
+    lo, hi = _clamp(node, b.g.qparams[node.outputs[0]])
+    b.op("sum", *_io(b, node), [axes[0], axes[-1], int(mult[0]), int(shift[0]), lo, hi])
 
 
 @lowers("add", "mul")
@@ -270,6 +275,22 @@ def _concat(b: _Builder, node) -> None:
     same = [int(np.uint32(s).view(np.int32)) for s in same]
     b.op("concat", [b.act(i) for i in node.inputs], b.act(node.outputs[0]), [axis, *same],
          blobs=[b.blob(np.asarray(node.params["mults"], np.int64))])
+
+
+@lowers("div")
+def _div(b: _Builder, node) -> None:
+    g = b.g
+    if len(g.values[node.inputs[1]].shape) != len(g.values[node.inputs[0]].shape):
+        raise UnsupportedOpError(f"efm: div of tensors with different ranks ({node.where()})")
+    b.op("div", [b.act(node.inputs[0]), b.act(node.inputs[1])], b.act(node.outputs[0]), [-128, 127])
+
+
+@lowers("cast")
+def _cast(b: _Builder, node) -> None:
+    x_name = node.inputs[0]
+    if x_name not in b.tid or b.tensors[b.tid[x_name]]["kind"] != T_INPUT_I64:
+        raise UnsupportedOpError(f"efm: cast reads an int64 graph input only ({node.where()})")
+    b.op("cast", [b.tid[x_name]], b.act(node.outputs[0]))
 
 
 @lowers("pad")

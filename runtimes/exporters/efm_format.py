@@ -27,7 +27,8 @@ OPCODE_TABLE = (
     (5, "mean", "MEAN"), (6, "add", "ADD"), (7, "mul", "MUL"), (8, "lut", "LUT"), (9, "softmax", "SOFTMAX"),
     (10, "layer_norm", "LAYERNORM"), (11, "matmul", "MATMUL"), (12, "reshape", "RESHAPE"),
     (13, "transpose", "TRANSPOSE"), (14, "concat", "CONCAT"), (15, "embedding", "EMBEDDING"),
-    (16, "depthwise_conv2d", "DWCONV"), (17, "pad", "PAD"), (18, "slice", "SLICE"),
+    (16, "depthwise_conv2d", "DWCONV"), (17, "pad", "PAD"), (18, "slice", "SLICE"), (19, "cast", "CAST"),
+    (20, "div", "DIV"), (21, "sum", "SUM"),
 )
 OPCODES = {name: number for number, name, _ in OPCODE_TABLE}
 TENSOR_KINDS = (("ACT", 0), ("INPUT_I64", 1), ("CONST", 2))

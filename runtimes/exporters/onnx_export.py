@@ -178,6 +178,12 @@ def _mean(w: _Writer, node, x):
     return w.node("ReduceMean", x, base=node.name, axes=list(node.attrs["axes"]), keepdims=int(node.attrs["keepdim"]))
 
 
+@lowers("sum")
+def _sum(w: _Writer, node, x):
+    axes = w.init(f"{node.name}_axes", np.array(node.attrs["axes"], np.int64))
+    return w.node("ReduceSum", [x[0], axes], base=node.name, keepdims=int(node.attrs["keepdim"]))
+
+
 @lowers("add", "mul")
 def _binary(w: _Writer, node, x):
     other = x[1] if len(x) > 1 else w.const(node)
@@ -261,6 +267,16 @@ def _transpose(w: _Writer, node, x):
 @lowers("concat")
 def _concat(w: _Writer, node, x):
     return w.node("Concat", x, base=node.name, axis=node.attrs["axis"])
+
+
+@lowers("div")
+def _div(w: _Writer, node, x):
+    return w.node("Div", x, base=node.name)
+
+
+@lowers("cast")
+def _cast(w: _Writer, node, x):
+    return w.node("Cast", x, base=node.name, to=1)
 
 
 @lowers("pad")

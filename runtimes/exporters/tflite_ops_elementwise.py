@@ -55,6 +55,32 @@ class ElementwiseOps:
     def _op_gelu(self, node) -> None:
         self._unary(node, B.GELU, "GeluOptions", Approximate=node.attrs.get("approximate", "none") == "tanh")
 
+    def _op_div(self, node) -> None:
+        """int8: float32 DIV between DEQUANTIZE and QUANTIZE, as the IR defines it."""
+        nhwc = self._prefer_nhwc(node.inputs)
+        ins = [self._get(v, nhwc).index for v in node.inputs]
+        if not self.int8:
+            self.m.op(B.DIV, ins, [self._out(node, nhwc)], "DivOptions", FusedActivationFunction=0)
+            return
+        floats = []
+        for v, i in zip(node.inputs, ins):
+            f = self._temp(f"{node.name}/{v}/float", self.m.shape_of(i), "float32")
+            self.m.op(B.DEQUANTIZE, [i], [f])
+            floats.append(f)
+        out_shape = L.stored_shape(self.g.values[node.outputs[0]].shape, nhwc)
+        y = self._temp(f"{node.name}/float", out_shape, "float32")
+        self.m.op(B.DIV, floats, [y], "DivOptions", FusedActivationFunction=0)
+        self.m.op(B.QUANTIZE, [y], [self._out(node, nhwc)])
+
+    def _op_cast(self, node) -> None:
+        x = self._get(node.inputs[0], False)
+        if not self.int8:
+            self.m.op(B.CAST, [x.index], [self._out(node)])
+            return
+        y = self._temp(f"{node.name}/float", self.m.shape_of(x.index), "float32")
+        self.m.op(B.CAST, [x.index], [y])
+        self.m.op(B.QUANTIZE, [y], [self._out(node)])
+
     def _op_clamp(self, node) -> None:
         if self.int8:
             return self._lut(node)

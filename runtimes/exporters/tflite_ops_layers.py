@@ -113,3 +113,13 @@ class LayerOps:
         self.m.op(B.MEAN, [x.index, self._i32(f"{node.name}/axes", stored_axes)], [self._out(node, nhwc)],
                   "ReducerOptions", KeepDims=bool(a["keepdim"]))
 
+
+    def _op_sum(self, node) -> None:
+        """SUM; int8 on TFLite's own kernel, which rescales the integer sum to the output's qparams."""
+        a = node.attrs
+        shape = self.g.values[node.inputs[0]].shape
+        nhwc = self._prefer_nhwc(node.inputs[:1]) and a["keepdim"]
+        x = self._get(node.inputs[0], nhwc)
+        axes = [L.stored_axis(ax % len(shape), len(shape), nhwc) for ax in a["axes"]]
+        self.m.op(B.SUM, [x.index, self._i32(f"{node.name}/axes", axes)], [self._out(node, nhwc)],
+                  "ReducerOptions", KeepDims=bool(a["keepdim"]))

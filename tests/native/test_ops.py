@@ -224,3 +224,40 @@ def test_squeeze_excitation_gate(kernels):
                 ("conv2d", ["r"], "e", {**conv, "act": "none"}, {"weight": weights(rng, 6, 2, 1, 1), "bias": weights(rng, 6)}),
                 ("hardsigmoid", ["e"], "g", {}, {}), ("mul", ["x", "g"], "y", {}, {})]
     check(nodes, (6, 5, 5), kernels, seed=14)
+
+
+@pytest.mark.parametrize("shape,axes,keepdim", [((5, 7, 9), (2, 3), False), ((6, 10), (1,), True), ((4, 6, 8), (1,), False)])
+def test_sum_requantizes(shape, axes, keepdim, kernels):
+    check([("sum", ["x"], "y", {"axes": axes, "keepdim": keepdim}, {})], shape, kernels, seed=20 + len(shape))
+
+
+@pytest.mark.parametrize("form", ["same", "broadcast"])
+def test_div(form, kernels):
+    """x / (1 + relu(...)): float32 between dequantize and quantize, the same operations as run_int."""
+    def nodes(rng):
+        den = [("mean", ["x"], "m", {"axes": (2,), "keepdim": True}, {})] if form == "broadcast" else []
+        src = "m" if den else "x"
+        return den + [("relu", [src], "r", {}, {}), ("add", ["r"], "d", {}, {"const": np.float32(0.5)}),
+                      ("div", ["x", "d"], "y", {}, {})]
+    check(nodes, (6, 9), kernels, seed=30)
+
+
+def test_div_by_zero_saturates_and_zero_over_zero_is_the_zero_point(kernels):
+    rng = np.random.default_rng(31)
+    g = build((8,), [("relu", ["x"], "r", {}, {}), ("div", ["x", "r"], "y", {}, {})], "y")
+    qg = quantized(g, rng, (8,))
+    x = edge_batch(rng, (8,))
+    x[0, :3] = (-2.0, 0.0, 3.0)  # relu gives 0: -2/0, 0/0, and a positive
+    ref, _ = assert_bit_exact(qg, x, kernels)
+    assert ref[0, 0] == -128 and ref[0, 1] == qg.qparams["y"].scalar_zero_point
+
+
+def test_cast_of_an_int64_mask(kernels):
+    rng = np.random.default_rng(32)
+    calib = rng.integers(0, 2, (4, 9))
+    g = build((9,), [("cast", ["x"], "c", {}, {}), ("add", ["c"], "y", {}, {"const": np.float32(-0.5)})], "y",
+              in_dtype="int64", calib=calib)
+    from edgefleet.compress.ir import quantize_graph
+    qg = quantize_graph(g, [calib.astype(np.int64)])
+    mask = rng.integers(0, 2, (3, 9)).astype(np.int64)
+    assert_bit_exact(qg, mask, kernels)

@@ -2,7 +2,8 @@
 captured through ``torch.export`` like a user's model: TF-"same" and constant padding, squeeze-
 excitation, hardswish/hardsigmoid/SiLU/clamp/ReLU6, chunk/split/slice/cat, global pooling; token ids
 (int64), folded position ids and ``zeros_like`` token types, layer norm, attention with batched
-matmul and softmax, GELU (erf and tanh), mean over an axis."""
+matmul and softmax, GELU (erf and tanh), mean over an axis; an int64 attention mask cast to float,
+an additive mask bias, and a masked mean (sum and division)."""
 
 from __future__ import annotations
 
@@ -79,12 +80,39 @@ class TokenEncoder(nn.Module):
         return x.mean(dim=1)
 
 
-OP_MODELS = {"mobile_ops": (MobileOps, (3, 17, 17), "float32"), "token_encoder": (TokenEncoder, (12,), "int64")}
+class MaskedEncoder(nn.Module):
+    """Token ids and an attention mask (both int64), as MiniLM takes them: an additive mask bias
+    (``(1 - mask) * -10000``) before the softmax, and the mask-weighted mean of the hidden states."""
+
+    def __init__(self, vocab=30, seq=10, dim=16):
+        super().__init__()
+        self.seq = seq
+        self.tok = nn.Embedding(vocab, dim)
+        self.ln = nn.LayerNorm(dim)
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, input_ids, attention_mask):
+        x = self.ln(self.tok(input_ids))
+        mask = attention_mask.to(x.dtype)
+        bias = (1.0 - mask[:, None, :]) * -10000.0
+        att = torch.softmax(torch.matmul(self.q(x), self.k(x).transpose(-1, -2)) * 0.25 + bias, dim=-1)
+        x = x + torch.matmul(att, self.v(x))
+        return (x * mask[:, :, None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
-def inputs(name: str, n: int, seed: int) -> np.ndarray:
-    _, shape, dtype = OP_MODELS[name]
+OP_MODELS = {"mobile_ops": (MobileOps, [((3, 17, 17), "float32")]), "token_encoder": (TokenEncoder, [((12,), "int64")]),
+             "masked_encoder": (MaskedEncoder, [((10,), "int64"), ((10,), "int64")])}
+
+
+def inputs(name: str, n: int, seed: int):
+    """Test inputs: an array (one input) or a dict by input name; masks keep 1..seq leading tokens."""
+    cls, specs = OP_MODELS[name]
     rng = np.random.default_rng(seed)
+    if name == "masked_encoder":
+        lengths = rng.integers(1, 11, n)
+        mask = (np.arange(10)[None, :] < lengths[:, None]).astype(np.int64)
+        return {"input_ids": rng.integers(0, 30, (n, 10)).astype(np.int64), "attention_mask": mask}
+    (shape, dtype), = specs
     if dtype == "int64":
         return rng.integers(0, 30, (n, *shape)).astype(np.int64)
     return rng.standard_normal((n, *shape)).astype(np.float32)
@@ -96,9 +124,9 @@ def op_case(name: str):
     from edgefleet.compress.capture import capture
     from edgefleet.compress.ir import QuantConfig, quantize_graph
 
-    cls, shape, dtype = OP_MODELS[name]
+    cls, specs = OP_MODELS[name]
     torch.manual_seed(0)
     model = cls().eval()
-    graph = capture(model, shape, input_dtype=dtype)
+    graph = capture(model, [s for s, _ in specs], input_dtype=[d for _, d in specs])
     qgraph = quantize_graph(graph, [inputs(name, 16, 1)], QuantConfig(method="minmax"))
     return model, graph, qgraph, inputs(name, 4, 2)

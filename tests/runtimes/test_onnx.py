@@ -13,7 +13,9 @@ class TestOnnxInt8Parity(RuntimeParitySuite):
     runtime, target, precision = "onnxruntime", "onnx-int8", "int8"
     # bert_encoder: onnxruntime computes softmax/layernorm/GELU in float between Q/DQ where the reference
     # uses lookup tables and integer softmax: a few LSB apart at the output, by design.
-    int8_tolerance = {"bert_encoder": (6.0, 0.3)}
+    # masked_encoder: ReduceSum runs in float between DQ/Q (1 LSB from the integer sum on near-ties),
+    # and the masked mean divides that sum by counts as small as 1: measured 2 LSB max, 0.33 mean.
+    int8_tolerance = {"bert_encoder": (6.0, 0.3), "masked_encoder": (6.0, 0.5)}
 
 
 class TestOnnxFp32Parity(RuntimeParitySuite):

@@ -11,9 +11,9 @@ ALL = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "efm-int8")
 
 #: the op-support table, op by op (a change to any exporter's registry must show up here)
 EXPECTED = {op: ALL for op in (
-    "linear", "conv2d", "matmul", "embedding", "max_pool2d", "avg_pool2d", "mean", "add", "mul", "relu", "relu6",
-    "clamp", "hardswish", "hardsigmoid", "sigmoid", "silu", "tanh", "gelu", "softmax", "layer_norm", "reshape",
-    "transpose", "pad", "slice", "concat")}
+    "linear", "conv2d", "matmul", "embedding", "max_pool2d", "avg_pool2d", "mean", "sum", "add", "mul", "relu",
+    "relu6", "clamp", "hardswish", "hardsigmoid", "sigmoid", "silu", "tanh", "gelu", "cast", "div", "softmax",
+    "layer_norm", "reshape", "transpose", "pad", "slice", "concat")}
 RUNTIMES = {"onnx-fp32": "onnxruntime", "onnx-int8": "onnxruntime", "tflite-fp32": "litert",
             "tflite-int8": "litert", "efm-int8": "native"}
 

@@ -11,7 +11,9 @@ from runtimes.parity_suite import RuntimeParitySuite
 class TestLiteRtInt8Parity(RuntimeParitySuite):
     runtime, target, precision = "litert", "tflite-int8", "int8"
     int8_max_lsb = 1.0  # XNNPACK is bit-exact on the CNNs and the MLP
-    int8_tolerance = {"bert_encoder": (4.0, 0.1)}
+    # masked_encoder: TFLite's SUM rescales its integer sum with its own rounding, and the masked mean
+    # divides it by counts as small as 1: measured 2 LSB max, 0.28 mean.
+    int8_tolerance = {"bert_encoder": (4.0, 0.1), "masked_encoder": (4.0, 0.5)}
 
 
 class TestLiteRtFp32Parity(RuntimeParitySuite):
