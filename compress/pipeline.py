@@ -292,7 +292,8 @@ def _run_export(cfg: ExportConfig, steps: _Steps) -> ExportResult:
     graph, qgraph = state.graph, state.qgraph
     # the reference outputs every artifact is held to, computed once
     with steps.step("fp32 reference outputs"):
-        references = {"int8": int8_out, "fp32": run_float(graph, data.x_val)[graph.outputs[0]]}
+        references = {"int8": int8_out,
+                      "fp32": B.map_chunks(lambda xb: run_float(graph, xb)[graph.outputs[0]], data.x_val)}
     name = cfg.name or Path(cfg.out).name or "model"
     writer = BundleWriter(cfg.out)
     teacher_out = {"val": teacher_val_out, "test": teacher_test_out}

@@ -74,6 +74,7 @@ class State:
         rng = np.random.default_rng(self.seed)
         x = self.data.x_train
         n = B.size(x)
+        batch = min(batch, B.chunk_size(x))  # bounded memory for large inputs
         idx = np.sort(rng.choice(n, min(samples, n), replace=False))
         return [B.take(x, idx[i:i + batch]) for i in range(0, len(idx), batch)]
 

@@ -31,6 +31,7 @@ def predict_logits(model: nn.Module, x: B.Batch, batch: int = 512) -> np.ndarray
     """The model's outputs on ``x`` (one array or named inputs), in batches."""
     model.eval()
     n = B.size(x)
+    batch = min(batch, max(8, B.chunk_size(x, batch)))  # bounded activation memory for large inputs
     outs = [model(*B.torch_args(B.take(x, slice(i, i + batch)))).float().numpy() for i in range(0, n, batch)]
     return np.concatenate(outs)
 

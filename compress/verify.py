@@ -120,18 +120,18 @@ def int8_outputs(qgraph, x: B.Batch) -> tuple[np.ndarray, str]:
                 return run_batched(rt, x), "native"
             except EdgefleetError:
                 pass  # an op the native format lacks: the numpy reference covers every op
-    return run_int(qgraph, x)[qgraph.outputs[0]], "reference"
+    return B.map_chunks(lambda xb: run_int(qgraph, xb)[qgraph.outputs[0]], x), "reference"
 
 
 def parity(target_precision: str, outputs: np.ndarray, graph, qgraph, x: B.Batch, ref: np.ndarray | None = None) -> dict:
     """Distance of an artifact's outputs on ``x`` from the reference interpreter's (``ref`` when
     already computed): in output LSB for int8, absolute for fp32."""
     if target_precision == "int8":
-        ref = run_int(qgraph, x)[qgraph.outputs[0]] if ref is None else ref
+        ref = B.map_chunks(lambda xb: run_int(qgraph, xb)[qgraph.outputs[0]], x) if ref is None else ref
         lsb = qgraph.qparams[qgraph.outputs[0]].scalar_scale
         diff = np.abs(outputs - ref) / lsb
         return {"max_lsb": float(diff.max()), "mean_lsb": float(diff.mean()), "lsb": float(lsb)}
-    ref = run_float(graph, x)[graph.outputs[0]] if ref is None else ref
+    ref = B.map_chunks(lambda xb: run_float(graph, xb)[graph.outputs[0]], x) if ref is None else ref
     return {"max_abs": float(np.abs(outputs - ref).max())}
 
 

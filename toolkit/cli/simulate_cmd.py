@@ -1,5 +1,7 @@
-"""Simulate a fleet on localhost: a coordinator plus N devices running a bundle on real data, with a
-shift injected into one cohort; prints what the coordinator detected and decided."""
+"""Simulate a fleet on localhost: a coordinator, N devices and a shifted cohort.
+
+The devices run a bundle on real data, one cohort sees shifted inputs; prints what the coordinator
+detected and decided."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import functools
 import math
 import time
 
-from edgefleet._errors import RuntimeBackendError
+from edgefleet._errors import DataError, RuntimeBackendError
 
 __all__ = ["Engine", "default_runner_factory"]
 
@@ -100,6 +100,8 @@ class Engine:
                 start = time.perf_counter()
                 out = runner(rows)
                 latency_ms = (time.perf_counter() - start) * 1000
+            except DataError:
+                raise  # the input is wrong, not the artifact: say so and keep the chain where it is
             except Exception:  # noqa: BLE001 - a runtime error of any kind: fall back locally
                 errors.append("runtime_error")
                 self.position += 1
