@@ -59,7 +59,9 @@ def load(name: str, quick: bool) -> dict:
         return {"x_train": ds.x_train, "y_train": ds.y_train, "x_val": ds.x_val, "y_val": ds.y_val,
                 "x_test": ds.x_test, "y_test": ds.y_test}
     from edgefleet.compress.data import load_fashion_mnist
-    x_tr, y_tr, x_te, y_te = load_fashion_mnist()
+    ds = load_fashion_mnist()
+    x_tr, y_tr = np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val])
+    x_te, y_te = ds.x_test, ds.y_test
     rng = np.random.default_rng(0)
     order = rng.permutation(len(x_tr))
     n_train = 12000 if quick else 50000

@@ -1,7 +1,9 @@
-"""Data sets for export: built-in (scikit-learn's bundled sets, offline) or a user's ``.npz``.
+"""Data sets for export: built-in (scikit-learn's bundled sets, Fashion-MNIST), or a user's ``.npz``.
 
-A :class:`Dataset` holds train/val/test splits as numpy arrays. ``val`` drives calibration, the
-accuracy budget and the monitoring reference; ``test`` is held out for the final report.
+A :class:`Dataset` holds train/val/test splits. ``x`` is one array, or a dict of named arrays for a
+model with several inputs (see :mod:`edgefleet.compress.batch`); ``y`` holds class labels
+(classifier), real-valued targets (regression) or nothing (embedding). ``val`` drives calibration,
+the accuracy budget and the monitoring reference; ``test`` is held out for the final report.
 
 >>> ds = load_dataset("digits")
 >>> ds.x_train.shape[1:], len(ds.labels)
@@ -10,38 +12,57 @@ accuracy budget and the monitoring reference; ``test`` is held out for the final
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgefleet._errors import DataError
 
-BUILTIN = ("digits", "breast_cancer", "wine", "iris")
+from . import batch as B
+from .tasks import get_task
+
+BUILTIN = ("digits", "breast_cancer", "wine", "iris", "fashion_mnist")
+#: where Debian's ``dataset-fashion-mnist`` puts the IDX files (``EDGEFLEET_FASHION_MNIST`` overrides)
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 
 
 @dataclass
 class Dataset:
     name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    labels: list[str]
+    x_train: B.Batch
+    y_train: np.ndarray | None
+    x_val: B.Batch
+    y_val: np.ndarray | None
+    x_test: B.Batch
+    y_test: np.ndarray | None
+    labels: list[str] = field(default_factory=list)
     layout: str = "NCHW"
+    task: str = "classifier"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        """Shape of the (first) input without the batch axis."""
+        return self.input_specs[0].shape
+
+    @property
+    def input_specs(self) -> list[B.InputSpec]:
+        return B.specs(self.x_train)
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.labels) if self.task == "classifier" else None
 
     @property
     def digest(self) -> str:
         h = hashlib.sha256()
-        for arr in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
-            h.update(np.ascontiguousarray(arr).tobytes())
+        for part in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
+            for arr in (B.as_dict(part).values() if part is not None else ()):
+                h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()
 
     def check_against(self, input_shape: tuple[int, ...]) -> None:
@@ -50,12 +71,14 @@ class Dataset:
                             f"{list(input_shape)} (without the batch axis)")
 
 
-def _split(x: np.ndarray, y: np.ndarray, seed: int, val: float = 0.2, test: float = 0.2):
-    """Stratified, seeded split into train/val/test."""
+def _split(x: B.Batch, y: np.ndarray | None, seed: int, stratify: bool, val: float = 0.2, test: float = 0.2):
+    """Seeded split into train/val/test (stratified by class for a classifier)."""
     rng = np.random.default_rng(seed)
+    n = B.size(x)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(n)]
     parts = {"train": [], "val": [], "test": []}
-    for cls in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == cls))
+    for idx in groups:
+        idx = rng.permutation(idx)
         n_test, n_val = int(round(len(idx) * test)), int(round(len(idx) * val))
         parts["test"].append(idx[:n_test])
         parts["val"].append(idx[n_test:n_test + n_val])
@@ -63,34 +86,78 @@ def _split(x: np.ndarray, y: np.ndarray, seed: int, val: float = 0.2, test: floa
     out = []
     for key in ("train", "val", "test"):
         idx = np.sort(np.concatenate(parts[key]))
-        out += [x[idx], y[idx]]
+        out += [B.take(x, idx), None if y is None else y[idx]]
     return out
 
 
-def _validate(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
-    if x.dtype.kind not in "fiu":
-        raise DataError(f"{where}: x has dtype {x.dtype}; expected a numeric array")
-    x = x.astype(np.float32)
-    if x.ndim < 2 or len(x) == 0:
-        raise DataError(f"{where}: x must be [samples, ...] with at least one sample, got shape {list(x.shape)}")
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
-        raise DataError(f"{where}: x holds NaN or infinite values in {bad} sample(s)")
-    if y.ndim != 1 or len(y) != len(x):
-        raise DataError(f"{where}: y must be a 1-D array of {len(x)} labels, got shape {list(y.shape)}")
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
-            y = y.astype(np.int64)
+def _validate_x(x: B.Batch, where: str) -> B.Batch:
+    arrays = {}
+    n = None
+    for name, arr in B.as_dict(x).items():
+        at = f"{where}: x" if name == B.SINGLE_INPUT and not isinstance(x, dict) else f"{where}: input {name!r}"
+        if arr.dtype.kind not in "fiu":
+            raise DataError(f"{at} has dtype {arr.dtype}; expected a numeric array")
+        if arr.ndim < 2 or len(arr) == 0:
+            raise DataError(f"{at} must be [samples, ...] with at least one sample, got shape {list(arr.shape)}")
+        if n is not None and len(arr) != n:
+            raise DataError(f"{at} has {len(arr)} samples, the other inputs {n}")
+        n = len(arr)
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
+            if not np.isfinite(arr).all():
+                bad = int((~np.isfinite(arr)).reshape(len(arr), -1).any(axis=1).sum())
+                raise DataError(f"{at} holds NaN or infinite values in {bad} sample(s)")
         else:
-            raise DataError(f"{where}: y has dtype {y.dtype}; expected integer class labels")
-    if y.min() < 0:
-        raise DataError(f"{where}: y holds negative class labels")
-    return x, y.astype(np.int64)
+            arr = arr.astype(np.int64)
+        arrays[name] = arr
+    return arrays if isinstance(x, dict) else arrays[B.SINGLE_INPUT]
 
 
-def load_builtin(name: str, seed: int = 0) -> Dataset:
+def _validate(x: B.Batch, y: np.ndarray | None, where: str, task: str):
+    x = _validate_x(x, where)
+    if y is not None and len(y) != B.size(x):
+        raise DataError(f"{where}: y has {len(y)} entries for {B.size(x)} samples")
+    return x, get_task(task).check_labels(y, where)
+
+
+def _fashion_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    root = Path(os.environ.get("EDGEFLEET_FASHION_MNIST", FASHION_MNIST_DIR))
+
+    def idx(stem: str) -> np.ndarray:
+        path = next((p for p in (root / f"{stem}.gz", root / stem) if p.is_file()), None)
+        if path is None:
+            raise DataError(f"Fashion-MNIST: {root / stem}.gz not found; install the Debian package "
+                            f"dataset-fashion-mnist (requirements/apt.txt) or set EDGEFLEET_FASHION_MNIST")
+        try:
+            raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+        except OSError as e:
+            raise DataError(f"Fashion-MNIST: {path}: cannot read ({e})") from e
+        ndim = raw[3] if len(raw) > 4 else 0
+        dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+        data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim) if len(raw) >= 4 + 4 * ndim else np.empty(0, np.uint8)
+        if raw[2:3] != b"\x08" or not dims or data.size != int(np.prod(dims)):
+            raise DataError(f"Fashion-MNIST: {path}: not an unsigned-byte IDX file (dimensions {dims})")
+        return data.reshape(dims)
+
+    return (idx("train-images-idx3-ubyte"), idx("train-labels-idx1-ubyte"),
+            idx("t10k-images-idx3-ubyte"), idx("t10k-labels-idx1-ubyte"))
+
+
+def load_fashion_mnist(seed: int = 0, val: int = 5000) -> Dataset:
+    """Fashion-MNIST (28x28 grey, 10 classes): 55k train / 5k val from the training file, the 10k test file."""
+    xtr, ytr, xte, yte = _fashion_mnist()
+    perm = np.random.default_rng(seed).permutation(len(xtr))
+    to_x = lambda a: (a.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)  # noqa: E731
+    tr, va = np.sort(perm[val:]), np.sort(perm[:val])
+    return Dataset("fashion_mnist", to_x(xtr[tr]), ytr[tr].astype(np.int64), to_x(xtr[va]), ytr[va].astype(np.int64),
+                   to_x(xte), yte.astype(np.int64), labels=list(FASHION_LABELS), layout="NCHW")
+
+
+def load_builtin(name: str, seed: int = 0, task: str = "classifier") -> Dataset:
     from sklearn import datasets as skd
 
+    if name == "fashion_mnist":
+        return load_fashion_mnist(seed)
     if name == "digits":
         raw = skd.load_digits()
         x = (raw.data.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
@@ -103,69 +170,83 @@ def load_builtin(name: str, seed: int = 0) -> Dataset:
     else:
         raise DataError(f"unknown built-in data set {name!r}; built-in: {', '.join(BUILTIN)}")
     y = raw.target.astype(np.int64)
-    return Dataset(name, *_split(x, y, seed), labels=labels, layout="NCHW" if x.ndim == 4 else "NC")
+    return Dataset(name, *_split(x, y, seed, stratify=True), labels=labels, layout="NCHW" if x.ndim == 4 else "NC")
 
 
-def load_npz(path: str | Path, seed: int = 0) -> Dataset:
+def _inputs(arrays: dict, key: str) -> B.Batch | None:
+    """``key`` itself (one input) or ``key.<name>`` entries (named inputs, in file order)."""
+    if key in arrays:
+        return arrays[key]
+    named = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(key + ".")}
+    return named or None
+
+
+def load_npz(path: str | Path, seed: int = 0, task: str = "classifier") -> Dataset:
     """A ``.npz`` with ``x`` and ``y`` (split here), or with ``x_train``/``y_train``/``x_val``/...
-    already split; optional ``labels``."""
+    already split. Several inputs are stored as ``x.<name>`` (``x_train.<name>``, ...) in the order
+    of the model's arguments. ``y`` is optional for an embedding; ``labels`` names a classifier's classes."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable .npz file ({e})") from e
-    if "x" in arrays and "y" in arrays:
-        x, y = _validate(arrays["x"], arrays["y"], str(path))
-        splits = _split(x, y, seed)
-    elif all(f"{a}_{s}" in arrays for a in "xy" for s in ("train", "val", "test")):
+    need_y = get_task(task).needs_labels
+    x = _inputs(arrays, "x")
+    if x is not None and ("y" in arrays or not need_y):
+        x, y = _validate(x, arrays.get("y"), str(path), task)
+        splits = _split(x, y, seed, stratify=task == "classifier")
+    elif all(_inputs(arrays, f"x_{s}") is not None and (f"y_{s}" in arrays or not need_y)
+             for s in ("train", "val", "test")):
         splits = []
         for s in ("train", "val", "test"):
-            splits += list(_validate(arrays[f"x_{s}"], arrays[f"y_{s}"], f"{path}[{s}]"))
+            splits += list(_validate(_inputs(arrays, f"x_{s}"), arrays.get(f"y_{s}"), f"{path}[{s}]", task))
     else:
-        raise DataError(f"{path}: expected arrays 'x' and 'y' (or x_train/y_train/x_val/y_val/x_test/y_test), "
-                        f"found {', '.join(sorted(arrays)) or 'none'}")
-    n_classes = int(max(splits[1].max(), splits[3].max(), splits[5].max())) + 1
-    labels = [str(v) for v in arrays["labels"]] if "labels" in arrays else [str(i) for i in range(n_classes)]
+        want = "'x' and 'y'" if need_y else "'x'"
+        raise DataError(f"{path}: expected arrays {want} (or x_train/y_train/x_val/y_val/x_test/y_test; named inputs "
+                        f"as x.<name>), found {', '.join(sorted(arrays)) or 'none'}")
+    labels: list[str] = []
+    if task == "classifier":
+        n_classes = int(max(splits[1].max(), splits[3].max(), splits[5].max())) + 1
+        labels = [str(v) for v in arrays["labels"]] if "labels" in arrays else [str(i) for i in range(n_classes)]
     x0 = splits[0]
-    return Dataset(path.stem, *splits, labels=labels, layout="NCHW" if x0.ndim == 4 else "NC")
+    layout = "NCHW" if not isinstance(x0, dict) and x0.ndim == 4 else "NC"
+    return Dataset(path.stem, *splits, labels=labels, layout=layout, task=task)
 
 
-def load_dataset(spec: str, seed: int = 0) -> Dataset:
+def load_dataset(spec: str, seed: int = 0, task: str = "classifier") -> Dataset:
     """A built-in name (``digits``) or a path to a ``.npz``."""
+    get_task(task)
     if spec in BUILTIN:
+        if task != "classifier":
+            raise DataError(f"built-in data set {spec!r} is a classification set; --task {task} needs an .npz")
         return load_builtin(spec, seed)
     if spec.endswith(".npz") or Path(spec).exists():
-        return load_npz(spec, seed)
+        return load_npz(spec, seed, task)
     raise DataError(f"data {spec!r} is neither a built-in data set ({', '.join(BUILTIN)}) nor an existing .npz file")
 
 
-#: where Debian's ``dataset-fashion-mnist`` package (requirements/apt.txt) installs the IDX files
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+#: where Debian's ``weka`` package puts its example ARFF files (``EDGEFLEET_WEKA_EXAMPLES`` overrides;
+#: ``apt-get download weka && dpkg -x weka_*.deb DIR`` gives them without installing Java)
+WEKA_EXAMPLES = "/usr/share/doc/weka/examples"
 
 
-def _idx(path: Path) -> np.ndarray:
-    """One gzipped IDX file (big-endian header: magic with the rank, then one u32 per dimension)."""
-    import gzip
-    try:
-        raw = gzip.decompress(path.read_bytes())
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e}); install the Debian package dataset-fashion-mnist") from e
-    rank = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
-    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * rank)
-    if raw[2] != 0x08 or data.size != int(np.prod(dims)):
-        raise DataError(f"{path}: not an unsigned-byte IDX file of shape {dims}")
-    return data.reshape(dims)
+def load_reuters(topic: str = "Grain") -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """Reuters-21578 ModApte, one topic against the rest (``Grain`` or ``Corn``), from weka's ARFF
+    examples: ``(train_texts, train_labels, test_texts, test_labels)``."""
+    root = Path(os.environ.get("EDGEFLEET_WEKA_EXAMPLES", WEKA_EXAMPLES))
 
+    def read(split: str):
+        path = root / f"Reuters{topic}-{split}.arff"
+        if not path.is_file():
+            raise DataError(f"{path} not found: unpack Debian's weka package (apt-get download weka; dpkg -x "
+                            f"weka_*.deb DIR) and set EDGEFLEET_WEKA_EXAMPLES=DIR/usr/share/doc/weka/examples")
+        texts, labels = [], []
+        for line in path.read_text(encoding="latin-1").splitlines():
+            if line.startswith("'"):
+                text, label = line.rsplit(",", 1)
+                texts.append(text[1:-1].replace("\\n", " ").replace("\\'", "'").replace('\\"', '"'))
+                labels.append(int(label))
+        return texts, np.asarray(labels, np.int64)
 
-def load_fashion_mnist(root: str | Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fashion-MNIST as (x_train, y_train, x_test, y_test): 60,000 + 10,000 images (N, 1, 28, 28),
-    float32 in [0, 1], int64 labels."""
-    root = Path(root)
-    out = []
-    for split in ("train", "t10k"):
-        x = _idx(root / f"{split}-images-idx3-ubyte.gz")
-        y = _idx(root / f"{split}-labels-idx1-ubyte.gz")
-        out += [(x[:, None] / 255.0).astype(np.float32), y.astype(np.int64)]
-    return tuple(out)
+    return (*read("train"), *read("test"))

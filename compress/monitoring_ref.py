@@ -1,4 +1,4 @@
-"""Build a bundle's monitoring reference from the validation data (``docs/telemetry.md``).
+"""Build a bundle's monitoring reference from the validation data (``docs/telemetry.md``), per task.
 
 Telemetry schema 2: besides class counts and the calibrated top-1 confidence, the reference holds one
 histogram per class of ``ln softmax(logits / T)[c]`` (the softmax vector: BBSD's strongest signal) and
@@ -16,6 +16,10 @@ PROJECTIONS = 4
 BINS = 10
 CLASS_BINS = 20  # the per-class histograms carry most of the power at small n: finer bins
 TELEMETRY_VERSION = 2
+#: reference centroids of the embedding task (spherical k-means on the validation embeddings)
+CENTROIDS = 8
+#: stored quantiles of a regression's first output (its "confidence" is the rank among them)
+QUANTILES = 64
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -70,10 +74,70 @@ def _pca(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.round(mean, 6), np.round(comps, 6)
 
 
-def build_reference(x_val: np.ndarray, logits_val: np.ndarray, y_val: np.ndarray, num_classes: int) -> dict:
-    """The ``monitoring`` section of a classifier's manifest (telemetry schema 2). ``x_val`` is not
-    stored: the projections are of the logits, so the reference stays small for any input size."""
-    logits_val = np.asarray(logits_val, np.float64)
+def _hist(values: np.ndarray, lo: float | None = None, hi: float | None = None, bins: int = BINS) -> dict:
+    edges = _edges(values, lo, hi, bins)
+    return {"edges": edges, "counts": _histogram(values, edges)}
+
+
+def _projection(out: np.ndarray, space: str) -> dict:
+    mean, comps = _pca(out, PROJECTIONS)
+    proj = (out - mean) @ comps.T
+    return {"space": space, "mean": mean.tolist(), "components": comps.tolist(),
+            "histograms": [_hist(proj[:, j]) for j in range(len(comps))]}
+
+
+def _kmeans_centroids(e: np.ndarray, k: int, seed: int = 0, iters: int = 25) -> np.ndarray:
+    """Spherical k-means (deterministic): unit centroids of unit embeddings."""
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    k = min(k, len(e))
+    rng = np.random.default_rng(seed)
+    c = e[np.sort(rng.choice(len(e), k, replace=False))]
+    for _ in range(iters):
+        assign = (e @ c.T).argmax(axis=1)
+        for j in range(k):
+            members = e[assign == j]
+            if len(members):
+                v = members.sum(axis=0)
+                c[j] = v / max(np.linalg.norm(v), 1e-12)
+    return c
+
+
+def build_reference(x_val, outputs_val: np.ndarray, y_val: np.ndarray | None, num_classes: int, *,
+                    kind: str = "classifier") -> dict:
+    """The ``monitoring`` section of a manifest (telemetry schema 2) for a task ``kind``. ``x_val`` is
+    not stored: the projections are of the model's output (logits, embedding or values), so the
+    reference stays small for any input size and exists for integer and named inputs too."""
+    out = np.asarray(outputs_val, np.float64).reshape(len(outputs_val), -1)
+    if kind == "classifier":
+        return _classifier_reference(out, y_val, num_classes)
+    if kind not in ("embedding", "regression"):
+        raise ValueError(f"build_reference: unknown task {kind!r}")
+    from edgefleet.telemetry import summarize  # the device's own rule, so the counts agree exactly
+
+    ref: dict = {"telemetry_version": TELEMETRY_VERSION, "kind": kind, "temperature": 1.0}
+    if kind == "embedding":
+        ref["centroids"] = np.round(_kmeans_centroids(out, CENTROIDS), 6).tolist()
+        classes = len(ref["centroids"])
+    else:  # the first output's quantiles; the "confidence" is its rank (uniform on normal data)
+        first = np.sort(out[:, 0])
+        picks = np.linspace(0, len(first) - 1, QUANTILES).round().astype(int)
+        ref["quantiles"] = np.round(first[picks], 6).tolist()
+        classes = len(ref["quantiles"]) + 1
+    summaries = [summarize(ref, row) for row in out.tolist()]
+    cls = np.array([c for c, _, _ in summaries], dtype=np.int64)
+    conf = np.array([s for _, s, _ in summaries], dtype=np.float64)
+    scores = np.array([v for _, _, v in summaries], dtype=np.float64)  # (n, centroids); (n, 0) for regression
+    ref.update({
+        "class_counts": np.bincount(cls, minlength=classes).astype(int).tolist(),
+        "confidence": _hist(conf, 0.0, 1.0),
+        "class_confidence": [_hist(scores[:, c]) for c in range(scores.shape[1] if scores.ndim == 2 else 0)],
+        "projection": _projection(out, "output"),
+        "reference_size": int(len(out)),
+    })
+    return ref
+
+
+def _classifier_reference(logits_val: np.ndarray, y_val: np.ndarray, num_classes: int) -> dict:
     temperature = fit_temperature(logits_val, y_val)
     pred = logits_val.argmax(axis=1)
     z = logits_val / temperature
@@ -82,22 +146,13 @@ def build_reference(x_val: np.ndarray, logits_val: np.ndarray, y_val: np.ndarray
     conf = np.exp(logp.max(axis=1))
     threshold = atc_threshold(conf, pred == y_val)
     conf_edges = sorted(set(_edges(conf, 0.0, 1.0)) | {threshold})
-    mean, comps = _pca(logits_val, PROJECTIONS)
-    proj = (logits_val - mean) @ comps.T
-    hists = []
-    for j in range(len(comps)):
-        edges = _edges(proj[:, j])
-        hists.append({"edges": edges, "counts": _histogram(proj[:, j], edges)})
-    class_conf = []
-    for c in range(num_classes):
-        edges = _edges(logp[:, c], bins=CLASS_BINS)
-        class_conf.append({"edges": edges, "counts": _histogram(logp[:, c], edges)})
     return {
         "telemetry_version": TELEMETRY_VERSION,
+        "kind": "classifier",
         "class_counts": np.bincount(pred, minlength=num_classes).astype(int).tolist(),
         "confidence": {"edges": conf_edges, "counts": _histogram(conf, conf_edges)},
-        "class_confidence": class_conf,
-        "projection": {"space": "logits", "mean": mean.tolist(), "components": comps.tolist(), "histograms": hists},
+        "class_confidence": [_hist(logp[:, c], bins=CLASS_BINS) for c in range(num_classes)],
+        "projection": _projection(logits_val, "logits"),
         "temperature": round(temperature, 6),
         "reference_size": int(len(logits_val)),
         "expected_accuracy": round(float(conf.mean() * 100), 3),

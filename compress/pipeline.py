@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,17 +27,18 @@ import numpy as np
 from edgefleet._errors import BudgetError, ConfigError, DataError, EdgefleetError, ModelError
 from edgefleet.bundle import Bundle, BundleWriter
 
+from . import batch as B
 from . import report as report_mod
-from .capture import capture
 from .data import Dataset, load_dataset
-from .ir import run_float, run_int
+from .ir import run_float
 from .model_loading import load_model
 from .monitoring_ref import build_reference
 from .passes import get_pass
 from .recipe import Recipe
-from .state import State, count_nonzero, count_parameters
-from .train import accuracy, fit, predict_logits, seed_everything
-from .verify import INT8_MAX_LSB, Verdict, machine_info, verify_artifact
+from .state import State, capture_model, count_nonzero, count_parameters
+from .tasks import Task, get_task
+from .train import fit, predict_logits, seed_everything
+from .verify import INT8_MAX_LSB, Verdict, input_ranges, int8_outputs, machine_info, verify_artifact
 
 #: fallback-chain order when no latency was measured; with latency, each precision group is
 #: ordered by measured batch-1 p50 (int8 first, fp32 last: the safest fallback)
@@ -47,9 +50,10 @@ class ExportConfig:
     model: str = "edgefleet.compress.zoo:digits_cnn"
     weights: str | None = None
     data: str = "digits"
+    task: str = "classifier"  # classifier, embedding or regression (see edgefleet.compress.tasks)
     recipe: Recipe | str = "default"
     targets: tuple[str, ...] | None = None  # None: every registered exporter
-    max_drop: float = 1.0
+    max_drop: float | None = None  # in the task's metric; None: the task's default
     out: str = "out/bundle"
     name: str | None = None
     version: str = "1"
@@ -73,12 +77,14 @@ class ExportConfig:
 
 @dataclass
 class Attempt:
+    """One try at the budget; scores are the task's metric on the validation split."""
+
     number: int
     recipe: str
     passes: list[dict]
     params: int
-    float_val_accuracy: float
-    int8_val_accuracy: float
+    float_val_score: float
+    int8_val_score: float
     drop: float
     ok: bool
 
@@ -92,6 +98,14 @@ class ExportResult:
     verdicts: list[Verdict]
     machine: dict
     config: dict = field(default_factory=dict)
+    #: wall seconds per pipeline step, in order (where the export's time went)
+    timings: dict = field(default_factory=dict)
+    #: classifier: (mean calibrated confidence, accuracy, count) per confidence bin of the int8 model
+    reliability: list = field(default_factory=list)
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.config.get("task", "classifier"))
 
     def table(self) -> str:
         return report_mod.text_table(self)
@@ -100,40 +114,98 @@ class ExportResult:
 def _check_model_on_data(model, data: Dataset) -> None:
     import torch
 
-    x = torch.from_numpy(data.x_val[:2])
+    x = B.take(data.x_val, slice(0, 2))
     try:
         with torch.no_grad():
-            out = model(x)
+            out = model(*B.torch_args(x))
     except Exception as e:
-        raise DataError(f"data set {data.name!r} (samples of shape {list(data.input_shape)}) does not fit the "
-                        f"model: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise ModelError(f"the model must return one [batch, classes] tensor, got "
-                         f"{getattr(out, 'shape', type(out).__name__)}")
-    n_classes = int(max(data.y_train.max(), data.y_val.max(), data.y_test.max())) + 1
-    if out.shape[1] < n_classes:
-        raise DataError(f"the model has {out.shape[1]} outputs but the data has {n_classes} classes")
+        got = ", ".join(s.describe() for s in data.input_specs)
+        raise DataError(f"data set {data.name!r} (inputs {got}) does not fit the model: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0]}") from e
+    if not isinstance(out, torch.Tensor):
+        raise ModelError(f"the model must return one tensor, got {type(out).__name__} (wrap it to return the "
+                         f"logits, embedding or values)")
+    y = data.y_val
+    get_task(data.task).check_output(tuple(out.shape), data.num_classes, None if y is None else y.shape)
 
 
-def _attempt(cfg: ExportConfig, recipe: Recipe, teacher, data: Dataset, number: int, teacher_val: float):
+class _Steps:
+    """Wall time per pipeline step; on a terminal (``progress``), one status line naming the running
+    step and its elapsed time."""
+
+    def __init__(self, progress: bool):
+        self.timings: dict[str, float] = {}
+        self.bar = None
+        if progress:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=0, bar_format="edgefleet export: {desc} [{elapsed}]", leave=False)
+            except ImportError:  # pragma: no cover
+                pass
+
+    @contextmanager
+    def step(self, name: str):
+        if self.bar is not None:
+            self.bar.set_description_str(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def check_input_ranges(data: Dataset, graph) -> None:
+    """Every integer input of every split lies in the range its embedding table allows."""
+    for name, (lo, hi) in input_ranges(graph).items():
+        for split in ("train", "val", "test"):
+            arr = B.as_dict(getattr(data, f"x_{split}")).get(name)
+            if arr is None or not arr.size:
+                continue
+            bad = (arr < lo) | (arr > hi)
+            if bad.any():
+                where = [int(i) for i in np.argwhere(bad)[0]]
+                raise DataError(f"data set {data.name!r} ({split}): input {name!r} holds {int(arr[tuple(where)])} at "
+                                f"{where}, outside [{lo}, {hi}]: the model's vocabulary has {hi + 1} entries "
+                                f"({int(bad.sum())} value(s) out of range)")
+
+
+def _explain_misfit(model, data: Dataset) -> None:
+    if not any(s.is_integer for s in data.input_specs):
+        return
+    try:
+        graph = capture_model(model, data.input_specs)
+    except EdgefleetError:
+        return  # the original error stands
+    check_input_ranges(data, graph)
+
+
+def _attempt(cfg: ExportConfig, recipe: Recipe, teacher, data: Dataset, number: int, teacher_val: float,
+             max_drop: float, steps: _Steps):
+    task = get_task(data.task)
     state = State.start(copy.deepcopy(teacher), data, seed=cfg.seed, progress=cfg.progress)
     state.teacher = teacher
     stages = []
     for p in recipe.passes:
         seed_everything(cfg.seed + number)
-        result = p.run(state)
+        with steps.step(f"attempt {number}: {p.name}"):
+            result = p.run(state)
         stage = {"stage": p.name, "params": count_parameters(state.model), "nonzero": count_nonzero(state.model),
-                 "val_accuracy": state.val_accuracy(), "changed": result.changed, "seconds": round(result.seconds, 2),
+                 "val_score": state.val_accuracy(), "changed": result.changed, "seconds": round(result.seconds, 2),
                  "config": result.params}
         stages.append(stage)
-    int8_logits = run_int(state.qgraph, data.x_val)["output"]
-    int8_val = accuracy(int8_logits, data.y_val)
-    stages.append({"stage": "int8 (reference)", "params": count_parameters(state.model),
-                   "nonzero": count_nonzero(state.model), "val_accuracy": int8_val})
-    drop = teacher_val - int8_val
+    with steps.step(f"attempt {number}: int8 reference outputs"):
+        int8_out, how = int8_outputs(state.qgraph, data.x_val)
+    int8_val = task.score(int8_out, data.y_val, state.teacher_val_outputs())
+    stages.append({"stage": f"int8 ({how})", "params": count_parameters(state.model),
+                   "nonzero": count_nonzero(state.model), "val_score": int8_val})
+    drop = task.drop(teacher_val, int8_val)
     attempt = Attempt(number, recipe.describe(), recipe.to_dict()["passes"], count_parameters(state.model),
-                      state.val_accuracy(), int8_val, drop, drop <= cfg.max_drop)
-    return state, stages, attempt, int8_logits
+                      state.val_accuracy(), int8_val, drop, drop <= max_drop)
+    return state, stages, attempt, int8_out
 
 
 def _backoff(recipe: Recipe, number: int) -> Recipe | None:
@@ -159,63 +231,104 @@ def _fallback_chain(verdicts: list[Verdict]) -> list[str]:
 
 
 def run_export(cfg: ExportConfig) -> ExportResult:
+    steps = _Steps(cfg.progress)
+    try:
+        return _run_export(cfg, steps)
+    finally:
+        steps.close()
+
+
+def _run_export(cfg: ExportConfig, steps: _Steps) -> ExportResult:
     from edgefleet.runtimes import exporters
 
+    timings = steps.timings
     seed_everything(cfg.seed)
     recipe = cfg.resolved_recipe()
-    data = load_dataset(cfg.data, seed=cfg.seed)
-    model = load_model(cfg.model, cfg.weights)
-    _check_model_on_data(model, data)
-    capture(model, data.input_shape)  # every unsupported op is named now, before any training or calibration
+    task = get_task(cfg.task)
+    with steps.step("load model and data"):
+        data = load_dataset(cfg.data, seed=cfg.seed, task=cfg.task)
+        model = load_model(cfg.model, cfg.weights)
+        try:
+            _check_model_on_data(model, data)
+        except DataError:
+            _explain_misfit(model, data)  # token ids outside the vocabulary: say so, not torch's IndexError
+            raise
+    with steps.step("capture"):
+        # every unsupported op is named now, before training or calibration
+        check_input_ranges(data, capture_model(model, data.input_specs))
     if cfg.train_epochs > 0:
-        model = fit(model, data.x_train, data.y_train, epochs=cfg.train_epochs, seed=cfg.seed,
-                    progress=cfg.progress, desc="teacher")
-    teacher = model.eval()
-    teacher_test_logits = predict_logits(teacher, data.x_test)
-    teacher = {"model": teacher, "val_accuracy": accuracy(predict_logits(teacher, data.x_val), data.y_val),
-               "test_accuracy": accuracy(teacher_test_logits, data.y_test), "params": count_parameters(teacher)}
+        with steps.step("train teacher"):
+            model = fit(model, data.x_train, data.y_train, epochs=cfg.train_epochs, seed=cfg.seed,
+                        progress=cfg.progress, desc="teacher", task=cfg.task)
+    with steps.step("teacher outputs"):
+        teacher_model = model.eval()
+        teacher_val_out = predict_logits(teacher_model, data.x_val)
+        teacher_test_out = predict_logits(teacher_model, data.x_test)
+    m = task.metric
+    teacher = {"model": teacher_model, f"val_{m}": task.score(teacher_val_out, data.y_val, teacher_val_out),
+               f"test_{m}": task.score(teacher_test_out, data.y_test, teacher_test_out),
+               "params": count_parameters(teacher_model)}
+    max_drop = cfg.max_drop if cfg.max_drop is not None else task.default_max_drop(teacher[f"val_{m}"])
     targets = list(cfg.targets or exporters.targets())
 
     attempts: list[Attempt] = []
     current: Recipe | None = recipe
-    state = stages = int8_logits = None
+    state = stages = int8_out = None
     for number in range(1, cfg.max_attempts + 1):
         if current is None:
             break
-        state, stages, attempt, int8_logits = _attempt(cfg, current, teacher["model"], data, number, teacher["val_accuracy"])
+        state, stages, attempt, int8_out = _attempt(cfg, current, teacher_model, data, number, teacher[f"val_{m}"],
+                                                    max_drop, steps)
         attempts.append(attempt)
         if attempt.ok:
             break
         current = _backoff(current, number + 1)
     if not attempts[-1].ok:
-        tried = "; ".join(f"#{a.number} [{a.recipe}] int8 val {a.int8_val_accuracy:.2f}% (drop {a.drop:.2f})"
-                          for a in attempts)
-        raise BudgetError(f"accuracy budget --max-drop {cfg.max_drop} not met (teacher val "
-                          f"{teacher['val_accuracy']:.2f}%); tried: {tried}")
+        tried = "; ".join(f"#{a.number} [{a.recipe}] int8 val {m} {task.format(a.int8_val_score)} "
+                          f"(drop {a.drop:.4g})" for a in attempts)
+        raise BudgetError(f"budget --max-drop {max_drop:.4g} ({m}) not met (teacher val "
+                          f"{task.format(teacher[f'val_{m}'])}); tried: {tried}")
 
     graph, qgraph = state.graph, state.qgraph
     # the reference outputs every artifact is held to, computed once
-    references = {"int8": int8_logits, "fp32": run_float(graph, data.x_val)["output"]}
+    with steps.step("fp32 reference outputs"):
+        references = {"int8": int8_out,
+                      "fp32": B.map_chunks(lambda xb: run_float(graph, xb)[graph.outputs[0]], data.x_val)}
     name = cfg.name or Path(cfg.out).name or "model"
     writer = BundleWriter(cfg.out)
+    teacher_out = {"val": teacher_val_out, "test": teacher_test_out}
     try:
-        teacher_onnx_bytes = _fp32_onnx_bytes(teacher["model"], data)
-        verdicts = [_export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cfg, writer, references)
-                    for target in targets]
+        with steps.step("teacher fp32 ONNX size"):
+            teacher_onnx_bytes = _fp32_onnx_bytes(teacher_model, data)
+        verdicts = []
+        for target in targets:
+            with steps.step(f"export + verify {target}"):
+                verdicts.append(_export_target(target, graph, qgraph, data, teacher_out, teacher, cfg, writer,
+                                               references))
         shipped = [v.target for v in verdicts if v.shipped]
         if not shipped:
             raise EdgefleetError("no artifact passed verification: " + "; ".join(f"{v.target}: {v.reason}" for v in verdicts))
         result = ExportResult(None, {k: v for k, v in teacher.items() if k != "model"} | {"onnx_bytes": teacher_onnx_bytes},
-                              stages, attempts, verdicts, machine_info(), _config_dict(cfg, recipe))
-        monitoring = build_reference(data.x_val, references["int8"], data.y_val, len(data.labels))
-        fields = _manifest_fields(cfg, name, data, graph, _fallback_chain(verdicts), monitoring, result)
-        writer.add_file("card.md", report_mod.model_card(result, fields))
-        writer.add_file("report.html", report_mod.html_report(result, fields))
-        result.bundle = writer.finish(fields, signing_key=cfg.signing_key)
+                              stages, attempts, verdicts, machine_info(), _config_dict(cfg, recipe, max_drop), timings)
+        with steps.step("monitoring reference + bundle"):
+            monitoring = build_reference(data.x_val, references["int8"], data.y_val, len(data.labels), kind=task.kind)
+            if task.kind == "classifier":
+                result.reliability = _reliability(references["int8"], data.y_val, monitoring["temperature"])
+            fields = _manifest_fields(cfg, name, data, graph, qgraph, _fallback_chain(verdicts), monitoring, result)
+            writer.add_file("card.md", report_mod.model_card(result, fields))
+            writer.add_file("report.html", report_mod.html_report(result, fields))
+            result.bundle = writer.finish(fields, signing_key=cfg.signing_key)
     except BaseException:
         writer.abort()
         raise
     return result
+
+
+def _reliability(logits: np.ndarray, y: np.ndarray, temperature: float) -> list:
+    z = logits / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return report_mod.reliability_bins(p.max(axis=1).tolist(), (p.argmax(axis=1) == y).tolist())
 
 
 def _fp32_onnx_bytes(model, data: Dataset) -> int:
@@ -223,11 +336,11 @@ def _fp32_onnx_bytes(model, data: Dataset) -> int:
     from edgefleet.runtimes import exporters
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = exporters.get("onnx-fp32")().export(capture(model, data.input_shape), Path(tmp) / "teacher.onnx")
+        path = exporters.get("onnx-fp32")().export(capture_model(model, data.input_specs), Path(tmp) / "teacher.onnx")
         return path.stat().st_size
 
 
-def _export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cfg, writer, references) -> Verdict:
+def _export_target(target, graph, qgraph, data, teacher_out, teacher, cfg, writer, references) -> Verdict:
     from edgefleet.runtimes import exporters
 
     try:
@@ -242,8 +355,9 @@ def _export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cf
         return Verdict(target, False, f"export failed: {e}")
     except ImportError as e:
         return Verdict(target, False, f"exporter unavailable: {e}")
+    m = get_task(data.task).metric
     verdict = verify_artifact(target, exporter.runtime, exporter.precision, path, graph=graph, qgraph=qgraph, data=data,
-                              teacher_test_logits=teacher_test_logits, teacher_test_acc=teacher["test_accuracy"],
+                              teacher_outputs=teacher_out, teacher_test_score=teacher[f"test_{m}"],
                               int8_max_lsb=cfg.parity_lsb, measure_latency=cfg.measure_latency,
                               reference=references[exporter.precision])
     if verdict.shipped:
@@ -257,32 +371,54 @@ def _json_safe(obj):
     return json.loads(json.dumps(obj, default=float))
 
 
-def _config_dict(cfg: ExportConfig, recipe: Recipe) -> dict:
-    return {"model": cfg.model, "weights": cfg.weights, "data": cfg.data, "recipe": recipe.to_dict(),
-            "max_drop": cfg.max_drop, "seed": cfg.seed, "train_epochs": cfg.train_epochs, "parity_lsb": cfg.parity_lsb}
+def _config_dict(cfg: ExportConfig, recipe: Recipe, max_drop: float) -> dict:
+    return {"model": cfg.model, "weights": cfg.weights, "data": cfg.data, "task": cfg.task, "recipe": recipe.to_dict(),
+            "max_drop": max_drop, "seed": cfg.seed, "train_epochs": cfg.train_epochs, "parity_lsb": cfg.parity_lsb}
 
 
-def _manifest_fields(cfg, name, data, graph, chain, monitoring, result) -> dict:
+#: what the output of each task is called in the manifest
+OUTPUT_KINDS = {"classifier": "logits", "embedding": "embedding", "regression": "values"}
+
+
+def _input_fields(data: Dataset, graph) -> list[dict]:
+    ranges = input_ranges(graph)
+    fields = []
+    for v in graph.inputs:
+        spec = {"name": v.name, "dtype": v.dtype, "shape": [None, *v.shape[1:]]}
+        if v.dtype.startswith("int"):
+            spec["preprocessing"] = {"layout": "NS"}
+            if v.name in ranges:
+                spec["range"] = list(ranges[v.name])
+        else:
+            spec["preprocessing"] = {"layout": data.layout, "scale": 1.0, "mean": 0.0, "std": 1.0}
+        fields.append(spec)
+    return fields
+
+
+def _manifest_fields(cfg, name, data, graph, qgraph, chain, monitoring, result) -> dict:
     import onnx
     import torch
 
     from edgefleet import __version__
 
-    spec_in = graph.inputs[0]
     out_shape = graph.values[graph.outputs[0]].shape
+    task = get_task(data.task)
+    task_fields = {"kind": task.kind, "metric": task.metric}
+    if task.kind == "classifier":
+        task_fields["labels"] = list(data.labels)
     return {
         "model": {"name": name, "version": cfg.version},
-        "task": {"kind": "classifier", "labels": list(data.labels)},
-        "inputs": [{"name": spec_in.name, "dtype": "float32", "shape": [None, *spec_in.shape[1:]],
-                    "preprocessing": {"layout": data.layout, "scale": 1.0, "mean": 0.0, "std": 1.0}}],
-        "outputs": [{"name": graph.outputs[0], "dtype": "float32", "shape": [None, *out_shape[1:]], "kind": "logits"}],
+        "task": task_fields,
+        "inputs": _input_fields(data, qgraph),
+        "outputs": [{"name": graph.outputs[0], "dtype": "float32", "shape": [None, *out_shape[1:]],
+                     "kind": OUTPUT_KINDS[task.kind]}],
         "fallback_chain": chain,
         "monitoring": monitoring,
         "provenance": {
             "recipe": result.config["recipe"], "data": {"name": data.name, "sha256": data.digest,
                                                         "sizes": {"train": len(data.x_train), "val": len(data.x_val),
                                                                   "test": len(data.x_test)}},
-            "model": cfg.model, "seed": cfg.seed, "max_drop": cfg.max_drop,
+            "model": cfg.model, "seed": cfg.seed, "max_drop": result.config["max_drop"],
             "tools": {"edgefleet": __version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__,
                       "numpy": np.__version__},
             "attempts": [a.__dict__ for a in result.attempts],

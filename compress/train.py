@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from . import batch as B
+from .tasks import get_task
 
 
 def seed_everything(seed: int) -> None:
@@ -25,9 +27,12 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
+def predict_logits(model: nn.Module, x: B.Batch, batch: int = 512) -> np.ndarray:
+    """The model's outputs on ``x`` (one array or named inputs), in batches."""
     model.eval()
-    outs = [model(torch.from_numpy(x[i:i + batch])).float().numpy() for i in range(0, len(x), batch)]
+    n = B.size(x)
+    batch = min(batch, max(8, B.chunk_size(x, batch)))  # bounded activation memory for large inputs
+    outs = [model(*B.torch_args(B.take(x, slice(i, i + batch)))).float().numpy() for i in range(0, n, batch)]
     return np.concatenate(outs)
 
 
@@ -35,19 +40,22 @@ def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     return float((logits.argmax(axis=1) == y).mean() * 100.0)
 
 
-def fit(model: nn.Module, x: np.ndarray, y: np.ndarray | None = None, *, teacher: nn.Module | None = None,
+def fit(model: nn.Module, x: B.Batch, y: np.ndarray | None = None, *, teacher: nn.Module | None = None,
         epochs: int = 20, lr: float = 3e-3, batch: int = 64, temperature: float = 4.0, alpha: float = 0.5,
         seed: int = 0, weight_decay: float = 1e-4, progress: bool = False, desc: str = "train",
-        before_step=None) -> nn.Module:
-    """Train ``model`` on hard labels ``y``, a teacher's soft targets, or both (Hinton KD).
+        before_step=None, task: str = "classifier") -> nn.Module:
+    """Train ``model`` on labels ``y``, a teacher's outputs, or both (Hinton KD for a classifier).
 
-    With a teacher, the loss is ``alpha * T^2 * KL(student/T || teacher/T) + (1 - alpha) * CE(y)``
-    (``alpha = 1`` when ``y`` is None: unlabelled distillation). ``before_step(model)`` runs before
-    every optimizer step (QAT hooks use it).
+    With a teacher, the loss is ``alpha * distill + (1 - alpha) * task loss(y)`` where, for a
+    classifier, distill is ``T^2 * KL(student/T || teacher/T)`` and the task loss cross-entropy
+    (see :mod:`edgefleet.compress.tasks` for the others); ``alpha = 1`` when ``y`` is None
+    (unlabelled distillation). ``before_step(model)`` runs before every optimizer step (QAT hooks use it).
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    xt = torch.from_numpy(x)
+    spec = get_task(task)
+    xt = B.torch_args(x)
+    n = B.size(x)
     yt = torch.from_numpy(y) if y is not None else None
     soft = None
     if teacher is not None:
@@ -56,22 +64,20 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray | None = None, *, teacher
         if yt is None:
             alpha = 1.0
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * ((len(x) + batch - 1) // batch)
+    steps = epochs * ((n + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
     bar = _progress(epochs, desc, progress)
     for _ in range(epochs):
         model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch):
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch):
             idx = perm[i:i + batch]
-            out = model(xt[idx])
+            out = model(*(t[idx] for t in xt))
             loss = torch.zeros(())
             if soft is not None:
-                kd = F.kl_div(F.log_softmax(out / temperature, 1), F.softmax(soft[idx] / temperature, 1),
-                              reduction="batchmean") * temperature ** 2
-                loss = loss + alpha * kd
+                loss = loss + alpha * spec.distill_loss(out, soft[idx], temperature)
             if yt is not None and alpha < 1.0:
-                loss = loss + (1 - alpha) * F.cross_entropy(out, yt[idx])
+                loss = loss + (1 - alpha) * spec.loss(out, yt[idx])
             opt.zero_grad()
             loss.backward()
             if before_step is not None:

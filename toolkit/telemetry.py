@@ -11,9 +11,18 @@ bins of the bundle's monitoring reference (``manifest["monitoring"]``), so windo
 - ``class_confidence`` (schema 2): for every class ``c``, ``ln softmax(logits / T)[c]`` on that class's
   reference bins (the softmax vector, one histogram per class);
 - ``projections``: ``k`` projections ``components @ (v - mean)`` on the reference's bins, where ``v``
-  is the model's logits (reference ``projection.space == "logits"``, schema 2) or the flattened model
-  input (``"input"``, schema 1 bundles);
+  is the model's output row (reference ``projection.space`` ``"logits"`` or ``"output"``, schema 2) or
+  the flattened model input (``"input"``, schema 1 bundles);
 - ``latency`` on fixed log-spaced bins, ``errors`` by kind, ``confidence_sum``, shadow agreement.
+
+That is a classifier's reference (``kind`` absent or ``"classifier"``). The other tasks fill the same
+fields with their own "class" and "confidence" (:func:`summarize`, ``docs/telemetry.md`` section 2):
+an ``embedding``'s class is its nearest reference centroid (``centroids``, unit vectors), its
+confidence the cosine to it (clamped to ``[0, 1]``) and its ``class_confidence[c]`` the cosine to
+centroid ``c``; a ``regression``'s class is the bin of its first output among the reference
+``quantiles`` (``0..len(quantiles)``), its confidence that bin over ``len(quantiles)`` (a rank, uniform
+while nothing drifts), and it has no ``class_confidence``. Both project their output
+(``projection.space == "output"``).
 
 Schema versions: 1 (no ``class_confidence``, no ``schema_version`` field) and 2 (this one). A
 version-1 window is still accepted everywhere (:func:`upgrade`); a signal that a window lacks simply
@@ -36,12 +45,18 @@ import time
 import uuid
 
 __all__ = ["SCHEMA_VERSION", "ACCEPTED_VERSIONS", "LATENCY_EDGES_MS", "RETRYABLE_CODES", "FIELDS",
-           "TelemetryError", "is_retryable", "bin_index", "softmax", "log_softmax", "argmax", "project",
+           "TASKS", "TelemetryError", "is_retryable", "bin_index", "softmax", "log_softmax", "argmax", "project",
+           "projection_space", "summarize",
            "Window", "new_window", "observe", "merge", "merge_into", "empty_merged", "upgrade", "validate",
            "to_json", "from_json", "to_message", "from_message", "latency_quantile"]
 
 SCHEMA_VERSION = 2
 ACCEPTED_VERSIONS = (1, 2)
+
+#: the tasks a monitoring reference summarises (its ``kind``; absent means ``"classifier"``)
+TASKS = ("classifier", "embedding", "regression")
+#: projection spaces of the model's output row (a classifier's output is its logits)
+_OUTPUT_SPACES = ("logits", "output")
 
 #: 48 log-spaced latency bins from 10 µs to 100 s (6 bins per decade)
 LATENCY_EDGES_MS = [round(0.01 * 10 ** (i / 6), 6) for i in range(49)]
@@ -109,7 +124,39 @@ def project(values, mean, components) -> list[float]:
 
 
 def projection_space(reference: dict) -> str:
+    """``"input"`` (schema-1 bundles: projections of the flattened input, computed by the caller),
+    ``"logits"`` (a classifier's output) or ``"output"`` (an embedding's or a regression's output)."""
     return reference["projection"].get("space", "input")
+
+
+def summarize(reference: dict, output) -> tuple[int, float, list[float]]:
+    """(class, confidence, per-class scores) of one finite output row under ``reference``'s task.
+
+    - classifier: ``argmax(logits)``, ``exp(lp[cls])``, ``lp = ln softmax(logits / T)``;
+    - embedding: the nearest centroid by cosine, that cosine clamped to ``[0, 1]``, the cosines to
+      every centroid (a zero vector has cosine 0 to all);
+    - regression: ``r = bisect_right(quantiles, output[0])``, ``r / len(quantiles)``, no scores.
+
+    >>> summarize({"kind": "regression", "quantiles": [0.0, 1.0, 2.0, 3.0]}, [1.5])
+    (2, 0.5, [])
+    >>> summarize({"kind": "embedding", "centroids": [[1.0, 0.0], [0.0, 1.0]]}, [0.0, -2.0])
+    (0, 0.0, [0.0, -1.0])
+    """
+    kind = reference.get("kind", "classifier")
+    if kind == "classifier":
+        logp = log_softmax(output, reference["temperature"])
+        cls = argmax(output)
+        return cls, math.exp(logp[cls]), logp
+    if kind == "embedding":
+        norm = math.sqrt(sum(v * v for v in output)) or 1.0
+        cos = [sum(c * v for c, v in zip(row, output)) / norm for row in reference["centroids"]]
+        cls = argmax(cos)
+        return cls, min(max(cos[cls], 0.0), 1.0), cos
+    if kind == "regression":
+        q = reference["quantiles"]
+        rank = bisect.bisect_right(q, output[0])
+        return rank, rank / len(q), []
+    raise TelemetryError(f"reference.kind: {kind!r} is not one of {TASKS}")
 
 
 # -- one window ---------------------------------------------------------------------------------
@@ -130,25 +177,24 @@ def new_window(reference: dict, model_version: str, artifact: str, *, now_ms: in
 
 
 def observe(window: dict, reference: dict, logits, input_projections, latency_ms: float) -> tuple[int, float]:
-    """Count one prediction (finite logits); return (predicted class, calibrated confidence).
+    """Count one prediction (``logits``: the model's finite output row, whatever the task); return
+    its (class, confidence) under the reference's task (:func:`summarize`).
 
     ``input_projections`` are used only for a reference whose projection space is ``"input"`` (pass
-    None otherwise). Non-finite logits are not observed: they count as ``errors["non_finite"]`` and
+    None otherwise). Non-finite outputs are not observed: they count as ``errors["non_finite"]`` and
     (-1, nan) is returned."""
     if not all(math.isfinite(v) for v in logits):
         window["errors"]["non_finite"] = window["errors"].get("non_finite", 0) + 1
         return -1, math.nan
-    logp = log_softmax(logits, reference["temperature"])
-    cls = argmax(logits)
-    conf = math.exp(logp[cls])
+    cls, conf, scores = summarize(reference, logits)
     window["count"] += 1
     window["class_counts"][cls] += 1
     window["confidence"][bin_index(reference["confidence"]["edges"], conf)] += 1
     window["confidence_sum"] += conf
-    for counts, hist, v in zip(window.get("class_confidence") or [], reference.get("class_confidence") or [], logp):
+    for counts, hist, v in zip(window.get("class_confidence") or [], reference.get("class_confidence") or [], scores):
         counts[bin_index(hist["edges"], v)] += 1
     proj = reference["projection"]
-    if projection_space(reference) == "logits":
+    if projection_space(reference) in _OUTPUT_SPACES:
         z = project(logits, proj["mean"], proj["components"])
     else:
         z = input_projections if input_projections is not None else []

@@ -9,6 +9,7 @@ from torch import nn
 
 from edgefleet._errors import ConfigError, ModelError
 
+from .. import batch as B
 from ..model_loading import load_model
 from ..train import fit, seed_everything
 from ._channels import channel_groups, channel_scores, keep_indices, prune_groups
@@ -49,7 +50,7 @@ class Distill(Pass):
             raise ConfigError("pass distill: give student or width, not both")
 
     def _precondition(self, state) -> None:
-        if state.data is None or len(state.data.x_train) == 0:
+        if state.data is None or B.size(state.data.x_train) == 0:
             raise ModelError("no training data to distill on")
         if self.student is None and not any(p.requires_grad for p in state.model.parameters()):
             raise ModelError("the model has no trainable parameters")
@@ -79,7 +80,7 @@ class Distill(Pass):
         with keep_sparsity(student) as before_step:
             fit(student, d.x_train, d.y_train if self.use_labels else None, teacher=state.teacher,
                 epochs=self.epochs, lr=self.lr, temperature=self.temperature, alpha=self.alpha, seed=state.seed,
-                progress=state.progress, desc="distill", before_step=before_step)
+                progress=state.progress, desc="distill", before_step=before_step, task=d.task)
         state.model = student.eval()
         return {**info, "val_accuracy_before": before, "val_accuracy_after": state.val_accuracy(),
                 "teacher_val_accuracy": state.val_accuracy(state.teacher),

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..capture import capture
+from .. import batch as B
+from ..tasks import get_task
 from ..train import fit, seed_everything
 from ._sparsity import MASK
 
@@ -101,7 +102,7 @@ def qat_finetune(state, weight_bits: int = 7, epochs: int = 8, *, lr: float = 5e
     seed_everything(state.seed)
     model = copy.deepcopy(state.model).eval()
     fold_batchnorms(model, state.capture())
-    graph = capture(model, state.data.input_shape)
+    graph = state.capture(model)
 
     handles, observers, layers = [], [], []
     input_q = _ActFakeQuant()
@@ -128,12 +129,15 @@ def qat_finetune(state, weight_bits: int = 7, epochs: int = 8, *, lr: float = 5e
         start_acc, start = state.val_accuracy(model), copy.deepcopy(model.state_dict())
         d = state.data
         fit(model, d.x_train, d.y_train, teacher=state.teacher, epochs=epochs, lr=lr, alpha=alpha,
-            temperature=temperature, seed=state.seed, progress=state.progress, desc="qat")
+            temperature=temperature, seed=state.seed, progress=state.progress, desc="qat", task=d.task)
         end_acc = state.val_accuracy(model)
-        if end_acc < start_acc:
+        task = get_task(d.task)
+        kept = task.drop(start_acc, end_acc) <= 0
+        if not kept:
             model.load_state_dict(start)
-        state.notes.append(f"qat: simulated int8 val accuracy {start_acc:.2f}% before, {end_acc:.2f}% after "
-                           f"{epochs} epochs; kept the {'fine-tuned' if end_acc >= start_acc else 'original'} weights")
+        state.notes.append(f"qat: simulated int8 val {task.metric} {task.format(start_acc)} before, "
+                           f"{task.format(end_acc)} after {epochs} epochs; kept the "
+                           f"{'fine-tuned' if kept else 'original'} weights")
     finally:
         for h in handles:
             h.remove()
@@ -162,6 +166,6 @@ def _calibrate(model: nn.Module, batches, observers) -> None:
         o.calibrating = True
     model.eval()
     for x in batches:
-        model(torch.from_numpy(np.ascontiguousarray(x)))
+        model(*B.torch_args(x))
     for o in observers:
         o.calibrating = False

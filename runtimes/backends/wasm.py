@@ -181,9 +181,10 @@ class WasmRuntime(Runtime):
     extra = ""
     targets = ("efm-int8",)
 
-    def __init__(self, path, *, threads: int | None = None, variant: str | None = None, kernels: str = "best"):
+    def __init__(self, path, *, threads: int | None = None, input_ranges=None, variant: str | None = None,
+                 kernels: str = "best"):
         self.variant_asked, self.kernels_asked = variant, kernels
-        super().__init__(path, threads=threads)
+        super().__init__(path, threads=threads, input_ranges=input_ranges)
 
     @classmethod
     def _available(cls):

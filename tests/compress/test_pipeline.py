@@ -65,7 +65,7 @@ def test_unsupported_op_names_op_and_line(tmp_path):
 
 
 def test_data_of_the_wrong_shape(tmp_path):
-    with pytest.raises(DataError, match=r"samples of shape \[30\]\) does not fit the model"):
+    with pytest.raises(DataError, match=r"inputs input float32\[N, 30\]\) does not fit the model"):
         run_export(_cfg(tmp_path, data="breast_cancer"))
 
 

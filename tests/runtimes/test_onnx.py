@@ -43,9 +43,10 @@ def test_verify_artifact_does_not_ship_a_mis_quantized_artifact(tmp_path, digits
     lin = next(n for n in bad.nodes if n.op == "linear")
     lin.params["bias_q"] = lin.params["bias_q"] + 5000
     path = exporters.get("onnx-int8")().export(bad, tmp_path / "bad.onnx")
-    logits = np.zeros((len(digits_data.x_test), 10), np.float32)
+    teacher = {split: np.zeros((len(x), 10), np.float32) for split, x in (("val", digits_data.x_val),
+                                                                          ("test", digits_data.x_test))}
     verdict = verify_artifact("onnx-int8", "onnxruntime", "int8", path, graph=graph, qgraph=qgraph, data=digits_data,
-                              teacher_test_logits=logits, teacher_test_acc=100.0, measure_latency=False)
+                              teacher_outputs=teacher, teacher_test_score=100.0, measure_latency=False)
     assert not verdict.shipped and "parity gate failed" in verdict.reason
 
 

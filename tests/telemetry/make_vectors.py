@@ -19,6 +19,29 @@ def bins(edges, v) -> int:
     return int(np.clip(np.searchsorted(np.asarray(edges, np.float64), v, side="right") - 1, 0, len(edges) - 2))
 
 
+def task_summary(ref, out):
+    """(class, confidence, per-class scores) of one finite output row, per the reference's task."""
+    kind = ref.get("kind", "classifier")
+    if kind == "embedding":
+        norm = float(np.sqrt(np.sum(out * out))) or 1.0
+        cos = []
+        for c in ref["centroids"]:
+            dot = np.float64(0.0)
+            for a, b in zip(c, out):       # in index order, as the specification says
+                dot += np.float64(a) * b
+            cos.append(float(dot / norm))
+        cls = int(np.argmax(cos))
+        return cls, float(np.clip(cos[cls], 0.0, 1.0)), cos
+    if kind == "regression":
+        q = np.asarray(ref["quantiles"], np.float64)
+        rank = int(np.searchsorted(q, out[0], side="right"))
+        return rank, rank / len(q), []
+    s = out / ref["temperature"]
+    lp = s - (s.max() + np.log(np.exp(s - s.max()).sum()))
+    cls = int(np.argmax(out))           # numpy: the first index on ties
+    return cls, float(np.exp(lp[cls])), lp
+
+
 def window_of(ref, inputs, *, version="1.0", artifact="onnx-fp32", report_id="r-1", start=1000, end=2000):
     k = len(ref["class_counts"])
     cc_ref = ref.get("class_confidence") or []
@@ -34,10 +57,7 @@ def window_of(ref, inputs, *, version="1.0", artifact="onnx-fp32", report_id="r-
         if not np.all(np.isfinite(logits)):
             w["errors"]["non_finite"] = w["errors"].get("non_finite", 0) + 1
             continue
-        s = logits / ref["temperature"]
-        lp = s - (s.max() + np.log(np.exp(s - s.max()).sum()))
-        cls = int(np.argmax(logits))           # numpy: the first index on ties
-        conf = float(np.exp(lp[cls]))
+        cls, conf, lp = task_summary(ref, logits)
         w["count"] += 1
         w["class_counts"][cls] += 1
         w["confidence"][bins(ref["confidence"]["edges"], conf)] += 1
@@ -45,7 +65,7 @@ def window_of(ref, inputs, *, version="1.0", artifact="onnx-fp32", report_id="r-
         for c, h in enumerate(cc_ref):
             w["class_confidence"][c][bins(h["edges"], lp[c])] += 1
         proj = ref["projection"]
-        if proj.get("space", "input") == "logits":
+        if proj.get("space", "input") in ("logits", "output"):
             z = np.asarray(proj["components"], np.float64) @ (logits - np.asarray(proj["mean"], np.float64))
         else:
             z = item["input_projections"]
@@ -74,6 +94,29 @@ def reference_v1():
         "confidence": {"edges": [0.5, 0.75, 0.9, 1.0], "counts": [3, 4, 3]},
         "projection": {"mean": [0.0, 0.0], "components": [[1.0, 0.0]],
                        "histograms": [{"edges": [-1.0, 0.0, 1.0], "counts": [5, 5]}]},
+    }
+
+
+def reference_embedding():
+    return {
+        "telemetry_version": 2, "kind": "embedding", "temperature": 1.0, "reference_size": 10,
+        "centroids": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]], "class_counts": [4, 3, 3],
+        "confidence": {"edges": [0.0, 0.5, 0.8, 0.9, 1.0], "counts": [1, 2, 3, 4]},
+        "class_confidence": [{"edges": [-1.0, 0.0, 0.5, 1.0], "counts": [2, 4, 4]} for _ in range(3)],
+        "projection": {"space": "output", "mean": [0.0, 0.0, 0.0], "components": [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+                       "histograms": [{"edges": [-2.0, 0.0, 2.0], "counts": [5, 5]},
+                                      {"edges": [-1.0, 0.0, 1.0], "counts": [5, 5]}]},
+    }
+
+
+def reference_regression():
+    return {
+        "telemetry_version": 2, "kind": "regression", "temperature": 1.0, "reference_size": 10,
+        "quantiles": [-1.0, 0.0, 0.0, 1.0, 2.0], "class_counts": [1, 2, 0, 3, 2, 2],
+        "confidence": {"edges": [0.0, 0.25, 0.5, 0.75, 1.0], "counts": [1, 2, 3, 4]},
+        "projection": {"space": "output", "mean": [0.5, 0.0], "components": [[1.0, 0.0], [0.0, 1.0]],
+                       "histograms": [{"edges": [-2.0, 0.0, 2.0], "counts": [5, 5]},
+                                      {"edges": [-1.0, 0.0, 1.0], "counts": [5, 5]}]},
     }
 
 
@@ -109,7 +152,32 @@ def vectors() -> dict:
                    "errors": {"runtime_error": 2}, "confidence_sum": w_a["confidence_sum"] + w_b["confidence_sum"],
                    "merged": 2, "shadow_count": 0, "shadow_agree": 0})
     merged.pop("report_id")
+    ref_e = reference_embedding()
+    inputs_e = [
+        {"logits": [3.0, 4.0, 0.0], "input_projections": None, "latency_ms": 1.0},    # nearest: centroid 2
+        {"logits": [0.0, 0.0, 0.0], "input_projections": None, "latency_ms": 1.0},    # zero vector: cosine 0 to all
+        {"logits": [-2.0, -1.0, 0.0], "input_projections": None, "latency_ms": 1.0},  # all negative: clamped to 0
+        {"logits": [1.0, 1.0, 0.0], "input_projections": None, "latency_ms": 2.0},
+        {"logits": [5.0, 0.0, 1.0], "input_projections": None, "latency_ms": 3.0},
+        {"logits": [0.0, "NaN", 1.0], "input_projections": None, "latency_ms": 1.0},  # not observed
+    ]
+    ref_r = reference_regression()
+    inputs_r = [
+        {"logits": [-3.0, 0.5], "input_projections": None, "latency_ms": 1.0},   # below every quantile: class 0
+        {"logits": [0.0, 0.5], "input_projections": None, "latency_ms": 1.0},    # on a repeated quantile: above both
+        {"logits": [1.5, -7.0], "input_projections": None, "latency_ms": 1.0},
+        {"logits": [2.0, 0.0], "input_projections": None, "latency_ms": 1.0},    # on the last quantile: confidence 1
+        {"logits": [9.0, 1.0], "input_projections": None, "latency_ms": 1.0},
+    ]
     return {
+        "observe_embedding_output_space": {"kind": "observe", "reference": ref_e, "model_version": "1.0",
+                                           "artifact": "onnx-int8", "report_id": "r-1", "start_ms": 1000,
+                                           "end_ms": 2000, "inputs": inputs_e,
+                                           "expected": window_of(ref_e, inputs_e, artifact="onnx-int8")},
+        "observe_regression_output_space": {"kind": "observe", "reference": ref_r, "model_version": "1.0",
+                                            "artifact": "onnx-int8", "report_id": "r-1", "start_ms": 1000,
+                                            "end_ms": 2000, "inputs": inputs_r,
+                                            "expected": window_of(ref_r, inputs_r, artifact="onnx-int8")},
         "observe_schema2_logits_space": {"kind": "observe", "reference": ref2, "model_version": "1.0",
                                          "artifact": "onnx-fp32", "report_id": "r-1", "start_ms": 1000,
                                          "end_ms": 2000, "inputs": inputs2,

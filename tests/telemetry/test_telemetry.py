@@ -78,6 +78,65 @@ def test_export_reference_and_device_window_agree_on_the_validation_data():
     assert len(json.dumps(ref)) < 8000  # no input-sized rows
 
 
+@pytest.mark.parametrize("kind", ["embedding", "regression"])
+def test_task_reference_and_device_window_agree(kind):
+    """An embedding's or a regression's reference counts are what a device observing the validation
+    outputs sends, on every signal; the reference names its own meaning and fits the window validator."""
+    from edgefleet.compress.monitoring_ref import build_reference
+    rng = np.random.default_rng(2)
+    if kind == "embedding":
+        topic = rng.integers(0, 5, 400)
+        out = rng.normal(size=(400, 16)) * 0.3 + 2 * np.eye(16)[topic * 3]
+    else:
+        out = np.stack([rng.normal(size=400) * 3, rng.uniform(size=400)], axis=1)
+    ref = build_reference(None, out, None, 0, kind=kind)
+    assert ref["kind"] == kind and ref["projection"]["space"] == "output" and "accuracy" not in ref
+    w = telemetry.Window(ref, "1.0", "onnx-int8", now_ms=0)
+    for row in out.tolist():
+        w.observe(row, None, 1.0)
+    got = w.close(1)
+    assert got["class_counts"] == ref["class_counts"]
+    assert got["confidence"] == ref["confidence"]["counts"]
+    assert got["class_confidence"] == [h["counts"] for h in ref.get("class_confidence") or []]
+    assert got["projections"] == [h["counts"] for h in ref["projection"]["histograms"]]
+    telemetry.validate(got, ref)
+    if kind == "embedding":
+        assert len(ref["centroids"]) == len(ref["class_counts"]) == len(ref["class_confidence"]) == 8
+        assert max(ref["class_counts"]) < 400  # the centroids split the topics
+    else:
+        assert len(ref["class_counts"]) == len(ref["quantiles"]) + 1 and ref["class_confidence"] == []
+        # on the reference data the rank is close to uniform: its mean is near 1/2
+        assert abs(got["confidence_sum"] / got["count"] - 0.5) < 0.05
+
+
+def test_task_windows_move_when_the_outputs_drift():
+    """The task meanings carry a signal: shifted embeddings change the centroid counts and cosines,
+    shifted regression outputs the quantile bins and ranks (the coordinator's test flags both)."""
+    from edgefleet.compress.monitoring_ref import build_reference
+    from edgefleet.coordinator.drift import drift_report
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(600, 8)) + np.eye(8)[rng.integers(0, 4, 600)] * 3
+    reg = rng.normal(size=(600, 1))
+    for kind, ref_out, live in (("embedding", emb[:300], emb[300:] + np.eye(8)[6] * 3),
+                                ("regression", reg[:300], reg[300:] + 1.0)):
+        ref = build_reference(None, ref_out, None, 0, kind=kind)
+        acc = telemetry.empty_merged()
+        same = telemetry.empty_merged()
+        for rows, into in ((live, acc), (ref_out, same)):
+            w = telemetry.Window(ref, "1.0", "onnx-int8", now_ms=0)
+            for row in rows.tolist():
+                w.observe(row, None, 1.0)
+            telemetry.merge_into(into, w.close(1))
+        shifted, unshifted = drift_report(acc, ref, draws=500), drift_report(same, ref, draws=500)
+        assert shifted["state"] == "drift" and unshifted["state"] == "ok", kind
+        assert shifted["accuracy"] is None  # a cosine or a rank is no accuracy
+
+
+def test_an_unknown_task_is_named():
+    with pytest.raises(TelemetryError, match="reference.kind: 'ranking'"):
+        telemetry.summarize({"kind": "ranking"}, [1.0])
+
+
 def _window():
     v = json.loads((Path(__file__).parent / "vectors" / "observe_schema2_logits_space.json").read_text())
     return v["expected"], v["reference"]

@@ -18,8 +18,8 @@ import sys
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="out", help="directory for the bundles")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0, help="seed of training, export and the simulated fleet")
+    p.add_argument("--train-epochs", type=int, default=30, help="epochs to train the digits CNN teacher")
     p.add_argument("--devices", type=int, default=20, help="simulated devices in the fleet step")
     p.add_argument("--browser", action="store_true",
                    help="serve the digits bundle to browsers (page under /app/) instead of simulating a fleet")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from edgefleet.cli import add_json_argument, emit_json, human_out
 
 
 def add_arguments(p) -> None:
     p.add_argument("bundle", help="bundle directory")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    add_json_argument(p)
     p.add_argument("--trusted-key", help="public key to check the signer against (default: the project key)")
 
 
@@ -21,33 +21,34 @@ def run(args) -> int:
     trusted = load_public(args.trusted_key) if args.trusted_key else project_public_key()
     signature = status(bundle, trusted)
     m = bundle.manifest
-    if args.json:
-        print(json.dumps(m, indent=2, sort_keys=True))
-        return 0
-    print(f"{m['model']['name']} v{m['model']['version']}  (schema {m['schema_version']}, digest {bundle.digest[:16]}...)")
+    emit_json(args, m)  # the manifest; the signature verdict below still warns and refuses
+    out = human_out(args)
+    print(f"{m['model']['name']} v{m['model']['version']}  (schema {m['schema_version']}, digest {bundle.digest[:16]}...)", file=out)
     task = m["task"]
     labels = task.get("labels", [])
-    print(f"task: {task['kind']}" + (f", {len(labels)} labels: {', '.join(labels[:10])}{' ...' if len(labels) > 10 else ''}" if labels else ""))
+    print(f"task: {task['kind']}" + (f", {len(labels)} labels: {', '.join(labels[:10])}{' ...' if len(labels) > 10 else ''}" if labels else ""), file=out)
     for section in ("inputs", "outputs"):
         for spec in m[section]:
             shape = "[" + ", ".join("N" if d is None else str(d) for d in spec["shape"]) + "]"
-            print(f"{section[:-1]}: {spec['name']} {spec['dtype']} {shape}")
-    print("artifacts (size and sha256 verified):")
+            print(f"{section[:-1]}: {spec['name']} {spec['dtype']} {shape}", file=out)
+    print("artifacts (size and sha256 verified):", file=out)
     for a in m["artifacts"]:
         mt = a["metrics"]
         lat = mt.get("latency", {}).get("batch1", {}).get("p50_ms")
         extra = []
-        if "test_accuracy" in mt:
-            extra.append(f"test acc {mt['test_accuracy']:.2f}%")
+        metric = task.get("metric", "accuracy")
+        if f"test_{metric}" in mt:
+            value = mt[f"test_{metric}"]
+            extra.append(f"test acc {value:.2f}%" if metric == "accuracy" else f"test {metric} {value:.4f}")
         if lat is not None:
             extra.append(f"p50 b1 {lat:.3f} ms")
-        print(f"  {a['target']:<12} {a['file']:<20} {a['bytes']:>10,} bytes  {a['runtime']:<12} {'  '.join(extra)}")
-    print(f"fallback chain: {' > '.join(m['fallback_chain'])}")
+        print(f"  {a['target']:<12} {a['file']:<20} {a['bytes']:>10,} bytes  {a['runtime']:<12} {'  '.join(extra)}", file=out)
+    print(f"fallback chain: {' > '.join(m['fallback_chain'])}", file=out)
     signer = f" (ed25519 {m['signature']['public_key'][:12]}...)" if m.get("signature") else ""
     if signature == "signed by the trusted key":
-        print(f"signature: {signature}{signer}")
+        print(f"signature: {signature}{signer}", file=out)
         return 0
-    print(f"signature: {signature.upper()}{signer}")
+    print(f"signature: {signature.upper()}{signer}", file=out)
     print(f"edgefleet inspect: WARNING: {bundle.path} is {signature.upper()}: nobody vouches for this manifest "
           "or its artifacts", file=sys.stderr)
     if signature == "signature invalid":

@@ -16,10 +16,11 @@ from edgefleet._errors import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default="sqlite:///edgefleet-coordinator.db",
                    help="sqlite:///path.db (default) or postgresql://user@host/db")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (a non-loopback one needs TLS)")
     p.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
     p.add_argument("--http-port", type=int, default=8080, help="Connect/metrics/dashboard port; -1 disables")
-    p.add_argument("--admin-token", default=os.environ.get("EDGEFLEET_ADMIN_TOKEN", ""))
+    # no default here: help prints defaults, and a token must never appear in it
+    p.add_argument("--admin-token", help="token for the admin calls (else $EDGEFLEET_ADMIN_TOKEN)")
     p.add_argument("--tls-cert", help="PEM certificate (with --tls-key)")
     p.add_argument("--tls-key", help="PEM private key")
     p.add_argument("--rules", help="policy rules TOML (default: the embedded rules)")
@@ -27,10 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                          "(default: the project key made by `edgefleet keys init`)")
     p.add_argument("--allow-unsigned", action="store_true",
                    help="accept unsigned bundles and bundles signed by any key (not for production)")
-    p.add_argument("--max-message-bytes", type=int, default=8 * 1024 * 1024)
+    p.add_argument("--max-message-bytes", type=int, default=8 * 1024 * 1024, help="largest accepted message")
     p.add_argument("--evaluate-interval", type=float, default=10.0, help="seconds between policy evaluations")
-    p.add_argument("--read-token", default=os.environ.get("EDGEFLEET_READ_TOKEN", ""),
-                   help="token that reads /metrics and /dashboard (the admin token does too)")
+    p.add_argument("--read-token", help="token that reads /metrics and /dashboard (the admin token does too; "
+                                        "else $EDGEFLEET_READ_TOKEN)")
     p.add_argument("--app-dir", default="default",
                    help="static files served under /app/ (default: the repository's wasm/web/ when present; '' disables)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
@@ -50,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args):
     from edgefleet.coordinator import ServerConfig, load_rules
+    args.admin_token = args.admin_token or os.environ.get("EDGEFLEET_ADMIN_TOKEN", "")
+    args.read_token = args.read_token or os.environ.get("EDGEFLEET_READ_TOKEN", "")
     if not args.admin_token:
         raise ConfigError("serve: an admin token is required (--admin-token or EDGEFLEET_ADMIN_TOKEN)")
     from edgefleet.keys import load_public, project_public_key

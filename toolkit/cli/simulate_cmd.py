@@ -1,22 +1,25 @@
-"""Simulate a fleet on localhost: a coordinator plus N devices running a bundle on real data, with a
-shift injected into one cohort; prints what the coordinator detected and decided."""
+"""Simulate a fleet on localhost: a coordinator, N devices and a shifted cohort.
+
+The devices run a bundle on real data, one cohort sees shifted inputs; prints what the coordinator
+detected and decided."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
+
+from edgefleet.cli import add_json_argument, emit_json, human_out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", nargs="?", default="out/digits",
-                   help="bundle directory, a digits classifier (default: out/digits, written by `edgefleet demo`)")
-    p.add_argument("--devices", type=int, default=20)
-    p.add_argument("--cohorts", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
+                   help="bundle directory, a digits classifier (written by `edgefleet demo`)")
+    p.add_argument("--devices", type=int, default=20, help="simulated devices")
+    p.add_argument("--cohorts", type=int, default=4, help="device cohorts; the last one sees shifted inputs")
+    p.add_argument("--rounds", type=int, default=6, help="telemetry rounds per device")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated traffic")
     p.add_argument("--workdir", help="where device state and the store go (default: a temporary directory)")
-    p.add_argument("--json", help="also write the summary as JSON to this file")
+    add_json_argument(p)
     p.add_argument("--trusted-key", help="public key the bundle must be signed with (default: the project key)")
     p.add_argument("--allow-unsigned", action="store_true", help="run an unsigned or untrusted bundle anyway")
 
@@ -34,9 +37,8 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="edgefleet-sim-") as tmp:
         summary = run_fleet_demo(args.bundle, args.workdir or tmp, devices=args.devices, seed=args.seed,
                                  trusted_key=trusted, allow_unsigned=args.allow_unsigned,
-                                 cohorts=args.cohorts, rounds=args.rounds, log=print)
-    print(format_summary(summary))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summary, f, indent=2, default=str)
+                                 cohorts=args.cohorts, rounds=args.rounds,
+                                 log=lambda msg: print(msg, file=human_out(args)))
+    print(format_summary(summary), file=human_out(args))
+    emit_json(args, summary)
     return 0

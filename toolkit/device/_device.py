@@ -30,7 +30,7 @@ from edgefleet.bundle import Bundle, unpack
 from ._engine import Engine
 from ._policy import choose
 from ._queue import DiskQueue
-from edgefleet.telemetry import Window, projection_space
+from edgefleet.telemetry import Window, projection_space, summarize
 from ._transport import Offline, Rejected
 
 __all__ = ["Device", "Prediction"]
@@ -47,6 +47,8 @@ class Prediction:
     confidence: float
     model_version: str
     artifact: str
+    #: the model's output row (logits, embedding or values), as a list of floats
+    output: list | None = None
 
 
 def _write_json(path: Path, obj) -> None:
@@ -150,12 +152,17 @@ class Device:
                       latency_budget_ms=self.latency_budget_ms, threads=self.threads)
 
     def _prepare(self, x):
-        """(model-input rows, flattened rows for the projections), applying the manifest's preprocessing."""
-        pre = self.bundle.manifest["inputs"][0].get("preprocessing", {})
+        """(model-input rows, flattened rows for the projections), applying the manifest's preprocessing.
+        Integer or named inputs (``{"input_ids": ..., "attention_mask": ...}``) pass through unchanged,
+        in the manifest's dtypes; their projections are of the outputs (``None`` here)."""
+        specs = self.bundle.manifest["inputs"]
+        pre = specs[0].get("preprocessing", {})
         try:
             import numpy as np
         except ImportError:
             np = None
+        if isinstance(x, dict) or len(specs) > 1 or specs[0]["dtype"] != "float32":
+            return self._prepare_named(x if isinstance(x, dict) else {specs[0]["name"]: x}, specs, np), None
         if np is not None and not isinstance(x, list):
             arr = np.asarray(x, dtype=np.float32)
             if arr.ndim == 1:
@@ -172,9 +179,32 @@ class Device:
             out.append([(v * scale - m) / s for v, m, s in zip(row, means, stds)])
         return out, out
 
-    def _projections(self, flat) -> list[list[float]] | list[None]:
-        """Input projections, for a reference whose projection space is ``"input"`` (the window
-        projects the logits itself otherwise)."""
+    @staticmethod
+    def _prepare_named(feeds: dict, specs: list, np) -> dict:
+        missing = [s["name"] for s in specs if s["name"] not in feeds]
+        unknown = sorted(set(feeds) - {s["name"] for s in specs})
+        if missing or unknown:
+            raise DataError(f"predict: the model takes inputs {[s['name'] for s in specs]}; missing {missing}, "
+                            f"unknown {unknown}")
+        out = {}
+        for s in specs:
+            value = feeds[s["name"]]
+            if np is not None:
+                arr = np.asarray(value)
+                if arr.dtype.kind not in "iub" and s["dtype"].startswith("int"):
+                    raise DataError(f"predict: input {s['name']!r} expects {s['dtype']} values, got {arr.dtype}")
+                arr = arr.astype(s["dtype"])
+                value = arr[None] if arr.ndim == len(s["shape"]) - 1 else arr
+            out[s["name"]] = value
+        return out
+
+    def _projections(self, flat, n: int) -> list[list[float]] | list[None]:
+        """Input projections of ``n`` rows, for a reference whose projection space is ``"input"`` (the
+        window projects the model's output itself otherwise; named and integer inputs have no flat
+        rows and their references always project the output)."""
+        proj = self.bundle.manifest["monitoring"]["projection"]
+        if projection_space(self.bundle.manifest["monitoring"]) != "input" or flat is None:
+            return [None] * n
         proj = self.bundle.manifest["monitoring"]["projection"]
         if projection_space(self.bundle.manifest["monitoring"]) != "input":
             return [None] * len(flat)
@@ -191,7 +221,7 @@ class Device:
         """Predict a batch (rows of raw inputs; one row is accepted too). Never waits on the network."""
         with self._lock:
             rows, flat = self._prepare(x)
-            if len(rows) == 0:
+            if len(next(iter(rows.values())) if isinstance(rows, dict) else rows) == 0:
                 raise DataError("predict: empty batch")
             logits, artifact, latency_ms, errors = self.engine.run(rows)
             shadow_rows = None
@@ -200,21 +230,26 @@ class Device:
                     shadow_rows = self.shadow_engine.run(rows)[0]
                 except EdgefleetError:
                     self.stats["shadow_failed"] += 1
-            zs = self._projections(flat)
+            if hasattr(logits, "reshape"):
+                logits = logits.reshape(len(logits), -1)
+            if hasattr(shadow_rows, "reshape"):
+                shadow_rows = shadow_rows.reshape(len(shadow_rows), -1)
+            n = len(logits)
+            zs = self._projections(flat, n)
             window = self._current_window(artifact)
             for kind in errors:
                 window.error(kind)
                 self.stats[kind] += 1
-            per_row = latency_ms / len(rows)
+            per_row = latency_ms / n
             out = []
             logits = logits.tolist() if hasattr(logits, "tolist") else logits
             for i, (row, z) in enumerate(zip(logits, zs)):
                 cls, conf = window.observe(row, z, per_row)
                 if shadow_rows is not None:
-                    window.shadow(monitoring.argmax(list(shadow_rows[i])) == cls)
+                    window.shadow(summarize(window.ref, list(shadow_rows[i]))[0] == cls)
                 pid = uuid.uuid4().hex
                 self._recent[pid] = (cls, self.bundle.version)
-                out.append(Prediction(pid, cls, conf, self.bundle.version, artifact))
+                out.append(Prediction(pid, cls, conf, self.bundle.version, artifact, list(row)))
             while len(self._recent) > _RECENT_PREDICTIONS:
                 self._recent.popitem(last=False)
             self.stats["predictions"] += len(out)

@@ -12,25 +12,34 @@ import functools
 import math
 import time
 
-from edgefleet._errors import RuntimeBackendError
+from edgefleet._errors import DataError, RuntimeBackendError
 
 __all__ = ["Engine", "default_runner_factory"]
 
 
-def default_runner_factory(target: str, path, threads: int | None = None):
+def default_runner_factory(target: str, path, threads: int | None = None, *, input_ranges=None):
+    """A runner from ``edgefleet.runtimes``; rows are one array (or nested lists) or, for a model
+    with several inputs, a dict of them. ``input_ranges`` bounds integer inputs (token ids)."""
     from edgefleet import runtimes
 
     names = [n for n in runtimes.for_target(target) if runtimes.get(n).is_available()]
     if not names:
         raise RuntimeBackendError(f"no available runtime for {target} (known: {', '.join(runtimes.names())})")
-    runtime = runtimes.load(names[0], path, threads=threads)
+    runtime = runtimes.load(names[0], path, threads=threads, input_ranges=input_ranges)
     output = runtime.output_names[0]
+    dtype = runtime.input_specs[0].dtype
 
     def run(rows):
         import numpy as np
-        return runtime.run(np.asarray(rows, dtype=np.float32))[output]
+        if isinstance(rows, dict):
+            return runtime.run(rows)[output]
+        return runtime.run(np.asarray(rows, dtype=dtype))[output]
     run.runtime = runtime  # the backend behind this runner (its options, for callers that ask)
     return run
+
+
+def _ranges(bundle) -> dict:
+    return {s["name"]: tuple(s["range"]) for s in bundle.manifest["inputs"] if "range" in s}
 
 
 def _finite(outputs) -> bool:
@@ -49,7 +58,8 @@ class Engine:
     def __init__(self, bundle, *, prefer: str = "", runner_factory=None, latency_budget_ms: float | None = None,
                  threads: int | None = None):
         self.bundle = bundle
-        self.factory = runner_factory or functools.partial(default_runner_factory, threads=threads)
+        self.factory = runner_factory or functools.partial(default_runner_factory, threads=threads,
+                                                           input_ranges=_ranges(bundle))
         self.latency_budget_ms = latency_budget_ms
         chain = list(bundle.fallback_chain) or list(bundle.targets)
         if prefer and prefer in bundle.targets:
@@ -90,6 +100,8 @@ class Engine:
                 start = time.perf_counter()
                 out = runner(rows)
                 latency_ms = (time.perf_counter() - start) * 1000
+            except DataError:
+                raise  # the input is wrong, not the artifact: say so and keep the chain where it is
             except Exception:  # noqa: BLE001 - a runtime error of any kind: fall back locally
                 errors.append("runtime_error")
                 self.position += 1
