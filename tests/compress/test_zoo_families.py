@@ -4,7 +4,7 @@ exporter -> its runtime, and each artifact passes the parity gate against the re
 import numpy as np
 import pytest
 
-from edgefleet import UnsupportedOpError, runtimes
+from edgefleet import runtimes
 from edgefleet.compress import zoo
 from edgefleet.compress.capture import capture
 from edgefleet.compress.ir import run_float
@@ -21,28 +21,8 @@ SMALL = {
     "resnet18": dict(width=0.125, num_classes=10),
     "vit_tiny": dict(width=0.25, depth=2, image_size=32, patch=8, num_classes=10),
 }
-#: families that need an op the IR does not have yet (the op-coverage work of issue 8)
-MISSING_OPS = {
-    "vit_tiny": "aten.expand of the class-token parameter (constant folding) is not in the op set yet",
-}
-#: families whose int8 artifacts miss the parity gate on some runtimes (the op layer's to fix)
-PARITY_GAPS = {
-    "mobilenet_v3_small": "onnx-int8 and tflite-int8 differ from the integer reference by up to 7 LSB (mean 2.5) "
-                          "after the squeeze-excitation global means, which those runtimes average in float; "
-                          "efm-int8 is exact",
-}
 
-
-def _family(name):
-    marks = []
-    if name in MISSING_OPS:
-        marks = [pytest.mark.xfail(strict=True, raises=UnsupportedOpError, reason=MISSING_OPS[name])]
-    elif name in PARITY_GAPS:
-        marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=PARITY_GAPS[name])]
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", [_family(n) for n in SMALL])
+@pytest.mark.parametrize("name", list(SMALL))
 def test_family_captures_quantizes_and_exports_everywhere(name, tmp_path):
     import torch
     torch.manual_seed(0)
