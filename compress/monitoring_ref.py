@@ -57,8 +57,11 @@ def build_reference(x_val: np.ndarray, logits_val: np.ndarray, y_val: np.ndarray
     for j in range(k):
         edges = _edges(z[:, j])
         hists.append({"edges": edges, "counts": _histogram(z[:, j], edges)})
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (pred, y_val.astype(np.int64)), 1)
     return {
         "class_counts": np.bincount(pred, minlength=num_classes).astype(int).tolist(),
+        "confusion": confusion.tolist(),  # [predicted][true] on the validation split: label-shift correction
         "confidence": {"edges": conf_edges, "counts": _histogram(conf, conf_edges)},
         "projection": {"mean": np.round(mean, 6).tolist(), "components": np.round(comps, 6).tolist(), "histograms": hists},
         "temperature": round(temperature, 6),

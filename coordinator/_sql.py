@@ -8,7 +8,8 @@ import contextlib
 import json
 import time
 
-_STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason")
+_STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason",
+               "previous", "ladder", "remedy", "privacy")
 
 
 def now_ms() -> int:
@@ -34,9 +35,15 @@ def schema(auto: str, blob: str) -> list[str]:
         " detail TEXT NOT NULL, digest TEXT NOT NULL, created_ms BIGINT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS labels (device_id TEXT NOT NULL, prediction_id TEXT NOT NULL,"
         " cohort TEXT NOT NULL, model_version TEXT NOT NULL, label INTEGER NOT NULL, predicted INTEGER NOT NULL,"
-        " created_ms BIGINT NOT NULL, PRIMARY KEY (device_id, prediction_id))",
+        " created_ms BIGINT NOT NULL, policy_revision BIGINT NOT NULL DEFAULT 0, artifact TEXT NOT NULL DEFAULT '',"
+        " PRIMARY KEY (device_id, prediction_id))",
+        "CREATE INDEX IF NOT EXISTS labels_by_revision ON labels (cohort, policy_revision)",
         f"CREATE TABLE IF NOT EXISTS scores (id {auto}, cohort TEXT NOT NULL, model_version TEXT NOT NULL,"
         " stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS measurements (id {auto}, cohort TEXT NOT NULL, decision_id BIGINT NOT NULL,"
+        " phase TEXT NOT NULL, stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS audit (id {auto}, device_id TEXT NOT NULL, cohort TEXT NOT NULL,"
+        " kind TEXT NOT NULL, bytes BIGINT NOT NULL, reason TEXT NOT NULL, created_ms BIGINT NOT NULL)",
     ]
 
 
@@ -134,9 +141,11 @@ class SqlStore:
         with self._tx() as cur:
             new = 0
             for lab in labels:
-                cur.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, prediction_id)"
-                            " DO NOTHING", (device_id, lab["prediction_id"], cohort, lab["model_version"],
-                                            lab["label"], lab["predicted"], created))
+                cur.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id,"
+                            " prediction_id) DO NOTHING", (device_id, lab["prediction_id"], cohort,
+                                                           lab["model_version"], lab["label"], lab["predicted"],
+                                                           created, lab.get("policy_revision", 0),
+                                                           lab.get("artifact", "")))
                 new += cur.rowcount
             return new
 
@@ -144,6 +153,18 @@ class SqlStore:
         with self._tx() as cur:
             cur.execute("SELECT COUNT(*), COALESCE(SUM(CASE WHEN label = predicted THEN 1 ELSE 0 END), 0) FROM labels"
                         " WHERE cohort = ? AND model_version = ?", (cohort, model_version))
+            n, correct = cur.fetchone()
+        return int(n), int(correct)
+
+    def label_stats_between(self, cohort, from_revision, to_revision=None, last=None):
+        """(labels, correct) of predictions served under policy revisions in [from, to) (to: open);
+        only the ``last`` most recently received of them when given."""
+        to = -1 if to_revision is None else to_revision
+        with self._tx() as cur:
+            cur.execute("SELECT COUNT(*), COALESCE(SUM(ok), 0) FROM (SELECT CASE WHEN label = predicted THEN 1 ELSE 0"
+                        " END AS ok FROM labels WHERE cohort = ? AND policy_revision >= ? AND (? < 0 OR"
+                        " policy_revision < ?) ORDER BY created_ms DESC, policy_revision DESC LIMIT ?) AS recent",
+                        (cohort, from_revision, to, to, last if last is not None else 2 ** 62))
             n, correct = cur.fetchone()
         return int(n), int(correct)
 
@@ -229,6 +250,30 @@ class SqlStore:
         with self._tx() as cur:
             cur.execute("INSERT INTO scores (cohort, model_version, stats, created_ms) VALUES (?, ?, ?, ?)",
                         (cohort, model_version, json.dumps(stats, sort_keys=True), now_ms()))
+
+    def add_measurement(self, cohort, decision_id, phase, stats):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO measurements (cohort, decision_id, phase, stats, created_ms) VALUES (?, ?, ?, ?, ?)",
+                        (cohort, decision_id, phase, json.dumps(stats, sort_keys=True), now_ms()))
+
+    def list_measurements(self, cohort=""):
+        with self._tx() as cur:
+            cur.execute("SELECT cohort, decision_id, phase, stats, created_ms FROM measurements"
+                        " WHERE ? = '' OR cohort = ? ORDER BY id", (cohort, cohort))
+            return [{"cohort": r[0], "decision_id": int(r[1]), "phase": r[2], "stats": json.loads(r[3]),
+                     "created_ms": int(r[4])} for r in cur.fetchall()]
+
+    def add_audit(self, device_id, cohort, kind, nbytes, reason):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO audit (device_id, cohort, kind, bytes, reason, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                        (device_id, cohort, kind, nbytes, reason, now_ms()))
+
+    def list_audit(self, cohort=""):
+        with self._tx() as cur:
+            cur.execute("SELECT device_id, cohort, kind, bytes, reason, created_ms FROM audit"
+                        " WHERE ? = '' OR cohort = ? ORDER BY id", (cohort, cohort))
+            return [dict(zip(("device_id", "cohort", "kind", "bytes", "reason", "created_ms"), r))
+                    for r in cur.fetchall()]
 
     def list_scores(self, cohort):
         with self._tx() as cur:

@@ -72,6 +72,20 @@ class AdminClient:
         r = self._call("ListEvents", pb.ListEventsRequest(device_id=device_id))
         return [{"device_id": e.device_id, "kind": e.kind, "detail": e.detail, "digest": e.digest} for e in r.events]
 
+    def set_privacy(self, cohort: str, raw_inputs_allowed: bool, cloud_per_minute: float = 0.0) -> dict:
+        return self._state(self._call("SetPrivacy", pb.SetPrivacyRequest(
+            cohort=cohort, raw_inputs_allowed=raw_inputs_allowed, cloud_per_minute=cloud_per_minute)))
+
+    def list_audit(self, cohort: str = "") -> list[dict]:
+        r = self._call("ListAudit", pb.ListAuditRequest(cohort=cohort))
+        return [{"device_id": e.device_id, "cohort": e.cohort, "kind": e.kind, "bytes": e.bytes, "reason": e.reason,
+                 "created_ms": e.created_ms} for e in r.entries]
+
+    def list_measurements(self, cohort: str = "") -> list[dict]:
+        r = self._call("ListMeasurements", pb.ListMeasurementsRequest(cohort=cohort))
+        return [{"cohort": m.cohort, "decision_id": m.decision_id, "phase": m.phase, "stats": json.loads(m.stats_json),
+                 "created_ms": m.created_ms} for m in r.measurements]
+
     def evaluate(self) -> list[dict]:
         return self._decisions(self._call("Evaluate", pb.EvaluateRequest()))
 

@@ -90,16 +90,20 @@ class ReportResponse(_message.Message):
     def __init__(self, acknowledged: _Optional[_Iterable[str]] = ..., duplicates: _Optional[int] = ...) -> None: ...
 
 class Label(_message.Message):
-    __slots__ = ("prediction_id", "label", "predicted", "model_version")
+    __slots__ = ("prediction_id", "label", "predicted", "model_version", "policy_revision", "artifact")
     PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     prediction_id: str
     label: int
     predicted: int
     model_version: str
-    def __init__(self, prediction_id: _Optional[str] = ..., label: _Optional[int] = ..., predicted: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+    policy_revision: int
+    artifact: str
+    def __init__(self, prediction_id: _Optional[str] = ..., label: _Optional[int] = ..., predicted: _Optional[int] = ..., model_version: _Optional[str] = ..., policy_revision: _Optional[int] = ..., artifact: _Optional[str] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("labels",)
@@ -128,7 +132,7 @@ class Target(_message.Message):
     def __init__(self, version: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("revision", "cohort", "baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason")
+    __slots__ = ("revision", "cohort", "baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason", "remedy")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     COHORT_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +142,7 @@ class Policy(_message.Message):
     FALLBACK_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     SHADOW_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    REMEDY_FIELD_NUMBER: _ClassVar[int]
     revision: int
     cohort: str
     baseline: Target
@@ -147,7 +152,8 @@ class Policy(_message.Message):
     fallback_artifact: str
     shadow: Target
     reason: str
-    def __init__(self, revision: _Optional[int] = ..., cohort: _Optional[str] = ..., baseline: _Optional[_Union[Target, _Mapping]] = ..., canary: _Optional[_Union[Target, _Mapping]] = ..., canary_share: _Optional[float] = ..., fallback: _Optional[_Union[Target, _Mapping]] = ..., fallback_artifact: _Optional[str] = ..., shadow: _Optional[_Union[Target, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    remedy: Remedy
+    def __init__(self, revision: _Optional[int] = ..., cohort: _Optional[str] = ..., baseline: _Optional[_Union[Target, _Mapping]] = ..., canary: _Optional[_Union[Target, _Mapping]] = ..., canary_share: _Optional[float] = ..., fallback: _Optional[_Union[Target, _Mapping]] = ..., fallback_artifact: _Optional[str] = ..., shadow: _Optional[_Union[Target, _Mapping]] = ..., reason: _Optional[str] = ..., remedy: _Optional[_Union[Remedy, _Mapping]] = ...) -> None: ...
 
 class FetchBundleRequest(_message.Message):
     __slots__ = ("digest", "offset")
@@ -332,3 +338,103 @@ class ListEventsResponse(_message.Message):
 class EvaluateRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Remedy(_message.Message):
+    __slots__ = ("logit_bias", "cloud", "cloud_confidence_below", "cloud_latency_ms", "cloud_per_minute", "raw_inputs_allowed")
+    LOGIT_BIAS_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_CONFIDENCE_BELOW_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    RAW_INPUTS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    logit_bias: _containers.RepeatedScalarFieldContainer[float]
+    cloud: bool
+    cloud_confidence_below: float
+    cloud_latency_ms: float
+    cloud_per_minute: float
+    raw_inputs_allowed: bool
+    def __init__(self, logit_bias: _Optional[_Iterable[float]] = ..., cloud: _Optional[bool] = ..., cloud_confidence_below: _Optional[float] = ..., cloud_latency_ms: _Optional[float] = ..., cloud_per_minute: _Optional[float] = ..., raw_inputs_allowed: _Optional[bool] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("values", "rows", "model_version")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    rows: int
+    model_version: str
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., rows: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("logits", "rows", "model")
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    logits: _containers.RepeatedScalarFieldContainer[float]
+    rows: int
+    model: str
+    def __init__(self, logits: _Optional[_Iterable[float]] = ..., rows: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+
+class SetPrivacyRequest(_message.Message):
+    __slots__ = ("cohort", "raw_inputs_allowed", "cloud_per_minute")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    RAW_INPUTS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    raw_inputs_allowed: bool
+    cloud_per_minute: float
+    def __init__(self, cohort: _Optional[str] = ..., raw_inputs_allowed: _Optional[bool] = ..., cloud_per_minute: _Optional[float] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("cohort",)
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    def __init__(self, cohort: _Optional[str] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("device_id", "cohort", "kind", "bytes", "reason", "created_ms")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    cohort: str
+    kind: str
+    bytes: int
+    reason: str
+    created_ms: int
+    def __init__(self, device_id: _Optional[str] = ..., cohort: _Optional[str] = ..., kind: _Optional[str] = ..., bytes: _Optional[int] = ..., reason: _Optional[str] = ..., created_ms: _Optional[int] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class ListMeasurementsRequest(_message.Message):
+    __slots__ = ("cohort",)
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    def __init__(self, cohort: _Optional[str] = ...) -> None: ...
+
+class Measurement(_message.Message):
+    __slots__ = ("cohort", "decision_id", "phase", "stats_json", "created_ms")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    STATS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    decision_id: int
+    phase: str
+    stats_json: str
+    created_ms: int
+    def __init__(self, cohort: _Optional[str] = ..., decision_id: _Optional[int] = ..., phase: _Optional[str] = ..., stats_json: _Optional[str] = ..., created_ms: _Optional[int] = ...) -> None: ...
+
+class ListMeasurementsResponse(_message.Message):
+    __slots__ = ("measurements",)
+    MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    measurements: _containers.RepeatedCompositeFieldContainer[Measurement]
+    def __init__(self, measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ...) -> None: ...

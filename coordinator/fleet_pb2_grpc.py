@@ -70,6 +70,11 @@ class FleetStub:
                 request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.EventRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.EventResponse.FromString,
                 _registered_method=True)
+        self.Predict = channel.unary_unary(
+                '/edgefleet.v1.Fleet/Predict',
+                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.PredictRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.PredictResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServicer:
@@ -125,6 +130,15 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Predict(self, request, context):
+        """---- fallback ladder ----
+        Cloud fallback: a heavier model answers the device's low-confidence inputs. Only for a cohort
+        whose privacy settings allow raw inputs to leave; rate-limited per device; every call audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +176,11 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.ReportEvent,
                     request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.EventRequest.FromString,
                     response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.EventResponse.SerializeToString,
+            ),
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.PredictRequest.FromString,
+                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.PredictResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -364,6 +383,33 @@ class Fleet:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Fleet/Predict',
+            edgefleet_dot_coordinator_dot_fleet__pb2.PredictRequest.SerializeToString,
+            edgefleet_dot_coordinator_dot_fleet__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminStub:
     """---- admin calls (authenticated by the admin token) ----
@@ -429,6 +475,21 @@ class AdminStub:
                 '/edgefleet.v1.Admin/Evaluate',
                 request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.FromString,
+                _registered_method=True)
+        self.SetPrivacy = channel.unary_unary(
+                '/edgefleet.v1.Admin/SetPrivacy',
+                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.SetPrivacyRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/edgefleet.v1.Admin/ListAudit',
+                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.ListMeasurements = channel.unary_unary(
+                '/edgefleet.v1.Admin/ListMeasurements',
+                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsResponse.FromString,
                 _registered_method=True)
 
 
@@ -503,6 +564,28 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPrivacy(self, request, context):
+        """---- fallback ladder ----
+        A cohort's privacy settings (default: no raw input leaves a device) and the cloud model's limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """What raw data left devices: when, which device and cohort, how many bytes, and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMeasurements(self, request, context):
+        """Accuracy measurements (labels with a Wilson interval, and the label-free estimate) per cohort.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -560,6 +643,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.EvaluateRequest.FromString,
                     response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.SerializeToString,
+            ),
+            'SetPrivacy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrivacy,
+                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.SetPrivacyRequest.FromString,
+                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditRequest.FromString,
+                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'ListMeasurements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMeasurements,
+                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsRequest.FromString,
+                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -860,6 +958,87 @@ class Admin:
             '/edgefleet.v1.Admin/Evaluate',
             edgefleet_dot_coordinator_dot_fleet__pb2.EvaluateRequest.SerializeToString,
             edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrivacy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Admin/SetPrivacy',
+            edgefleet_dot_coordinator_dot_fleet__pb2.SetPrivacyRequest.SerializeToString,
+            edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Admin/ListAudit',
+            edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditRequest.SerializeToString,
+            edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMeasurements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Admin/ListMeasurements',
+            edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
+            edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

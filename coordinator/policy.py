@@ -2,24 +2,26 @@
 
 One pass of :func:`evaluate` looks at every cohort that has a baseline version:
 
-- **fallback** — merge the cohort's most recent windows of its serving version, test them against the
-  bundle's reference (:func:`~edgefleet.coordinator.drift.drift_report`); the first ``[[fallback]]``
-  rule whose threshold is crossed sets the cohort's fallback (artifact and/or version). A cohort that
-  already has a fallback is not decided again.
+- **fallback ladder** — when the first ``[[fallback]]`` rule fires on the cohort's merged windows,
+  climb the ``[ladder]`` (:mod:`~edgefleet.coordinator.ladder`): each rung is tried, measured against
+  the accuracy before it, kept or reverted; the cohort returns to its primary when the shift is over.
 - **canary** — compare the canary version's windows with the baseline's: roll back when the canary's
   accuracy (from labels when there are enough, else estimated from confidence) is lower by more than
   the margin or its error rate higher; promote after ``promote_after_windows`` healthy windows.
 - **shadow** — once the candidate has been run beside the serving model on enough inputs, record the
   agreement and a pass/fail verdict, and stop the shadow evaluation.
 
-Every evaluation also records each cohort's statistics as a score point (the dashboard's plots).
+Every evaluation also records each cohort's statistics as a score point and its realized accuracy
+(labels, Wilson interval) and label-free estimate as a timeline measurement (the dashboard's plots).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from . import ladder
 from .drift import drift_report, merge_windows
+from .measure import accuracy_between
 from .rules import Rules
 
 __all__ = ["evaluate"]
@@ -32,26 +34,37 @@ def _accuracy(store, cohort: str, version: str, report: dict, min_labels: int) -
     return report["estimated_accuracy"], "estimated from confidence"
 
 
-def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict]) -> list[dict]:
+def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict],
+             manifest_for: Callable[[str], dict] | None = None) -> list[dict]:
     """Run every rule once over every cohort; return the decisions made (already stored)."""
     decisions = []
     for cohort in store.list_cohorts():
-        state, _ = store.get_cohort(cohort)
+        state, revision = store.get_cohort(cohort)
         baseline = (state.get("baseline") or {}).get("version")
         if not baseline:
             continue
         report = _stats(store, rules, cohort, baseline, monitoring_for)
         if report is not None:
-            n, correct = store.label_stats(cohort, baseline)
-            store.add_score(cohort, baseline, {**report, "label_accuracy": correct / n if n else None,
-                                               "labels": n})
-            if not state.get("fallback") and not state.get("fallback_artifact"):
-                decisions += _fallback(store, rules, cohort, baseline, report, monitoring_for)
+            _timeline(store, cohort, baseline, report, revision)
+        if rules.fallback and manifest_for is not None:
+            decide = lambda kind, version, evidence, changes, c=cohort: _decide(store, c, kind, version, evidence,
+                                                                               changes)
+            decisions += ladder.step(store, rules, cohort, state, baseline, manifest_for(baseline), revision, decide)
         if (state.get("canary") or {}).get("version"):
             decisions += _canary(store, rules, cohort, state, baseline, report, monitoring_for)
         if (state.get("shadow") or {}).get("version"):
             decisions += _shadow(store, rules, cohort, state, baseline)
     return decisions
+
+
+def _timeline(store, cohort, baseline, report, revision) -> None:
+    """One point of the cohort's accuracy timeline: drift statistics, the label-free estimate, and the
+    realized accuracy (Wilson interval) of the most recent labels, whatever arm served them."""
+    n, correct = store.label_stats(cohort, baseline)
+    store.add_score(cohort, baseline, {**report, "label_accuracy": correct / n if n else None, "labels": n})
+    store.add_measurement(cohort, 0, "timeline", {
+        **accuracy_between(store, cohort, 0, None, estimate=report["estimated_accuracy"], last=100),
+        "policy_revision": revision})
 
 
 def _stats(store, rules, cohort, version, monitoring_for) -> dict | None:
@@ -66,38 +79,10 @@ def _stats(store, rules, cohort, version, monitoring_for) -> dict | None:
 
 
 def _decide(store, cohort, kind, version, evidence, changes) -> dict:
-    state, revision = store.update_cohort(cohort, {**changes, "reason": f"{kind}: {evidence['why']}"})
+    state, revision = store.update_cohort(cohort, {**changes, "reason": f"{kind}: {evidence['why']}"[:1000]})
     evidence = {**evidence, "policy_revision": revision}
     decision_id = store.add_decision(cohort, kind, version, evidence)
     return {"id": decision_id, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
-
-
-def _fallback(store, rules, cohort, version, report, monitoring_for) -> list[dict]:
-    if not report["enough_evidence"]:
-        return []
-    for rule in rules.fallback:
-        if not rule.applies_to(cohort):
-            continue
-        fired = []
-        if report["chi2_p"] < rule.chi2_p_below:
-            fired.append(f"class-count chi2 p={report['chi2_p']:.3g} < {rule.chi2_p_below:g}")
-        if report["psi_max"] > rule.psi_above:
-            fired.append(f"max PSI {report['psi_max']:.3f} > {rule.psi_above:g}")
-        if not fired:
-            continue
-        changes: dict = {}
-        if rule.to_artifact:
-            changes["fallback_artifact"] = rule.to_artifact
-        if rule.to_version:
-            found = store.bundle_by_version(rule.to_version)
-            if found is None:
-                continue  # a rule naming an unpublished version cannot act; the next rule may
-            changes["fallback"] = {"version": rule.to_version, "digest": found[0]}
-        evidence = {"why": "; ".join(fired), "rule": rule.name, "statistics": report,
-                    "thresholds": {"chi2_p_below": rule.chi2_p_below, "psi_above": rule.psi_above},
-                    "action": changes}
-        return [_decide(store, cohort, "fallback", version, evidence, changes)]
-    return []
 
 
 def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) -> list[dict]:
@@ -129,7 +114,8 @@ def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) 
     if merged["windows"] >= rule.promote_after_windows:
         evidence["why"] = f"{merged['windows']} healthy canary windows >= {rule.promote_after_windows}"
         return [_decide(store, cohort, "canary_promote", canary, evidence,
-                        {"baseline": state["canary"], "canary": None, "canary_share": None})]
+                        {"baseline": state["canary"], "previous": state.get("baseline"), "canary": None,
+                         "canary_share": None})]
     return []
 
 

@@ -5,13 +5,30 @@
     min_windows = 5              # no verdict on fewer windows ...
     min_samples = 200            # ... or fewer predictions
 
-    [[fallback]]                 # any number; the first that fires decides
+    [[fallback]]                 # when to climb the ladder; any number, the first that fires decides
     name = "drift-fallback"
     cohorts = ["*"]              # cohort names, "*" for all
     chi2_p_below = 1e-6          # fire when the class-count chi-squared p-value is below this ...
     psi_above = 0.25             # ... or when the largest PSI (confidence, projections) is above this
-    to_artifact = "onnx-fp32"    # fall back to this artifact target ...
-    to_version = ""              # ... and/or to this published version
+    to_artifact = "onnx-fp32"    # the "artifact" rung's target for this rule (default: [ladder] artifact)
+    to_version = ""              # the "previous_version" rung's target (default: the previous baseline)
+
+    [ladder]                     # what to try, cheapest first; each rung is measured and kept or reverted
+    rungs = ["artifact", "previous_version", "label_shift", "cloud"]
+    artifact = "onnx-fp32"       # the other artifact of the bundle to try first
+    eval_labels = 60             # judge a rung once this many labels arrived for predictions it served ...
+    eval_windows = 40            # ... or after this many windows (its evaluation budget), on the estimate
+    min_gain = 0.02              # keep a rung only if it adds at least this much accuracy ...
+    keep_z = 1.0                 # ... with a one-sided two-proportion z of at least this (labels on both sides)
+    good_enough = 0.03           # stop climbing when within this of the bundle's expected accuracy
+    release_after = 3            # consecutive quiet evaluations before returning to the primary model
+    release_lookback = 20        # ... judged on the cohort's most recent windows (this many)
+    release_psi_below = 0.1      # "quiet": max PSI below this and ...
+    release_chi2_p_above = 0.001 # ... class-count p-value above this (hysteresis against the trigger)
+    cloud_confidence_below = 0.7 # cloud rung: inputs under this calibrated confidence go to Predict ...
+    cloud_share = 0.5            # ... or under the confidence of this share of the cohort's recent inputs
+    cloud_latency_ms = 50.0      # ... answered locally past this deadline ...
+    cloud_per_minute = 600.0     # ... and past this many calls per device per minute
 
     [canary]
     promote_after_windows = 20   # promote after this many healthy canary windows
@@ -36,8 +53,11 @@ from pathlib import Path
 
 from .errors import PolicyError
 
-__all__ = ["Rules", "FallbackRule", "DriftSettings", "CanaryRule", "ShadowRule", "parse_rules", "load_rules",
-           "DEFAULT_RULES"]
+__all__ = ["Rules", "FallbackRule", "DriftSettings", "LadderRule", "CanaryRule", "ShadowRule", "parse_rules",
+           "load_rules", "DEFAULT_RULES", "RUNG_NAMES"]
+
+#: the ladder's rungs, cheapest first (each is implemented in ``edgefleet.coordinator.ladder``)
+RUNG_NAMES = ("artifact", "previous_version", "label_shift", "cloud")
 
 DEFAULT_RULES = """
 [drift]
@@ -51,6 +71,9 @@ cohorts = ["*"]
 chi2_p_below = 1e-6
 psi_above = 0.25
 to_artifact = "onnx-fp32"
+
+[ladder]
+rungs = ["artifact", "previous_version", "label_shift", "cloud"]
 
 [canary]
 promote_after_windows = 20
@@ -84,6 +107,25 @@ class FallbackRule:
 
 
 @dataclass(frozen=True)
+class LadderRule:
+    rungs: tuple = RUNG_NAMES
+    artifact: str = "onnx-fp32"
+    eval_labels: int = 60
+    eval_windows: int = 40
+    min_gain: float = 0.02
+    keep_z: float = 1.0
+    good_enough: float = 0.03
+    release_after: int = 3
+    release_lookback: int = 20
+    release_psi_below: float = 0.1
+    release_chi2_p_above: float = 0.001
+    cloud_confidence_below: float = 0.7
+    cloud_share: float = 0.5
+    cloud_latency_ms: float = 50.0
+    cloud_per_minute: float = 600.0
+
+
+@dataclass(frozen=True)
 class CanaryRule:
     promote_after_windows: int = 20
     min_samples: int = 200
@@ -100,6 +142,7 @@ class ShadowRule:
 class Rules:
     drift: DriftSettings = field(default_factory=DriftSettings)
     fallback: tuple = ()
+    ladder: LadderRule = field(default_factory=LadderRule)
     canary: CanaryRule = field(default_factory=CanaryRule)
     shadow: ShadowRule = field(default_factory=ShadowRule)
 
@@ -138,19 +181,22 @@ def parse_rules(text: str) -> Rules:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise PolicyError(f"policy: not valid TOML ({e})") from e
-    unknown = set(doc) - {"drift", "fallback", "canary", "shadow"}
+    unknown = set(doc) - {"drift", "fallback", "ladder", "canary", "shadow"}
     if unknown:
-        raise PolicyError(f"policy: unknown table(s) {', '.join(sorted(unknown))}; expected drift, fallback, canary, shadow")
+        raise PolicyError(f"policy: unknown table(s) {', '.join(sorted(unknown))}; "
+                          "expected drift, fallback, ladder, canary, shadow")
     fallbacks = doc.get("fallback", [])
     if not isinstance(fallbacks, list):
         raise PolicyError("policy fallback: expected an array of tables ([[fallback]])")
     built = []
     for i, table in enumerate(fallbacks):
-        rule = _build(FallbackRule, table, f"fallback[{i}]")
-        if not rule.to_artifact and not rule.to_version:
-            raise PolicyError(f"policy fallback[{i}]: needs to_artifact or to_version")
-        built.append(rule)
-    return Rules(drift=_build(DriftSettings, doc.get("drift", {}), "drift"), fallback=tuple(built),
+        built.append(_build(FallbackRule, table, f"fallback[{i}]"))
+    ladder = _build(LadderRule, doc.get("ladder", {}), "ladder")
+    bad = [r for r in ladder.rungs if r not in RUNG_NAMES]
+    if bad or len(set(ladder.rungs)) != len(ladder.rungs):
+        raise PolicyError(f"policy ladder.rungs: {bad or 'a rung listed twice'}; rungs are "
+                          f"{', '.join(RUNG_NAMES)}, each at most once")
+    return Rules(drift=_build(DriftSettings, doc.get("drift", {}), "drift"), fallback=tuple(built), ladder=ladder,
                  canary=_build(CanaryRule, doc.get("canary", {}), "canary"),
                  shadow=_build(ShadowRule, doc.get("shadow", {}), "shadow"))
 

@@ -21,7 +21,8 @@ from edgefleet._errors import BundleError
 from edgefleet.bundle import unpack
 
 from . import policy as policy_engine
-from .errors import Conflict, InvalidRequest, NotFound, PermissionDenied, Unauthenticated
+from .cloud import MAX_ROWS, CloudModels
+from .errors import Conflict, InvalidRequest, NotFound, PermissionDenied, RateLimited, Unauthenticated
 from .rules import Rules, load_rules
 from .validate import validate_labels, validate_windows
 
@@ -51,6 +52,7 @@ class Coordinator:
         self._tokens: dict[str, tuple[str, str, float]] = {}
         self._lock = threading.Lock()
         self.policy_changed = threading.Condition()
+        self.cloud = CloudModels(store)
 
     # -- authentication ------------------------------------------------------------------------
     TOKEN_CACHE_S = 2.0
@@ -112,6 +114,40 @@ class Coordinator:
     def policy(self, device_id: str, cohort: str) -> dict:
         state, revision = self.store.get_cohort(cohort)
         return {**state, "revision": revision, "cohort": cohort}
+
+    #: Predict calls per device per minute when the cohort's privacy settings do not say
+    DEFAULT_CLOUD_PER_MINUTE = 600.0
+
+    def predict(self, device_id: str, cohort: str, values: list[float], rows: int, model_version: str) -> dict:
+        """Cloud fallback: run the heavier model on ``rows`` inputs the device sent. Refused unless the
+        cohort's privacy settings allow raw inputs to leave its devices; rate-limited per device;
+        every admitted call is in the audit log (bytes that left the device, and why)."""
+        import math
+
+        import numpy as np
+
+        state, _ = self.store.get_cohort(cohort)
+        privacy = state.get("privacy") or {}
+        if not privacy.get("raw_inputs_allowed"):
+            raise PermissionDenied(f"cohort {cohort!r} does not allow raw inputs to leave its devices; "
+                                   "an admin enables it with SetPrivacy")
+        if not 1 <= rows <= MAX_ROWS:
+            raise InvalidRequest(f"rows: {rows} is outside 1..{MAX_ROWS}")
+        run, name, shape = self.cloud.model(model_version or (state.get("baseline") or {}).get("version", ""))
+        width = math.prod(shape)
+        if len(values) != rows * width:
+            raise InvalidRequest(f"values: {len(values)} numbers for {rows} rows of shape {list(shape)} "
+                                 f"(expected {rows * width})")
+        x = np.asarray(values, dtype=np.float32).reshape((rows, *shape))
+        if not np.isfinite(x).all():
+            raise InvalidRequest("values: NaN or infinity in the inputs")
+        per_minute = privacy.get("cloud_per_minute") or self.DEFAULT_CLOUD_PER_MINUTE
+        if not self.cloud.admit(device_id, per_minute, rows):
+            raise RateLimited(f"device {device_id}: more than {per_minute:g} Predict calls per minute")
+        self.store.add_audit(device_id, cohort, "predict_inputs", 4 * len(values),
+                             f"cloud fallback: {rows} low-confidence input(s) sent to {name}")
+        logits = np.asarray(run(x), dtype=np.float32)
+        return {"logits": logits.reshape(-1).tolist(), "rows": rows, "model": name}
 
     def bundle_archive(self, digest: str) -> bytes:
         found = self.store.get_bundle(digest) if digest else None
@@ -180,7 +216,28 @@ class Coordinator:
         return self.policy(device_id, cohort)
 
     def set_baseline(self, cohort: str, version: str) -> dict:
-        return self._update(cohort, {"baseline": self._target(version)}, "set_baseline", f"baseline {version}")
+        target = self._target(version)
+        state, _ = self.store.get_cohort(cohort)
+        changes = {"baseline": target}
+        old = state.get("baseline")
+        if old and old.get("version") != version:
+            changes["previous"] = old  # the known-good version the ladder's previous_version rung returns to
+        return self._update(cohort, changes, "set_baseline", f"baseline {version}")
+
+    def set_privacy(self, cohort: str, raw_inputs_allowed: bool, cloud_per_minute: float = 0.0) -> dict:
+        if not 0 <= cloud_per_minute <= 1_000_000:
+            raise InvalidRequest(f"cloud_per_minute: {cloud_per_minute} is outside 0..1000000")
+        privacy = {"raw_inputs_allowed": bool(raw_inputs_allowed)}
+        if cloud_per_minute:
+            privacy["cloud_per_minute"] = float(cloud_per_minute)
+        why = "raw inputs may leave devices (cloud fallback)" if raw_inputs_allowed else "no raw input leaves devices"
+        return self._update(cohort, {"privacy": privacy}, "set_privacy", why)
+
+    def list_audit(self, cohort: str = "") -> list[dict]:
+        return self.store.list_audit(cohort)
+
+    def list_measurements(self, cohort: str = "") -> list[dict]:
+        return self.store.list_measurements(cohort)
 
     def start_canary(self, cohort: str, version: str, share: float) -> dict:
         if not 0.0 < share <= 1.0:
@@ -222,7 +279,7 @@ class Coordinator:
         with self.store.exclusive("evaluate") as mine:
             if not mine:
                 return []
-            decisions = policy_engine.evaluate(self.store, self.rules, self.manifest_monitoring)
+            decisions = policy_engine.evaluate(self.store, self.rules, self.manifest_monitoring, self.manifest_for)
         for d in decisions:
             log.info(json.dumps({"event": "decision", "id": d["id"], "cohort": d["cohort"], "kind": d["kind"],
                                  "model_version": d["model_version"], "why": d["evidence"].get("why", "")}))

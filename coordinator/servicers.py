@@ -29,6 +29,7 @@ CODES = {
     "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT, "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
     "permission_denied": grpc.StatusCode.PERMISSION_DENIED, "not_found": grpc.StatusCode.NOT_FOUND,
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION, "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "resource_exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "internal": grpc.StatusCode.INTERNAL,
 }
 _CHUNK = 64 * 1024
@@ -91,7 +92,8 @@ class FleetServicer(pb_grpc.FleetServicer):
         def run():
             device_id, cohort = self._device(context)
             labels = [{"prediction_id": x.prediction_id, "label": x.label, "predicted": x.predicted,
-                       "model_version": x.model_version} for x in request.labels]
+                       "model_version": x.model_version, "policy_revision": x.policy_revision,
+                       "artifact": x.artifact} for x in request.labels]
             return pb.FeedbackResponse(stored=self.c.feedback(device_id, cohort, labels))
         return call(context, self.m, "Feedback", run)
 
@@ -143,6 +145,14 @@ class FleetServicer(pb_grpc.FleetServicer):
             self.c.event(device_id, request.kind, request.detail, request.digest)
             return pb.EventResponse()
         return call(context, self.m, "ReportEvent", run)
+
+    def Predict(self, request, context):
+        def run():
+            device_id, cohort = self._device(context)
+            r = self.c.predict(device_id, cohort, list(request.values), request.rows, request.model_version)
+            self.m.inc("edgefleet_cloud_rows_total", r["rows"])
+            return pb.PredictResponse(**r)
+        return call(context, self.m, "Predict", run)
 
 
 class AdminServicer(pb_grpc.AdminServicer):
@@ -197,6 +207,20 @@ class AdminServicer(pb_grpc.AdminServicer):
     def ListEvents(self, request, context):
         return self._admin(context, "ListEvents", lambda: pb.ListEventsResponse(
             events=[pb.Event(**e) for e in self.c.list_events(request.device_id)]))
+
+    def SetPrivacy(self, request, context):
+        return self._admin(context, "SetPrivacy", lambda: self._state(
+            self.c.set_privacy(request.cohort, request.raw_inputs_allowed, request.cloud_per_minute)))
+
+    def ListAudit(self, request, context):
+        return self._admin(context, "ListAudit", lambda: pb.ListAuditResponse(
+            entries=[pb.AuditEntry(**e) for e in self.c.list_audit(request.cohort)]))
+
+    def ListMeasurements(self, request, context):
+        return self._admin(context, "ListMeasurements", lambda: pb.ListMeasurementsResponse(
+            measurements=[pb.Measurement(cohort=m["cohort"], decision_id=m["decision_id"], phase=m["phase"],
+                                         stats_json=json.dumps(m["stats"], sort_keys=True),
+                                         created_ms=m["created_ms"]) for m in self.c.list_measurements(request.cohort)]))
 
     def Evaluate(self, request, context):
         def run():

@@ -115,7 +115,7 @@ def test_shadow_agreement_is_reported(fleet):
 
 @pytest.mark.parametrize("text, message", [
     ("[drift]\nmin_windows = 0", "drift.min_windows: expected a positive integer"),
-    ("[[fallback]]\npsi_above = 0.2", "fallback[0]: needs to_artifact or to_version"),
+    ("[ladder]\nrungs = [\"artifact\", \"teleport\"]", "ladder.rungs: ['teleport']"),
     ("[[fallback]]\nto_artifact = 'x'\npsi = 1", "fallback[0].psi: unknown key"),
     ("[canary]\nrollback_margin = 'big'", "canary.rollback_margin: expected a number"),
     ("[alerts]", "unknown table(s) alerts"),

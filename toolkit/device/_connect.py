@@ -33,6 +33,14 @@ def _target(t: dict | None) -> dict | None:
     return {"version": t["version"], "digest": t.get("digest", "")} if t and t.get("version") else None
 
 
+def _remedy(r: dict) -> dict:
+    return {"logit_bias": [float(v) for v in r.get("logitBias", [])], "cloud": bool(r.get("cloud", False)),
+            "cloud_confidence_below": float(r.get("cloudConfidenceBelow", 0.0)),
+            "cloud_latency_ms": float(r.get("cloudLatencyMs", 0.0)),
+            "cloud_per_minute": float(r.get("cloudPerMinute", 0.0)),
+            "raw_inputs_allowed": bool(r.get("rawInputsAllowed", False))}
+
+
 class ConnectTransport:
     def __init__(self, base_url: str, *, root_cert: str | None = None, timeout_s: float = 10.0):
         self.base_url = base_url.rstrip("/")
@@ -40,14 +48,14 @@ class ConnectTransport:
         self._ssl = ssl.create_default_context(cafile=root_cert) if root_cert else None
         self.token = ""
 
-    def _post(self, method: str, body: bytes, ctype: str) -> bytes:
+    def _post(self, method: str, body: bytes, ctype: str, timeout_s: float | None = None) -> bytes:
         headers = {"Content-Type": ctype, "Connect-Protocol-Version": "1"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(f"{self.base_url}/edgefleet.v1.Fleet/{method}", data=body, headers=headers,
                                      method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s, context=self._ssl) as r:
+            with urllib.request.urlopen(req, timeout=timeout_s or self.timeout_s, context=self._ssl) as r:
                 return r.read()
         except urllib.error.HTTPError as e:
             try:
@@ -84,7 +92,12 @@ class ConnectTransport:
                 "baseline": _target(p.get("baseline")), "canary": _target(p.get("canary")),
                 "canary_share": float(p.get("canaryShare", 0.0)), "fallback": _target(p.get("fallback")),
                 "fallback_artifact": p.get("fallbackArtifact", ""), "shadow": _target(p.get("shadow")),
-                "reason": p.get("reason", "")}
+                "reason": p.get("reason", ""), "remedy": _remedy(p.get("remedy") or {})}
+
+    def predict(self, values: list[float], rows: int, model_version: str, timeout_s: float) -> list[float]:
+        """Cloud fallback: logits (rows x classes, flat) from the coordinator's heavier model."""
+        body = json.dumps({"values": values, "rows": rows, "model_version": model_version}).encode()
+        return [float(v) for v in json.loads(self._post("Predict", body, "application/json", timeout_s)).get("logits", [])]
 
     def fetch_bundle(self, digest: str) -> tuple[bytes, str]:
         body = json.dumps({"digest": digest}).encode()

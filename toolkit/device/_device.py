@@ -30,6 +30,7 @@ from edgefleet.bundle import Bundle, unpack
 from ._engine import Engine
 from ._policy import choose
 from ._queue import DiskQueue
+from ._remedy import CloudFallback, biased_top
 from ._sketch import Window
 from ._transport import Offline, Rejected
 
@@ -89,7 +90,8 @@ class Device:
         self.queue = DiskQueue(self.state / "queue", queue_bytes)
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
-        self._recent: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
+        self._recent: collections.OrderedDict[str, tuple] = collections.OrderedDict()
+        self.cloud = CloudFallback()
         self.stats = collections.Counter()
         self.identity = self._load_json("identity.json") or {}
         if self.transport is not None and self.identity.get("device_token"):
@@ -172,7 +174,8 @@ class Device:
         return [monitoring.project(row, proj["mean"], proj["components"]) for row in flat]
 
     def predict(self, x) -> list[Prediction]:
-        """Predict a batch (rows of raw inputs; one row is accepted too). Never waits on the network."""
+        """Predict a batch (rows of raw inputs; one row is accepted too). Never waits on the network,
+        except for the cloud fallback of a cohort that opted in (bounded by its deadline)."""
         with self._lock:
             rows, flat = self._prepare(x)
             if len(rows) == 0:
@@ -190,15 +193,27 @@ class Device:
                 window.error(kind)
                 self.stats[kind] += 1
             per_row = latency_ms / len(rows)
-            out = []
             logits = logits.tolist() if hasattr(logits, "tolist") else logits
+            remedy = self.policy.get("remedy") or {}
+            bias = remedy.get("logit_bias") or []
+            temperature = self.bundle.manifest["monitoring"]["temperature"]
+            served = []
             for i, (row, z) in enumerate(zip(logits, zs)):
-                cls, conf = window.observe(row, z, per_row)
+                cls, conf = window.observe(row, z, per_row)  # the window sees the model's own answer
                 if shadow_rows is not None:
                     window.shadow(monitoring.argmax(list(shadow_rows[i])) == cls)
+                if len(bias) == len(row):
+                    cls, conf = biased_top(row, bias, temperature)
+                served.append((cls, conf, artifact))
+            cloud = self.cloud.answer(self.transport, remedy, rows, [c for _, c, _ in served], self.bundle.version)
+            for i, row in cloud.items():
+                served[i] = (*biased_top(row, [0.0] * len(row), temperature), "cloud")
+            out = []
+            revision = self.policy.get("revision", 0)
+            for cls, conf, source in served:
                 pid = uuid.uuid4().hex
-                self._recent[pid] = (cls, self.bundle.version)
-                out.append(Prediction(pid, cls, conf, self.bundle.version, artifact))
+                self._recent[pid] = (cls, self.bundle.version, revision, source)
+                out.append(Prediction(pid, cls, conf, self.bundle.version, source))
             while len(self._recent) > _RECENT_PREDICTIONS:
                 self._recent.popitem(last=False)
             self.stats["predictions"] += len(out)
@@ -237,7 +252,7 @@ class Device:
             if found is None:
                 raise DataError(f"feedback: unknown or expired prediction id {prediction_id!r}")
             self._feedback.append({"prediction_id": prediction_id, "label": int(label), "predicted": found[0],
-                                   "model_version": found[1]})
+                                   "model_version": found[1], "policy_revision": found[2], "artifact": found[3]})
             if len(self._feedback) > _FEEDBACK_CAP:
                 self.stats["feedback_dropped"] += len(self._feedback) - _FEEDBACK_CAP
                 del self._feedback[:-_FEEDBACK_CAP]

@@ -1,0 +1,385 @@
+"""The fallback ladder: when a cohort drifts, try remedies cheapest first, measure each, keep what
+helps, revert what does not, and return to the primary model when the shift is over.
+
+A cohort's ``ladder`` state moves through::
+
+    (none) --drift--> measuring --before known--> trying rung i --judged--> trying rung i+1 ...
+           --> settled | exhausted
+    measuring | trying | settled | exhausted --quiet for release_after evaluations--> released
+           --measured--> (none)
+
+Each step is a decision stored with its evidence and its measurement:
+
+- ``drift_detected``: the verdict; the primary keeps serving while its accuracy on the shifted data
+  is measured (labels of predictions served after the detection, or the label-free estimate when
+  the evaluation budget of windows passes first): the *before* of every rung;
+- ``fallback``: a rung is tried (evidence: the drift verdict, the rung, its action, *before*);
+- ``rung_kept`` / ``rung_reverted``: the rung's accuracy *after* (labels of predictions served under
+  the rung's policy revision, with a Wilson interval; the estimate when labels are short at the end
+  of the evaluation budget) against *before*; a rung that adds less than ``min_gain`` is reverted;
+- ``settle`` (the best kept rung stays) or ``exhausted`` (nothing helped: the primary serves);
+- ``release``: the drift engine is quiet again, the cohort returns to its primary; then
+  ``release_measured`` once the primary's accuracy after the release is known.
+
+A rung is an object with a ``name`` and ``plan(ctx) -> (changes, detail)`` (cohort-state changes), or
+``Skip`` with the reason it cannot apply; rungs are found by name in :data:`RUNGS`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .drift import drift_report, merge_windows
+from .labelshift import bbse_weights, logit_bias
+from .measure import accuracy_between
+
+__all__ = ["step", "drift_verdict", "RUNGS", "Skip", "REMEDY_CLEARED"]
+
+#: cohort-state changes that undo every rung
+REMEDY_CLEARED = {"fallback_artifact": None, "fallback": None, "remedy": None}
+
+
+class Skip(Exception):
+    """A rung cannot apply to this cohort now (the message says why)."""
+
+
+@dataclass
+class Context:
+    store: object
+    rules: object
+    cohort: str
+    state: dict
+    version: str              # the primary (baseline) version
+    manifest: dict            # its manifest
+    merged: dict              # the merged sketch that fired
+    rule: object              # the [[fallback]] rule that fired
+
+
+class ArtifactRung:
+    name = "artifact"
+
+    def plan(self, ctx):
+        target = ctx.rule.to_artifact or ctx.rules.ladder.artifact
+        targets = {a["target"] for a in ctx.manifest.get("artifacts", [])}
+        if target not in targets:
+            raise Skip(f"bundle {ctx.version} has no artifact {target!r}")
+        if set(ctx.merged["artifacts"]) == {target}:
+            raise Skip(f"the cohort already serves {target}")
+        return {"fallback_artifact": target}, f"serve artifact {target}"
+
+
+class PreviousVersionRung:
+    name = "previous_version"
+
+    def plan(self, ctx):
+        previous = ctx.rule.to_version or (ctx.state.get("previous") or {}).get("version", "")
+        if not previous or previous == ctx.version:
+            raise Skip("no previous known-good version for this cohort")
+        found = ctx.store.bundle_by_version(previous)
+        if found is None:
+            raise Skip(f"previous version {previous} is not published")
+        return {"fallback": {"version": previous, "digest": found[0]}}, f"serve version {previous}"
+
+
+class LabelShiftRung:
+    name = "label_shift"
+
+    def plan(self, ctx):
+        monitoring = ctx.manifest["monitoring"]
+        confusion = monitoring.get("confusion")
+        if not confusion:
+            raise Skip(f"bundle {ctx.version} has no validation confusion matrix in its monitoring reference")
+        try:
+            weights = bbse_weights(confusion, ctx.merged["class_counts"])
+        except ValueError as e:
+            raise Skip(f"label-shift estimate failed: {e}") from e
+        bias = logit_bias(weights, monitoring.get("temperature", 1.0))
+        return ({"remedy": {"logit_bias": bias}},
+                f"logit bias from BBSE prior ratios {[round(w, 3) for w in weights]} "
+                f"on {sum(ctx.merged['class_counts'])} predicted-class counts")
+
+
+class CloudRung:
+    name = "cloud"
+
+    def plan(self, ctx):
+        if not (ctx.state.get("privacy") or {}).get("raw_inputs_allowed"):
+            raise Skip("the cohort has not opted in to raw inputs leaving its devices (SetPrivacy)")
+        lad = ctx.rules.ladder
+        threshold = max(lad.cloud_confidence_below, _confidence_quantile(ctx, lad.cloud_share))
+        return ({"remedy": {"cloud": True, "cloud_confidence_below": threshold,
+                            "cloud_latency_ms": lad.cloud_latency_ms, "cloud_per_minute": lad.cloud_per_minute}},
+                f"send inputs under confidence {threshold:.3f} (about {lad.cloud_share:.0%} of the cohort's recent "
+                f"inputs, at least those under {lad.cloud_confidence_below:g}) to Predict "
+                f"(deadline {lad.cloud_latency_ms:g} ms, {lad.cloud_per_minute:g}/min per device)")
+
+
+def _confidence_quantile(ctx, share: float) -> float:
+    """The confidence under which about ``share`` of the cohort's recent inputs fall, read from the
+    merged confidence histogram (a bin's upper edge): a shifted model is often confidently wrong, so
+    a fixed threshold would send nothing."""
+    counts = ctx.merged.get("confidence") or []
+    edges = ctx.manifest["monitoring"]["confidence"]["edges"]
+    total = sum(counts)
+    if not total or share <= 0:
+        return 0.0
+    seen = 0
+    for i, c in enumerate(counts):
+        seen += c
+        if seen >= share * total:
+            return min(1.0, edges[i + 1]) + (1e-9 if edges[i + 1] >= 1.0 else 0.0)
+    return 1.0 + 1e-9
+
+
+RUNGS = {r.name: r for r in (ArtifactRung(), PreviousVersionRung(), LabelShiftRung(), CloudRung())}
+
+
+# -- the drift engine, read in one place ------------------------------------------------------------
+def drift_verdict(store, rules, cohort: str, version: str, monitoring: dict, *, since_ms: int = 0,
+                  last: int | None = None) -> dict | None:
+    """The drift engine's verdict on the cohort's windows of ``version`` received after ``since_ms``:
+    ``{"state": "drift" | "quiet" | "between" | "insufficient", "rule", "why", "report", "merged"}``.
+    ``drift`` names the first ``[[fallback]]`` rule that fires; ``quiet`` is below the ladder's release
+    thresholds (hysteresis: stricter than the trigger); ``last``: only the most recent windows.
+    The only function that reads the drift engine."""
+    windows = [w for w in store.recent_windows(cohort, version, last or rules.drift.lookback_windows)
+               if w["received_ms"] > since_ms]
+    if not windows:
+        return None
+    merged = merge_windows(windows)
+    report = drift_report(merged, monitoring)
+    enough = merged["windows"] >= rules.drift.min_windows and merged["count"] >= rules.drift.min_samples
+    out = {"state": "insufficient", "rule": None, "why": "", "report": report, "merged": merged}
+    if not enough:
+        return out
+    for rule in rules.fallback:
+        if not rule.applies_to(cohort):
+            continue
+        fired = []
+        if report["chi2_p"] < rule.chi2_p_below:
+            fired.append(f"class-count chi2 p={report['chi2_p']:.3g} < {rule.chi2_p_below:g}")
+        if report["psi_max"] > rule.psi_above:
+            fired.append(f"max PSI {report['psi_max']:.3f} > {rule.psi_above:g}")
+        if fired:
+            return {**out, "state": "drift", "rule": rule, "why": "; ".join(fired)}
+    lad = rules.ladder
+    quiet = report["psi_max"] < lad.release_psi_below and report["chi2_p"] > lad.release_chi2_p_above
+    return {**out, "state": "quiet" if quiet else "between",
+            "why": f"max PSI {report['psi_max']:.3f}, chi2 p={report['chi2_p']:.3g}"}
+
+
+# -- the state machine ------------------------------------------------------------------------------
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _expected_accuracy(manifest: dict) -> float | None:
+    value = manifest["monitoring"].get("expected_accuracy")
+    return value / 100.0 if value is not None else None
+
+
+def step(store, rules, cohort: str, state: dict, version: str, manifest: dict, revision: int, decide) -> list[dict]:
+    """One evaluation of the cohort's ladder; ``decide(kind, version, evidence, changes)`` stores a
+    decision (and the policy change) and returns it with its ``revision``."""
+    ladder = state.get("ladder") or {}
+    status = ladder.get("status", "")
+    if status in ("", "done"):
+        return _detect(store, rules, cohort, state, version, manifest, ladder, revision, decide)
+    if status == "released":
+        return _measure_release(store, rules, cohort, ladder, version, decide)
+    made = _maybe_release(store, rules, cohort, state, version, manifest, ladder, decide)
+    if made or status not in ("trying", "measuring"):
+        return made
+    if status == "measuring":
+        waiting = _measure_before(store, rules, cohort, state, version, manifest, ladder)
+        if waiting is not None:
+            return waiting
+        return _try_next(store, rules, cohort, state, version, manifest, ladder,
+                         _recent(store, rules, cohort, version, manifest, ladder), decide)
+    return _judge(store, rules, cohort, state, version, manifest, ladder, decide)
+
+
+def _detect(store, rules, cohort, state, version, manifest, ladder, revision, decide):
+    verdict = drift_verdict(store, rules, cohort, version, manifest["monitoring"], since_ms=ladder.get("since_ms", 0))
+    if verdict is None or verdict["state"] != "drift":
+        return []
+    measuring = {"status": "measuring", "detected": {"why": verdict["why"], "rule": verdict["rule"].name,
+                                                    "statistics": _brief(verdict["report"])},
+                 "results": [], "next": 0, "rule": verdict["rule"].name, "since_ms": ladder.get("since_ms", 0),
+                 "started_ms": _now_ms()}
+    evidence = {"why": f"{verdict['why']}: measure the primary's accuracy under the shift before trying a rung",
+                "rule": verdict["rule"].name, "statistics": _brief(verdict["report"]),
+                "thresholds": {"chi2_p_below": verdict["rule"].chi2_p_below, "psi_above": verdict["rule"].psi_above,
+                               "eval_labels": rules.ladder.eval_labels, "eval_windows": rules.ladder.eval_windows}}
+    made = decide("drift_detected", version, evidence, {"ladder": measuring})
+    measuring["revision"] = made["evidence"]["policy_revision"]
+    store.update_cohort(cohort, {"ladder": measuring})
+    return [made]
+
+
+def _measure_before(store, rules, cohort, state, version, manifest, ladder):
+    """After detection, the primary's accuracy on shifted data: labels of predictions served since the
+    detection (or the estimate once the evaluation budget of windows is spent); then the first rung."""
+    n, _ = store.label_stats_between(cohort, ladder["revision"])
+    estimate, windows = _arm_estimate(store, rules, cohort, state, version, ladder, manifest)
+    if n < rules.ladder.eval_labels and windows < rules.ladder.eval_windows:
+        return []
+    ladder.update(status="trying", before=accuracy_between(store, cohort, ladder["revision"], None, estimate=estimate))
+    return None
+
+
+def _recent(store, rules, cohort, version, manifest, ladder) -> dict:
+    """The merged sketch of the cohort's most recent windows (what a rung is planned on)."""
+    verdict = drift_verdict(store, rules, cohort, version, manifest["monitoring"], since_ms=ladder.get("since_ms", 0),
+                            last=rules.ladder.release_lookback)
+    return verdict["merged"] if verdict else {"artifacts": {}, "class_counts": []}
+
+
+def _brief(report: dict) -> dict:
+    return {k: report[k] for k in ("windows", "devices", "samples", "chi2_p", "psi_max", "estimated_accuracy",
+                                   "artifacts")}
+
+
+def _try_next(store, rules, cohort, state, version, manifest, ladder, merged, decide):
+    """Apply the next applicable rung (skipping those that cannot apply, with the reason), or settle."""
+    rule = next((r for r in rules.fallback if r.name == ladder["rule"]), rules.fallback[0] if rules.fallback else None)
+    skipped = []
+    while ladder["next"] < len(rules.ladder.rungs):
+        name = rules.ladder.rungs[ladder["next"]]
+        ladder["next"] += 1
+        ctx = Context(store, rules, cohort, state, version, manifest, merged, rule)
+        try:
+            changes, detail = RUNGS[name].plan(ctx)
+        except Skip as e:
+            skipped.append({"rung": name, "reason": str(e)})
+            continue
+        ladder.update(rung=name, action=changes, started_ms=_now_ms())
+        ladder.setdefault("skipped", []).extend(skipped)
+        evidence = {"why": f"{ladder['detected']['why']}: try rung {name} ({detail})", "rung": name,
+                    "action": changes, "detail": detail, "before": ladder["before"], "skipped": skipped,
+                    "rule": ladder["rule"], "statistics": ladder["detected"]["statistics"],
+                    "thresholds": {"eval_labels": rules.ladder.eval_labels, "eval_windows": rules.ladder.eval_windows,
+                                   "min_gain": rules.ladder.min_gain}}
+        # the previous rung's changes are undone in the same policy change
+        made = decide("fallback", version, evidence, {**REMEDY_CLEARED, **changes, "ladder": ladder})
+        ladder["revision"] = made["evidence"]["policy_revision"]
+        ladder["decision"] = made["id"]
+        store.update_cohort(cohort, {"ladder": ladder})
+        store.add_measurement(cohort, made["id"], "before", ladder["before"])
+        return [made]
+    ladder.setdefault("skipped", []).extend(skipped)
+    return [_settle(store, rules, cohort, version, ladder, decide)]
+
+
+def _settle(store, rules, cohort, version, ladder, decide):
+    kept = [r for r in ladder["results"] if r["kept"]]
+    if kept:
+        best = max(kept, key=lambda r: r["after"]["accuracy"] or 0.0)
+        ladder.update(status="settled", rung=best["rung"], action=best["action"], started_ms=_now_ms())
+        evidence = {"why": f"rung {best['rung']} kept: accuracy {best['after']['accuracy']:.3f} vs "
+                           f"{ladder['before']['accuracy'] if ladder['before']['accuracy'] is not None else float('nan'):.3f} before",
+                    "rung": best["rung"], "results": ladder["results"], "skipped": ladder.get("skipped", []),
+                    "action": best["action"]}
+        return decide("settle", version, evidence, {**REMEDY_CLEARED, **best["action"], "ladder": ladder})
+    ladder.update(status="exhausted", rung="", action={}, started_ms=_now_ms())
+    evidence = {"why": "no rung helped; the primary model serves until the shift is over",
+                "results": ladder["results"], "skipped": ladder.get("skipped", [])}
+    return decide("exhausted", version, evidence, {**REMEDY_CLEARED, "ladder": ladder})
+
+
+def _arm_estimate(store, rules, cohort, state, version, ladder, manifest) -> tuple[float | None, int]:
+    """Label-free estimate and window count of what the cohort served since the rung started."""
+    serving = (state.get("fallback") or {}).get("version") or version
+    monitoring = manifest["monitoring"] if serving == version else store.bundle_by_version(serving)[1]["monitoring"]
+    verdict = drift_verdict(store, rules, cohort, serving, monitoring, since_ms=ladder.get("started_ms", 0))
+    if verdict is None:
+        return None, 0
+    return verdict["report"]["estimated_accuracy"], verdict["merged"]["windows"]
+
+
+def _judge(store, rules, cohort, state, version, manifest, ladder, decide):
+    lad = rules.ladder
+    n, _ = store.label_stats_between(cohort, ladder["revision"])
+    estimate, windows = _arm_estimate(store, rules, cohort, state, version, ladder, manifest)
+    if n < lad.eval_labels and windows < lad.eval_windows:
+        return []
+    after = accuracy_between(store, cohort, ladder["revision"], None, estimate=estimate)
+    before = ladder["before"]
+    gain = (after["accuracy"] - before["accuracy"]) if None not in (after["accuracy"], before["accuracy"]) else None
+    z = _z(before, after)
+    kept = gain is not None and gain >= lad.min_gain and (z is None or z >= lad.keep_z)
+    result = {"rung": ladder["rung"], "action": ladder["action"], "after": after, "gain": gain, "z": z,
+              "kept": kept, "decision": ladder["decision"]}
+    ladder["results"].append(result)
+    store.add_measurement(cohort, ladder["decision"], "after", after)
+    why = (f"rung {ladder['rung']}: accuracy {after['accuracy'] if after['accuracy'] is not None else float('nan'):.3f} "
+           f"({after['source']}, {after['labels']} labels, 95% [{after['interval'][0]:.3f}, {after['interval'][1]:.3f}])"
+           f" vs {before['accuracy'] if before['accuracy'] is not None else float('nan'):.3f} before; "
+           f"gain {gain if gain is not None else float('nan'):+.3f} (min {lad.min_gain:g}), z "
+           f"{z if z is not None else float('nan'):.2f} (min {lad.keep_z:g}): {'kept' if kept else 'reverted'}")
+    kind = "rung_kept" if kept else "rung_reverted"
+    evidence = {"why": why, "rung": ladder["rung"], "before": before, "after": after, "gain": gain, "z": z,
+                "decision": ladder["decision"]}
+    target = _expected_accuracy(manifest)
+    if kept and target is not None and after["accuracy"] >= target - lad.good_enough:
+        store.add_decision(cohort, kind, version, {**evidence, "policy_revision": ladder["revision"]})
+        return [_settle(store, rules, cohort, version, ladder, decide)]
+    made = store.add_decision(cohort, kind, version, {**evidence, "policy_revision": ladder["revision"]})
+    recorded = {"id": made, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
+    return [recorded] + _try_next(store, rules, cohort, state, version, manifest, ladder,
+                                  _recent(store, rules, cohort, version, manifest, ladder), decide)
+
+
+def _z(before: dict, after: dict) -> float | None:
+    """One-sided two-proportion z statistic of after > before, when both come from labels."""
+    if before.get("source") != "labels" or after.get("source") != "labels":
+        return None
+    n1, n2 = before["labels"], after["labels"]
+    pooled = (before["correct"] + after["correct"]) / (n1 + n2)
+    se = (pooled * (1 - pooled) * (1 / n1 + 1 / n2)) ** 0.5
+    gain = after["correct"] / n2 - before["correct"] / n1
+    return round(gain / se, 4) if se > 0 else (float("inf") if gain > 0 else 0.0)
+
+
+def _maybe_release(store, rules, cohort, state, version, manifest, ladder, decide):
+    serving = (state.get("fallback") or {}).get("version") or version
+    monitoring = manifest["monitoring"] if serving == version else store.bundle_by_version(serving)[1]["monitoring"]
+    verdict = drift_verdict(store, rules, cohort, serving, monitoring, since_ms=ladder.get("started_ms", 0),
+                            last=rules.ladder.release_lookback)
+    if verdict is None or verdict["state"] != "quiet":
+        if ladder.get("quiet"):
+            ladder["quiet"] = 0
+            store.update_cohort(cohort, {"ladder": ladder})
+        return []
+    ladder["quiet"] = ladder.get("quiet", 0) + 1
+    if ladder["quiet"] < rules.ladder.release_after:
+        store.update_cohort(cohort, {"ladder": ladder})
+        return []
+    before = accuracy_between(store, cohort, ladder.get("revision", 0), None,
+                              estimate=verdict["report"]["estimated_accuracy"], last=rules.ladder.eval_labels)
+    released = {"status": "released", "before": before, "from": ladder.get("rung", ""), "started_ms": _now_ms(),
+                "since_ms": _now_ms()}
+    evidence = {"why": f"shift over ({verdict['why']}) for {ladder['quiet']} evaluations: return to the primary",
+                "from_rung": ladder.get("rung", ""), "from_status": ladder["status"], "before": before,
+                "statistics": _brief(verdict["report"])}
+    made = decide("release", version, evidence, {**REMEDY_CLEARED, "ladder": released})
+    released["revision"], released["decision"] = made["evidence"]["policy_revision"], made["id"]
+    store.update_cohort(cohort, {"ladder": released})
+    store.add_measurement(cohort, made["id"], "before", before)
+    return [made]
+
+
+def _measure_release(store, rules, cohort, ladder, version, decide):
+    n, _ = store.label_stats_between(cohort, ladder["revision"])
+    if n < rules.ladder.eval_labels:
+        return []
+    after = accuracy_between(store, cohort, ladder["revision"], None)
+    store.add_measurement(cohort, ladder["decision"], "after", after)
+    before = ladder["before"]
+    evidence = {"why": f"after release: accuracy {after['accuracy']:.3f} ({after['labels']} labels, 95% "
+                       f"[{after['interval'][0]:.3f}, {after['interval'][1]:.3f}]) vs "
+                       f"{before['accuracy'] if before['accuracy'] is not None else float('nan'):.3f} under the remedy",
+                "before": before, "after": after, "decision": ladder["decision"]}
+    done = {"status": "done", "since_ms": ladder["since_ms"], "since_revision": ladder["revision"]}
+    return [decide("release_measured", version, evidence, {"ladder": done})]
