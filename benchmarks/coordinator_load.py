@@ -106,7 +106,7 @@ def start_server(store_url, workers):
 def make_requests(bundle_dir, tokens, count, batch, rng):
     """``count`` serialised ReportRequests of ``batch`` windows, each from one random device."""
     from edgefleet.bundle import Bundle
-    from edgefleet.coordinator import fleet_pb2 as pb
+    from edgefleet.proto import fleet_pb2 as pb
     from edgefleet.coordinator.wire import window_from_dict
     from edgefleet.device import Window
     mon = Bundle.open(bundle_dir).manifest["monitoring"]

@@ -1,4 +1,12 @@
-"""Build a bundle's monitoring reference from the validation data (see ``edgefleet.monitoring``)."""
+"""Build a bundle's monitoring reference from the validation data (``docs/telemetry.md``).
+
+Telemetry schema 2: besides class counts and the calibrated top-1 confidence, the reference holds one
+histogram per class of ``ln softmax(logits / T)[c]`` (the softmax vector: BBSD's strongest signal) and
+``k`` projections of the model's *logits* (PCA of the validation logits: ``k x classes`` numbers,
+whatever the input size), and the label-free accuracy estimator's threshold (ATC, an edge of the
+confidence bins so a device's counts give the estimate exactly). Binning here uses numpy and must
+equal the device's :func:`edgefleet.telemetry.bin_index` (``tests/telemetry`` checks it).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ import numpy as np
 
 PROJECTIONS = 4
 BINS = 10
+TELEMETRY_VERSION = 2
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -39,32 +48,60 @@ def _histogram(values: np.ndarray, edges: list[float]) -> list[int]:
     return np.bincount(idx, minlength=len(edges) - 1).astype(int).tolist()
 
 
-def build_reference(x_val: np.ndarray, logits_val: np.ndarray, y_val: np.ndarray, num_classes: int) -> dict:
-    """The ``monitoring`` section of a classifier's manifest."""
-    temperature = fit_temperature(logits_val, y_val)
-    pred = logits_val.argmax(axis=1)
-    conf = _softmax(logits_val / temperature).max(axis=1)
-    conf_edges = _edges(conf, 0.0, 1.0)
-    flat = x_val.reshape(len(x_val), -1).astype(np.float64)
-    mean = flat.mean(axis=0)
-    _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
-    k = min(PROJECTIONS, vt.shape[0])
+def atc_threshold(conf: np.ndarray, correct: np.ndarray) -> float:
+    """Average Thresholded Confidence: the threshold ``t`` for which the share of validation predictions
+    with confidence >= ``t`` equals the validation accuracy (Garg et al., 2022)."""
+    acc = float(correct.mean())
+    ordered = np.sort(conf)[::-1]
+    k = int(round(acc * len(conf)))
+    if k <= 0:
+        return 1.0
+    return float(np.round(ordered[min(k, len(conf)) - 1], 6))
+
+
+def _pca(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    mean = values.mean(axis=0)
+    _, _, vt = np.linalg.svd(values - mean, full_matrices=False)
+    k = min(k, vt.shape[0])
     comps = vt[:k]
     # a deterministic sign: the largest-magnitude entry of each component is positive
     comps = comps * np.sign(comps[np.arange(k), np.abs(comps).argmax(axis=1)])[:, None]
-    z = (flat - mean) @ comps.T
+    return np.round(mean, 6), np.round(comps, 6)
+
+
+def build_reference(x_val: np.ndarray, logits_val: np.ndarray, y_val: np.ndarray, num_classes: int) -> dict:
+    """The ``monitoring`` section of a classifier's manifest (telemetry schema 2). ``x_val`` is not
+    stored: the projections are of the logits, so the reference stays small for any input size."""
+    logits_val = np.asarray(logits_val, np.float64)
+    temperature = fit_temperature(logits_val, y_val)
+    pred = logits_val.argmax(axis=1)
+    z = logits_val / temperature
+    logp = z - z.max(axis=1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    conf = np.exp(logp.max(axis=1))
+    threshold = atc_threshold(conf, pred == y_val)
+    conf_edges = sorted(set(_edges(conf, 0.0, 1.0)) | {threshold})
+    mean, comps = _pca(logits_val, PROJECTIONS)
+    proj = (logits_val - mean) @ comps.T
     hists = []
-    for j in range(k):
-        edges = _edges(z[:, j])
-        hists.append({"edges": edges, "counts": _histogram(z[:, j], edges)})
+    for j in range(len(comps)):
+        edges = _edges(proj[:, j])
+        hists.append({"edges": edges, "counts": _histogram(proj[:, j], edges)})
+    class_conf = []
+    for c in range(num_classes):
+        edges = _edges(logp[:, c])
+        class_conf.append({"edges": edges, "counts": _histogram(logp[:, c], edges)})
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(confusion, (pred, y_val.astype(np.int64)), 1)
     return {
+        "telemetry_version": TELEMETRY_VERSION,
         "class_counts": np.bincount(pred, minlength=num_classes).astype(int).tolist(),
         "confusion": confusion.tolist(),  # [predicted][true] on the validation split: label-shift correction
         "confidence": {"edges": conf_edges, "counts": _histogram(conf, conf_edges)},
-        "projection": {"mean": np.round(mean, 6).tolist(), "components": np.round(comps, 6).tolist(), "histograms": hists},
+        "class_confidence": class_conf,
+        "projection": {"space": "logits", "mean": mean.tolist(), "components": comps.tolist(), "histograms": hists},
         "temperature": round(temperature, 6),
-        "reference_size": int(len(x_val)),
+        "reference_size": int(len(logits_val)),
         "expected_accuracy": round(float(conf.mean() * 100), 3),
+        "accuracy": {"atc_threshold": threshold, "validation_accuracy": round(float((pred == y_val).mean()), 6)},
     }

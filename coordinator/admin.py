@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 
-from edgefleet.device._transport import grpc_channel, translate
+from edgefleet.device import grpc_channel, translate_rpc_error
 
-from . import fleet_pb2 as pb
-from . import fleet_pb2_grpc as pb_grpc
+from edgefleet.proto import fleet_pb2 as pb
+from edgefleet.proto import fleet_pb2_grpc as pb_grpc
 from .wire import policy_from_pb
 
 __all__ = ["AdminClient"]
@@ -29,7 +29,7 @@ class AdminClient:
         try:
             return getattr(self._stub, name)(request, metadata=self._md, timeout=self.timeout_s)
         except grpc.RpcError as e:
-            raise translate(e, name) from e
+            raise translate_rpc_error(e, name) from e
 
     def create_enrollment_token(self, cohort: str, uses: int = 1) -> str:
         return self._call("CreateEnrollmentToken", pb.CreateEnrollmentTokenRequest(cohort=cohort, uses=uses)).token

@@ -50,6 +50,7 @@ class CloudModels:
         self._models: dict[str, tuple] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
+        self._loading = threading.Lock()
         self._dir = tempfile.TemporaryDirectory(prefix="edgefleet-cloud-")
 
     def admit(self, device_id: str, per_minute: float, rows: int) -> bool:
@@ -64,6 +65,16 @@ class CloudModels:
         with self._lock:
             if version in self._models:
                 return self._models[version]
+        with self._loading:  # one loader at a time: concurrent first calls must not see a half-unpacked bundle
+            with self._lock:
+                if version in self._models:
+                    return self._models[version]
+            entry = self._load(version)
+            with self._lock:
+                self._models[version] = entry
+            return entry
+
+    def _load(self, version: str):
         from edgefleet import runtimes
         from edgefleet.bundle import unpack
 
@@ -76,21 +87,13 @@ class CloudModels:
         target = next((t for t in CLOUD_TARGETS if t in targets), None)
         if target is None:
             raise NotFound(f"bundle {version} has no cloud artifact (one of {', '.join(CLOUD_TARGETS)})")
-        root = Path(self._dir.name, digest)
-        if not root.is_dir():
-            archive = self.store.get_bundle(digest)[1]
-            (root.parent / f"{digest}.tar.gz").write_bytes(archive)
-            unpack(root.parent / f"{digest}.tar.gz", root)
-        from edgefleet.bundle import Bundle
-        bundle = Bundle.open(root)
+        archive = Path(self._dir.name, f"{digest}.tar.gz")
+        archive.write_bytes(self.store.get_bundle(digest)[1])
+        bundle = unpack(archive, Path(self._dir.name, digest))
         name = next(n for n in runtimes.for_target(target) if runtimes.get(n).is_available())
         runtime = runtimes.load(name, bundle.artifact_path(target))
         output = runtime.output_names[0]
-        entry = (lambda x: runtime.run(x)[output], f"{version}/{target}",
-                 tuple(manifest["inputs"][0]["shape"][1:]))
-        with self._lock:
-            self._models[version] = entry
-        return entry
+        return (lambda x: runtime.run(x)[output], f"{version}/{target}", tuple(manifest["inputs"][0]["shape"][1:]))
 
     def close(self) -> None:
         self._dir.cleanup()

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from . import fleet_pb2 as pb
+from edgefleet.proto import fleet_pb2 as pb
 
 __all__ = ["ConnectServer", "HTTP_STATUS"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import DecodeError
 
-from . import fleet_pb2 as pb
+from edgefleet.proto import fleet_pb2 as pb
 
 __all__ = ["generic_handler"]
 

@@ -78,8 +78,13 @@ def _inputs(scenario, shifted, x_all, y_all, rng, n):
 
 def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohort: int = 4, controls: int = 2,
                   rounds: int = 40, shift_at: int = 4, end_at: int = 28, batch: int = 25, label_share: float = 0.3,
-                  seed: int = 0, rules_text: str = SCENARIO_RULES, inputs=None, log=None) -> dict:
-    """Run the scenarios side by side; return ``{"scenarios": {name: metrics}, "controls": ...}``."""
+                  seed: int = 0, rules_text: str = SCENARIO_RULES, inputs=None, previous_bundle=None,
+                  offline_rounds: tuple[int, int] | None = None, log=None) -> dict:
+    """Run the scenarios side by side; return ``{"scenarios": {name: metrics}, ...}``.
+
+    ``previous_bundle``: published and served first, so every cohort has a previous known-good version;
+    ``offline_rounds=(a, b)``: the first device of each scenario cohort cannot reach the coordinator in
+    rounds ``a <= r < b`` (it keeps predicting; its telemetry and labels wait in its on-disk queue)."""
     import numpy as np
 
     from edgefleet.bundle import Bundle, pack
@@ -117,6 +122,10 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
     per_round = {c: [] for c in cohorts}
     with Server(config) as server:
         admin = AdminClient(server.grpc_target, admin_token)
+        if previous_bundle is not None:
+            previous = admin.publish_bundle(pack(previous_bundle, work / "previous.tar.gz").read_bytes())["version"]
+            for cohort in cohorts:
+                admin.set_baseline(cohort, previous)
         version = admin.publish_bundle(pack(bundle.path, work / "bundle.tar.gz").read_bytes())["version"]
         fleet = []
         for cohort, scenario in cohorts.items():
@@ -131,7 +140,14 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
                 fleet.append((dev, cohort, scenario))
         say(f"coordinator {server.grpc_target}; {len(fleet)} devices in {len(cohorts)} cohorts; shift at round "
             f"{shift_at}" + (f", 'ends' back to normal at {end_at}" if "ends" in scenarios else ""))
+        cut_off = [next(d for d, c, _ in fleet if c == cohort) for cohort, s in cohorts.items() if s is not None]
+        online = {id(d): d.transport for d in cut_off}
         for r in range(rounds):
+            if offline_rounds is not None:
+                for dev in cut_off:  # a closed port: every call fails as the device would see it offline
+                    dev.transport = (online[id(dev)] if not offline_rounds[0] <= r < offline_rounds[1]
+                                     else GrpcTransport("127.0.0.1:9", timeout_s=0.2))
+                    dev.transport.token = online[id(dev)].token
             tally = {c: [0, 0, 0] for c in cohorts}  # served correct, counterfactual correct, n
             for dev, cohort, scenario in fleet:
                 shifted = scenario is not None and r >= shift_at and not (scenario == "ends" and r >= end_at)
@@ -157,6 +173,10 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
         audit = admin.list_audit()
         raw = {c: sum(e["bytes"] for e in audit if e["cohort"] == c) for c in cohorts}
         device_raw = {c: sum(d.cloud.stats["raw_bytes_sent"] for d, cc, _ in fleet if cc == c) for c in cohorts}
+        serving = {c: sorted({f"{d.model_version}/{d.artifact}" + ("+bias" if (d.policy.get("remedy") or {}).get(
+            "logit_bias") else "") + ("+cloud" if (d.policy.get("remedy") or {}).get("cloud") else "")
+            for d, cc, _ in fleet if cc == c}) for c in cohorts}
+        queued = {c: sum(len(d.queue) for d, cc, _ in fleet if cc == c) for c in cohorts}
         admin.close()
         for dev, _, _ in fleet:
             dev.close()
@@ -173,6 +193,7 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
         result["scenarios"][scenario] = _metrics(scenario, rows, mine, shift_at, end_at if scenario == "ends" else rounds,
                                                  devices_per_cohort)
         result["scenarios"][scenario].update(raw_bytes_off_device=device_raw[cohort], audited_bytes=raw[cohort],
+                                             serving=serving[cohort], undelivered_windows=queued[cohort],
                                              decisions_in_controls=controls_decisions, per_round=rows)
     return result
 

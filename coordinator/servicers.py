@@ -16,8 +16,8 @@ import time
 
 import grpc
 
-from . import fleet_pb2 as pb
-from . import fleet_pb2_grpc as pb_grpc
+from edgefleet.proto import fleet_pb2 as pb
+from edgefleet.proto import fleet_pb2_grpc as pb_grpc
 from .errors import CoordinatorError
 from .wire import decision_to_pb, policy_to_pb, window_to_dict
 

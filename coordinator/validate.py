@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-from edgefleet.device._sketch import LATENCY_EDGES_MS
+from edgefleet import telemetry
+from edgefleet.telemetry import TelemetryError
 
 from .errors import InvalidRequest
 
@@ -17,16 +18,6 @@ __all__ = ["validate_windows", "validate_labels", "MAX_WINDOWS_PER_REPORT", "MAX
 MAX_WINDOWS_PER_REPORT = 1000
 MAX_LABELS_PER_REQUEST = 10000
 _MAX_ID = 128
-_MAX_COUNT = 10 ** 9
-
-
-def _counts(where: str, counts, bins: int, total: int, what: str) -> None:
-    if len(counts) != bins:
-        raise InvalidRequest(f"{where}: expected {bins} bins ({what}), got {len(counts)}")
-    if any(c < 0 for c in counts):
-        raise InvalidRequest(f"{where}: negative count")
-    if sum(counts) != total:
-        raise InvalidRequest(f"{where}: counts sum to {sum(counts)}, but the window holds {total} predictions")
 
 
 def _ident(where: str, value: str, *, empty_ok: bool = False) -> None:
@@ -36,7 +27,8 @@ def _ident(where: str, value: str, *, empty_ok: bool = False) -> None:
 
 def validate_windows(windows: list[dict], reference_for) -> None:
     """Raise InvalidRequest on the first bad window. ``reference_for(version)`` returns the bundle's
-    manifest for a published version, or None."""
+    manifest for a published version, or None. The window itself is checked by
+    :func:`edgefleet.telemetry.validate` (any accepted schema version)."""
     if not windows:
         raise InvalidRequest("windows: a report needs at least one window")
     if len(windows) > MAX_WINDOWS_PER_REPORT:
@@ -44,49 +36,22 @@ def validate_windows(windows: list[dict], reference_for) -> None:
     seen = set()
     for i, w in enumerate(windows):
         at = f"windows[{i}]"
-        _ident(f"{at}.report_id", w["report_id"])
-        if w["report_id"] in seen:
-            raise InvalidRequest(f"{at}.report_id: {w['report_id']!r} appears twice in this report")
-        seen.add(w["report_id"])
-        _ident(f"{at}.model_version", w["model_version"])
-        manifest = reference_for(w["model_version"])
-        if manifest is None:
-            raise InvalidRequest(f"{at}.model_version: unknown model version {w['model_version']!r} (not published)")
-        targets = [a["target"] for a in manifest["artifacts"]]
-        if w["artifact"] not in targets:
-            raise InvalidRequest(f"{at}.artifact: {w['artifact']!r} is not an artifact of version "
-                                 f"{w['model_version']} ({', '.join(targets)})")
-        n = w["count"]
-        if not 0 <= n <= _MAX_COUNT:
-            raise InvalidRequest(f"{at}.count: {n} is outside 0..{_MAX_COUNT}")
-        if w["start_ms"] < 0 or w["end_ms"] < w["start_ms"]:
-            raise InvalidRequest(f"{at}: end_ms {w['end_ms']} before start_ms {w['start_ms']} (or negative)")
-        ref = manifest["monitoring"]
-        _counts(f"{at}.class_counts", w["class_counts"], len(ref["class_counts"]), n,
-                f"one per label of model {w['model_version']}")
-        _counts(f"{at}.confidence", w["confidence"], len(ref["confidence"]["counts"]), n, "the reference's bins")
-        hists = ref["projection"]["histograms"]
-        if len(w["projections"]) != len(hists):
-            raise InvalidRequest(f"{at}.projections: expected {len(hists)} projections, got {len(w['projections'])}")
-        for j, (counts, hist) in enumerate(zip(w["projections"], hists)):
-            _counts(f"{at}.projections[{j}]", counts, len(hist["counts"]), n, "the reference's bins")
-        if w["latency"]:
-            _counts(f"{at}.latency", w["latency"], len(LATENCY_EDGES_MS) - 1, n, "fixed latency bins")
-        if len(w["errors"]) > 16:
-            raise InvalidRequest(f"{at}.errors: {len(w['errors'])} kinds; at most 16")
-        for kind, count in w["errors"].items():
-            _ident(f"{at}.errors key", kind)
-            if not 0 <= count <= _MAX_COUNT:
-                raise InvalidRequest(f"{at}.errors[{kind!r}]: {count} is outside 0..{_MAX_COUNT}")
-        cs = w["confidence_sum"]
-        if not math.isfinite(cs) or not 0 <= cs <= n + 1e-6 * max(n, 1):
-            raise InvalidRequest(f"{at}.confidence_sum: {cs} is outside 0..count ({n})")
-        if w["merged"] < 0:
-            raise InvalidRequest(f"{at}.merged: negative")
-        _ident(f"{at}.shadow_version", w["shadow_version"], empty_ok=True)
-        if not 0 <= w["shadow_agree"] <= w["shadow_count"] <= _MAX_COUNT:
-            raise InvalidRequest(f"{at}: shadow_agree {w['shadow_agree']} and shadow_count {w['shadow_count']} "
-                                 "must satisfy 0 <= agree <= count")
+        try:
+            _ident(f"{at}.report_id", w["report_id"])
+            if w["report_id"] in seen:
+                raise InvalidRequest(f"{at}.report_id: {w['report_id']!r} appears twice in this report")
+            seen.add(w["report_id"])
+            _ident(f"{at}.model_version", w["model_version"])
+            manifest = reference_for(w["model_version"])
+            if manifest is None:
+                raise InvalidRequest(f"{at}.model_version: unknown model version {w['model_version']!r} (not published)")
+            targets = [a["target"] for a in manifest["artifacts"]]
+            if w["artifact"] not in targets:
+                raise InvalidRequest(f"{at}.artifact: {w['artifact']!r} is not an artifact of version "
+                                     f"{w['model_version']} ({', '.join(targets)})")
+            telemetry.validate(w, manifest["monitoring"], at)
+        except TelemetryError as e:
+            raise InvalidRequest(str(e)) from None
 
 
 def validate_labels(labels: list[dict], reference_for) -> None:

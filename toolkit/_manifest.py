@@ -99,6 +99,17 @@ def _check_monitoring(mon: Any, path: str, num_outputs: int | None) -> None:
             raise _fail(f"{path}.projection.components[{i}]", f"expected {len(mean)} numbers")
     for i, hist in enumerate(hists):
         _check_histogram(hist, f"{path}.projection.histograms[{i}]")
+    space = proj.get("space", "input")
+    if space not in ("input", "logits"):
+        raise _fail(f"{path}.projection.space", f"expected 'input' or 'logits', got {space!r}")
+    if space == "logits" and num_outputs is not None and len(mean) != num_outputs:
+        raise _fail(f"{path}.projection.mean", f"a logits projection needs {num_outputs} numbers, got {len(mean)}")
+    class_conf = mon.get("class_confidence", [])
+    classes = num_outputs if num_outputs is not None else len(class_counts)
+    if not isinstance(class_conf, list) or (class_conf and len(class_conf) != classes):
+        raise _fail(f"{path}.class_confidence", f"expected one histogram per class ({classes})")
+    for i, hist in enumerate(class_conf):
+        _check_histogram(hist, f"{path}.class_confidence[{i}]")
     temperature = _require(mon, "temperature", (int, float), path)
     if not temperature > 0:
         raise _fail(f"{path}.temperature", f"must be positive, got {temperature}")

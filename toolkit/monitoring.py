@@ -1,17 +1,17 @@
-"""The monitoring reference's arithmetic, in pure Python (runs on devices and under Pyodide).
-
-A bundle's ``manifest["monitoring"]`` holds what "normal" looked like on the validation data at
-export time; a device computes the same quantities on live traffic and sends their counts:
+"""The monitoring reference (a bundle's ``manifest["monitoring"]``): what "normal" looked like on the
+validation data at export time, in forms a device computes without numpy. ``docs/telemetry.md`` is the
+specification; the arithmetic (binning rule, softmax, projection) is defined once in
+:mod:`edgefleet.telemetry` and re-exported here.
 
 - ``class_counts``: how often each class was predicted (top-1 of the logits);
 - ``confidence``: a histogram of the calibrated top-1 confidence ``max(softmax(logits / T))``;
-- ``projection``: ``k`` input projections ``z = components @ (x.flatten() - mean)`` (PCA of the
-  validation inputs), each with a histogram;
-- ``temperature``: ``T``, fitted on the validation data so that mean confidence estimates accuracy.
-
-Histogram rule, shared by export and devices: ``edges`` are strictly increasing; a value ``v`` falls
-in bin ``i`` when ``edges[i] <= v < edges[i+1]``; values below ``edges[0]`` count in the first bin and
-values at or above ``edges[-1]`` in the last one, so no observation is ever dropped.
+- ``class_confidence`` (telemetry schema 2): per class ``c``, a histogram of ``ln softmax(logits / T)[c]``;
+- ``projection``: ``k`` projections ``z = components @ (v - mean)`` each with a histogram, where ``v``
+  is the model's logits (``space: "logits"``) or the flattened model input (``space: "input"``, the
+  schema-1 default);
+- ``temperature``: ``T``, fitted on the validation data (negative log-likelihood);
+- ``accuracy`` (optional): the label-free estimator's parameters (``atc_threshold``: the confidence
+  above which the share of predictions equals the validation accuracy; one of the confidence edges).
 
 >>> confidence([2.0, 0.0, 0.0], temperature=1.0) > 0.78
 True
@@ -21,39 +21,13 @@ True
 
 from __future__ import annotations
 
-import bisect
-import math
 from typing import Sequence
 
+from .telemetry import argmax, bin_index, log_softmax, project, softmax
 
-def softmax(logits: Sequence[float], temperature: float = 1.0) -> list[float]:
-    scaled = [v / temperature for v in logits]
-    top = max(scaled)
-    exps = [math.exp(v - top) for v in scaled]
-    total = sum(exps)
-    return [e / total for e in exps]
+__all__ = ["softmax", "log_softmax", "confidence", "argmax", "bin_index", "project"]
 
 
 def confidence(logits: Sequence[float], temperature: float = 1.0) -> float:
     """Calibrated top-1 confidence of one row of logits."""
     return max(softmax(logits, temperature))
-
-
-def argmax(values: Sequence[float]) -> int:
-    best = 0
-    for i, v in enumerate(values):
-        if v > values[best]:
-            best = i
-    return best
-
-
-def bin_index(edges: Sequence[float], value: float) -> int:
-    """Histogram bin of ``value`` under the rule in this module's docstring."""
-    i = bisect.bisect_right(edges, value) - 1
-    return min(max(i, 0), len(edges) - 2)
-
-
-def project(x_flat: Sequence[float], mean: Sequence[float], components: Sequence[Sequence[float]]) -> list[float]:
-    """The k input projections of one flattened input."""
-    centred = [a - b for a, b in zip(x_flat, mean)]
-    return [sum(c * v for c, v in zip(row, centred)) for row in components]

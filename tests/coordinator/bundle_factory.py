@@ -113,7 +113,8 @@ def make_bundle(dest, *, version="1.0", signing_key=None, quality="good", teache
     clipped to the range seen on the reference data (so inputs beyond that range saturate it, like an
     int8 activation calibrated on normal data); ``teacher-fp32`` with ``teacher=True``."""
     x_tr, y_tr, x_ref, y_ref = digits()
-    w, b = _train(x_tr, y_tr, quality)
+    # "robust": the teacher's weights (trained on clean and corrupted inputs) as the bundle's model
+    w, b = _teacher(x_tr, y_tr) if quality == "robust" else _train(x_tr, y_tr, quality)
     writer = BundleWriter(dest)
     model = _onnx(w, b)
     writer.add_artifact("onnx-fp32", model, runtime="onnxruntime", precision="fp32")

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from edgefleet.coordinator import fleet_pb2 as pb
+from edgefleet.proto import fleet_pb2 as pb
 from edgefleet.coordinator.wire import window_from_dict
 
 from bundle_factory import ADMIN

@@ -9,8 +9,8 @@ import random
 import grpc
 import pytest
 
-from edgefleet.coordinator import fleet_pb2 as pb
-from edgefleet.coordinator.fleet_pb2_grpc import FleetStub
+from edgefleet.proto import fleet_pb2 as pb
+from edgefleet.proto.fleet_pb2_grpc import FleetStub
 
 from bundle_factory import ADMIN
 

@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from edgefleet.bundle import Bundle
-from edgefleet.coordinator import fleet_pb2 as pb
-from edgefleet.coordinator import fleet_pb2_grpc as pb_grpc
+from edgefleet.proto import fleet_pb2 as pb
+from edgefleet.proto import fleet_pb2_grpc as pb_grpc
 from edgefleet.coordinator.wire import window_from_dict
 from edgefleet.device import Window
 

@@ -1,10 +1,10 @@
 """Generated stubs are checked, never edited: regenerating from fleet.proto must give the committed files."""
 
-from edgefleet.coordinator import protos
+from edgefleet.proto import stubs as protos
 
 
 def test_committed_stubs_match_the_proto():
-    assert protos.drifted() == [], "run: python -m edgefleet.coordinator.protos --write"
+    assert protos.drifted() == [], "run: python -m edgefleet.proto.stubs --write"
 
 
 def test_check_command_fails_on_drift(tmp_path, monkeypatch):

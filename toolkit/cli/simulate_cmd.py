@@ -17,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", help="where device state and the store go (default: a temporary directory)")
     p.add_argument("--json", help="also write the summary as JSON to this file")
+    p.add_argument("--scenario", help="run the fallback-ladder benchmark instead: comma-separated scenarios "
+                                      "(quantization, label, covariate, ends; 'all' for every one), each in its own "
+                                      "cohort beside untouched control cohorts (--cohorts minus the scenarios, at least 2); "
+                                      "--devices is shared out evenly; --rounds defaults to 40 there")
 
 
 def run(args) -> int:
@@ -27,6 +31,8 @@ def run(args) -> int:
         raise ConfigError("simulate: --devices, --cohorts and --rounds must be positive")
     if not (Path(args.bundle) / "manifest.json").is_file():
         raise ConfigError(f"simulate: no bundle at {args.bundle}; run `edgefleet demo` first or pass a bundle directory")
+    if args.scenario:
+        return _scenarios(args)
     with tempfile.TemporaryDirectory(prefix="edgefleet-sim-") as tmp:
         summary = run_fleet_demo(args.bundle, args.workdir or tmp, devices=args.devices, seed=args.seed,
                                  cohorts=args.cohorts, rounds=args.rounds, log=print)
@@ -35,3 +41,30 @@ def run(args) -> int:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2, default=str)
     return 0
+
+
+def _scenarios(args) -> int:
+    from edgefleet.coordinator.scenarios import SCENARIOS, format_table, run_scenarios
+    names = list(SCENARIOS) if args.scenario == "all" else [s.strip() for s in args.scenario.split(",") if s.strip()]
+    rounds = args.rounds if args.rounds != 6 else 40  # 6 is the plain simulation's default
+    with tempfile.TemporaryDirectory(prefix="edgefleet-scenarios-") as tmp:
+        controls = max(args.cohorts - len(names), 2)
+        result = run_scenarios(args.bundle, args.workdir or tmp, names, controls=controls,
+                               devices_per_cohort=max(args.devices // (len(names) + controls), 1), rounds=rounds,
+                               seed=args.seed, log=print)
+    print(format_table(result))
+    if args.json:
+        keys = ("acc_before", "acc_shifted", "acc_recovered", "rung", "windows_to_detect", "windows_to_recover",
+                "raw_bytes_off_device", "decisions_in_controls")
+        doc = {"bundle": str(args.bundle), "command": "edgefleet simulate " + " ".join(_argv(args)),
+               **{k: v for k, v in result.items() if k != "scenarios"},
+               "scenarios": {name: {**{k: m[k] for k in keys}, **{k: v for k, v in m.items() if k not in keys}}
+                             for name, m in result["scenarios"].items()}}
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2, default=str)
+    return 0
+
+
+def _argv(args) -> list[str]:
+    return [str(args.bundle), "--scenario", args.scenario, "--devices", str(args.devices), "--cohorts",
+            str(args.cohorts), "--rounds", str(args.rounds), "--seed", str(args.seed)]

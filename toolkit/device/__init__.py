@@ -9,8 +9,9 @@ from ._connect import ConnectTransport
 from ._device import Device, Prediction
 from ._policy import choose, in_canary
 from ._queue import DiskQueue
-from ._sketch import LATENCY_EDGES_MS, Window, latency_quantile, merge
-from ._transport import GrpcTransport, Offline, Rejected
+from ._transport import GrpcTransport, Offline, Rejected, grpc_channel, translate_rpc_error
+from edgefleet.telemetry import LATENCY_EDGES_MS, Window, latency_quantile, merge
 
 __all__ = ["Device", "Prediction", "GrpcTransport", "ConnectTransport", "Offline", "Rejected", "DiskQueue", "Window", "merge",
-           "latency_quantile", "LATENCY_EDGES_MS", "in_canary", "choose"]
+           "latency_quantile", "LATENCY_EDGES_MS", "in_canary", "choose",
+           "grpc_channel", "translate_rpc_error"]

@@ -13,20 +13,12 @@ import ssl
 import urllib.error
 import urllib.request
 
+from edgefleet.telemetry import is_retryable, to_json
+
 from ._transport import Offline, Rejected
 
 __all__ = ["ConnectTransport"]
 
-_RETRYABLE = ("unavailable", "deadline_exceeded", "resource_exhausted", "aborted", "unknown", "internal")
-
-
-def _window_json(d: dict) -> dict:
-    return {**{k: d[k] for k in ("report_id", "model_version", "artifact", "start_ms", "end_ms", "count",
-                                 "class_counts", "errors", "confidence_sum")},
-            "confidence": {"counts": d["confidence"]}, "projections": [{"counts": p} for p in d["projections"]],
-            "latency": {"counts": d["latency"]}, "merged": d.get("merged", 1),
-            "shadow_version": d.get("shadow_version", ""), "shadow_count": d.get("shadow_count", 0),
-            "shadow_agree": d.get("shadow_agree", 0)}
 
 
 def _target(t: dict | None) -> dict | None:
@@ -69,7 +61,7 @@ class ConnectTransport:
     @staticmethod
     def _error(method, err: dict):
         code = err.get("code", "unknown")
-        if code in _RETRYABLE:
+        if is_retryable(code):
             return Offline(f"{method}: coordinator unavailable ({code}: {err.get('message', '')})")
         return Rejected(code.upper(), f"{method}: {err.get('message', '')}")
 
@@ -81,7 +73,7 @@ class ConnectTransport:
         return {"device_id": r["deviceId"], "device_token": r["deviceToken"], "cohort": r["cohort"]}
 
     def report(self, windows: list[dict]) -> list[str]:
-        return list(self._call("Report", {"windows": [_window_json(w) for w in windows]}).get("acknowledged", []))
+        return list(self._call("Report", {"windows": [to_json(w) for w in windows]}).get("acknowledged", []))
 
     def feedback(self, labels: list[dict]) -> int:
         return int(self._call("Feedback", {"labels": labels}).get("stored", 0))

@@ -31,7 +31,7 @@ from ._engine import Engine
 from ._policy import choose
 from ._queue import DiskQueue
 from ._remedy import CloudFallback, biased_top
-from ._sketch import Window
+from edgefleet.telemetry import Window, projection_space
 from ._transport import Offline, Rejected
 
 __all__ = ["Device", "Prediction"]
@@ -162,8 +162,12 @@ class Device:
             out.append([(v * scale - m) / s for v, m, s in zip(row, means, stds)])
         return out, out
 
-    def _projections(self, flat) -> list[list[float]]:
+    def _projections(self, flat) -> list[list[float]] | list[None]:
+        """Input projections, for a reference whose projection space is ``"input"`` (the window
+        projects the logits itself otherwise)."""
         proj = self.bundle.manifest["monitoring"]["projection"]
+        if projection_space(self.bundle.manifest["monitoring"]) != "input":
+            return [None] * len(flat)
         try:
             import numpy as np
             if isinstance(flat, np.ndarray):

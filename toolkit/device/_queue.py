@@ -21,7 +21,7 @@ import os
 import threading
 from pathlib import Path
 
-from ._sketch import merge
+from edgefleet.telemetry import merge
 
 __all__ = ["DiskQueue"]
 

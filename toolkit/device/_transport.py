@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgefleet._errors import EdgefleetError
+from edgefleet.proto import policy_from_pb
+from edgefleet.telemetry import is_retryable, to_message
 
-__all__ = ["Offline", "Rejected", "GrpcTransport", "grpc_channel"]
+__all__ = ["Offline", "Rejected", "GrpcTransport", "grpc_channel", "translate_rpc_error"]
 
 
 class Offline(EdgefleetError):
@@ -24,9 +26,6 @@ class Rejected(EdgefleetError):
     def __init__(self, code: str, message: str):
         super().__init__(f"{code}: {message}")
         self.code = code
-
-
-_RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED", "UNKNOWN", "INTERNAL")
 
 
 def grpc_channel(target: str, root_cert: str | bytes | None = None, *, max_message_bytes: int = 8 * 1024 * 1024):
@@ -45,18 +44,18 @@ def grpc_channel(target: str, root_cert: str | bytes | None = None, *, max_messa
     return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=pem), options=options)
 
 
-def translate(e, what: str) -> EdgefleetError:
+def translate_rpc_error(e, what: str) -> EdgefleetError:
     """A grpc.RpcError as Offline or Rejected, naming the call."""
     code = e.code().name if hasattr(e, "code") and e.code() is not None else "UNKNOWN"
     details = e.details() if hasattr(e, "details") else str(e)
-    if code in _RETRYABLE:
+    if is_retryable(code):
         return Offline(f"{what}: coordinator unreachable ({code}: {details})")
     return Rejected(code, f"{what}: {details}")
 
 
 class GrpcTransport:
     def __init__(self, target: str, *, root_cert: str | bytes | None = None, timeout_s: float = 10.0):
-        from edgefleet.coordinator import fleet_pb2, fleet_pb2_grpc
+        from edgefleet.proto import fleet_pb2, fleet_pb2_grpc
 
         self._pb = fleet_pb2
         self.target, self.timeout_s = target, timeout_s
@@ -72,7 +71,7 @@ class GrpcTransport:
         try:
             return fn()
         except grpc.RpcError as e:
-            raise translate(e, what) from e
+            raise translate_rpc_error(e, what) from e
 
     def enroll(self, enrollment_token: str, hardware: str = "") -> dict:
         r = self._call("Enroll", lambda: self._stub.Enroll(self._pb.EnrollRequest(
@@ -80,8 +79,7 @@ class GrpcTransport:
         return {"device_id": r.device_id, "device_token": r.device_token, "cohort": r.cohort}
 
     def report(self, windows: list[dict]) -> list[str]:
-        from edgefleet.coordinator.wire import window_from_dict
-        req = self._pb.ReportRequest(windows=[window_from_dict(w) for w in windows])
+        req = self._pb.ReportRequest(windows=[to_message(w, self._pb.Window) for w in windows])
         r = self._call("Report", lambda: self._stub.Report(req, metadata=self._md(), timeout=self.timeout_s))
         return list(r.acknowledged)
 
@@ -91,13 +89,11 @@ class GrpcTransport:
                                                                    timeout=self.timeout_s)).stored
 
     def get_policy(self) -> dict:
-        from edgefleet.coordinator.wire import policy_from_pb
         return policy_from_pb(self._call("GetPolicy", lambda: self._stub.GetPolicy(
             self._pb.PolicyRequest(), metadata=self._md(), timeout=self.timeout_s)))
 
     def watch_policy(self, known_revision: int = 0, timeout_s: float | None = None):
         """Yield the policy now and at each change (a stream); returns when ``timeout_s`` passes."""
-        from edgefleet.coordinator.wire import policy_from_pb
         import grpc
         stream = self._stub.WatchPolicy(self._pb.PolicyRequest(known_revision=known_revision),
                                         metadata=self._md(), timeout=timeout_s)
@@ -108,7 +104,7 @@ class GrpcTransport:
         except grpc.RpcError as e:
             if e.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
                 return
-            raise translate(e, "WatchPolicy") from e
+            raise translate_rpc_error(e, "WatchPolicy") from e
 
     def cancel_watch(self) -> None:
         stream = getattr(self, "_watch", None)

@@ -1,10 +1,10 @@
 """Regenerate the committed protobuf stubs, or check that they match ``fleet.proto``.
 
-    python -m edgefleet.coordinator.protos --check   # exit 1 and name the files that drifted
-    python -m edgefleet.coordinator.protos --write   # rewrite fleet_pb2.py, fleet_pb2.pyi, fleet_pb2_grpc.py
+    python -m edgefleet.proto.stubs --check   # exit 1 and name the files that drifted
+    python -m edgefleet.proto.stubs --write   # rewrite fleet_pb2.py, fleet_pb2.pyi, fleet_pb2_grpc.py
 
-The proto is compiled as ``edgefleet/coordinator/fleet.proto`` so that the generated gRPC module
-imports ``edgefleet.coordinator.fleet_pb2`` (the installed name), never a bare top-level module.
+The proto is compiled as ``edgefleet/proto/fleet.proto`` so that the generated gRPC module
+imports ``edgefleet.proto.fleet_pb2`` (the installed name), never a bare top-level module.
 """
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ def generate() -> dict[str, bytes]:
     except ImportError as e:
         raise SystemExit("regenerating stubs needs grpcio-tools: pip install 'edgefleet[dev]'") from e
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp, "src", "edgefleet", "coordinator")
+        src = Path(tmp, "src", "edgefleet", "proto")
         src.mkdir(parents=True)
         shutil.copyfile(PROTO, src / "fleet.proto")
         out = Path(tmp, "out")
         out.mkdir()
         include = str(Path(protoc.__file__).parent / "_proto")
         rc = protoc.main(["protoc", f"-I{tmp}/src", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
-                          f"--grpc_python_out={out}", "edgefleet/coordinator/fleet.proto"])
+                          f"--grpc_python_out={out}", "edgefleet/proto/fleet.proto"])
         if rc != 0:
             raise SystemExit(f"protoc failed on {PROTO} (exit {rc})")
-        return {name: (out / "edgefleet" / "coordinator" / name).read_bytes() for name in OUTPUTS}
+        return {name: (out / "edgefleet" / "proto" / name).read_bytes() for name in OUTPUTS}
 
 
 def drifted() -> list[str]:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bad = drifted()
     if bad:
-        print(f"stubs out of date with {PROTO.name}: {', '.join(bad)}; run python -m edgefleet.coordinator.protos --write",
+        print(f"stubs out of date with {PROTO.name}: {', '.join(bad)}; run python -m edgefleet.proto.stubs --write",
               file=sys.stderr)
         return 1
     return 0

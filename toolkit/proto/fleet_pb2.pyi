@@ -31,7 +31,7 @@ class Histogram(_message.Message):
     def __init__(self, counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Window(_message.Message):
-    __slots__ = ("report_id", "model_version", "artifact", "start_ms", "end_ms", "count", "class_counts", "confidence", "projections", "latency", "errors", "confidence_sum", "merged", "shadow_version", "shadow_count", "shadow_agree")
+    __slots__ = ("report_id", "model_version", "artifact", "start_ms", "end_ms", "count", "class_counts", "confidence", "projections", "latency", "errors", "confidence_sum", "merged", "shadow_version", "shadow_count", "shadow_agree", "schema_version", "class_confidence")
     class ErrorsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,8 @@ class Window(_message.Message):
     SHADOW_VERSION_FIELD_NUMBER: _ClassVar[int]
     SHADOW_COUNT_FIELD_NUMBER: _ClassVar[int]
     SHADOW_AGREE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLASS_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     report_id: str
     model_version: str
     artifact: str
@@ -71,7 +73,9 @@ class Window(_message.Message):
     shadow_version: str
     shadow_count: int
     shadow_agree: int
-    def __init__(self, report_id: _Optional[str] = ..., model_version: _Optional[str] = ..., artifact: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., count: _Optional[int] = ..., class_counts: _Optional[_Iterable[int]] = ..., confidence: _Optional[_Union[Histogram, _Mapping]] = ..., projections: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ..., latency: _Optional[_Union[Histogram, _Mapping]] = ..., errors: _Optional[_Mapping[str, int]] = ..., confidence_sum: _Optional[float] = ..., merged: _Optional[int] = ..., shadow_version: _Optional[str] = ..., shadow_count: _Optional[int] = ..., shadow_agree: _Optional[int] = ...) -> None: ...
+    schema_version: int
+    class_confidence: _containers.RepeatedCompositeFieldContainer[Histogram]
+    def __init__(self, report_id: _Optional[str] = ..., model_version: _Optional[str] = ..., artifact: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., count: _Optional[int] = ..., class_counts: _Optional[_Iterable[int]] = ..., confidence: _Optional[_Union[Histogram, _Mapping]] = ..., projections: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ..., latency: _Optional[_Union[Histogram, _Mapping]] = ..., errors: _Optional[_Mapping[str, int]] = ..., confidence_sum: _Optional[float] = ..., merged: _Optional[int] = ..., shadow_version: _Optional[str] = ..., shadow_count: _Optional[int] = ..., shadow_agree: _Optional[int] = ..., schema_version: _Optional[int] = ..., class_confidence: _Optional[_Iterable[_Union[Histogram, _Mapping]]] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
     __slots__ = ("windows", "device_id")

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from edgefleet.coordinator import fleet_pb2 as edgefleet_dot_coordinator_dot_fleet__pb2
+from edgefleet.proto import fleet_pb2 as edgefleet_dot_proto_dot_fleet__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in edgefleet/coordinator/fleet_pb2_grpc.py depends on'
+        + ' but the generated code in edgefleet/proto/fleet_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,43 +37,43 @@ class FleetStub:
         """
         self.Enroll = channel.unary_unary(
                 '/edgefleet.v1.Fleet/Enroll',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.EnrollRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.EnrollResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.EnrollResponse.FromString,
                 _registered_method=True)
         self.Report = channel.unary_unary(
                 '/edgefleet.v1.Fleet/Report',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ReportRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ReportResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ReportRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ReportResponse.FromString,
                 _registered_method=True)
         self.Feedback = channel.unary_unary(
                 '/edgefleet.v1.Fleet/Feedback',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.FeedbackRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.FeedbackResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
         self.GetPolicy = channel.unary_unary(
                 '/edgefleet.v1.Fleet/GetPolicy',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.PolicyRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.Policy.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.PolicyRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.Policy.FromString,
                 _registered_method=True)
         self.WatchPolicy = channel.unary_stream(
                 '/edgefleet.v1.Fleet/WatchPolicy',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.PolicyRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.Policy.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.PolicyRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.Policy.FromString,
                 _registered_method=True)
         self.FetchBundle = channel.unary_stream(
                 '/edgefleet.v1.Fleet/FetchBundle',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.FetchBundleRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.BundleChunk.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.FetchBundleRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.BundleChunk.FromString,
                 _registered_method=True)
         self.ReportEvent = channel.unary_unary(
                 '/edgefleet.v1.Fleet/ReportEvent',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.EventRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.EventResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.EventRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.EventResponse.FromString,
                 _registered_method=True)
         self.Predict = channel.unary_unary(
                 '/edgefleet.v1.Fleet/Predict',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.PredictRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.PredictResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.PredictRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PredictResponse.FromString,
                 _registered_method=True)
 
 
@@ -144,43 +144,43 @@ def add_FleetServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Enroll': grpc.unary_unary_rpc_method_handler(
                     servicer.Enroll,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.EnrollRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.EnrollResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.EnrollRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.EnrollResponse.SerializeToString,
             ),
             'Report': grpc.unary_unary_rpc_method_handler(
                     servicer.Report,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ReportRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ReportResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ReportRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ReportResponse.SerializeToString,
             ),
             'Feedback': grpc.unary_unary_rpc_method_handler(
                     servicer.Feedback,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.FeedbackRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.FeedbackResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.FeedbackRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.FeedbackResponse.SerializeToString,
             ),
             'GetPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPolicy,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.PolicyRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.Policy.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PolicyRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.Policy.SerializeToString,
             ),
             'WatchPolicy': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchPolicy,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.PolicyRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.Policy.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PolicyRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.Policy.SerializeToString,
             ),
             'FetchBundle': grpc.unary_stream_rpc_method_handler(
                     servicer.FetchBundle,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.FetchBundleRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.BundleChunk.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.FetchBundleRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.BundleChunk.SerializeToString,
             ),
             'ReportEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportEvent,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.EventRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.EventResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.EventRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.EventResponse.SerializeToString,
             ),
             'Predict': grpc.unary_unary_rpc_method_handler(
                     servicer.Predict,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.PredictRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.PredictResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PredictRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.PredictResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -209,8 +209,8 @@ class Fleet:
             request,
             target,
             '/edgefleet.v1.Fleet/Enroll',
-            edgefleet_dot_coordinator_dot_fleet__pb2.EnrollRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.EnrollResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.EnrollRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.EnrollResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -236,8 +236,8 @@ class Fleet:
             request,
             target,
             '/edgefleet.v1.Fleet/Report',
-            edgefleet_dot_coordinator_dot_fleet__pb2.ReportRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.ReportResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.ReportRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -263,8 +263,8 @@ class Fleet:
             request,
             target,
             '/edgefleet.v1.Fleet/Feedback',
-            edgefleet_dot_coordinator_dot_fleet__pb2.FeedbackRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.FeedbackResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.FeedbackRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -290,8 +290,8 @@ class Fleet:
             request,
             target,
             '/edgefleet.v1.Fleet/GetPolicy',
-            edgefleet_dot_coordinator_dot_fleet__pb2.PolicyRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.Policy.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.PolicyRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.Policy.FromString,
             options,
             channel_credentials,
             insecure,
@@ -317,8 +317,8 @@ class Fleet:
             request,
             target,
             '/edgefleet.v1.Fleet/WatchPolicy',
-            edgefleet_dot_coordinator_dot_fleet__pb2.PolicyRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.Policy.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.PolicyRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.Policy.FromString,
             options,
             channel_credentials,
             insecure,
@@ -344,8 +344,8 @@ class Fleet:
             request,
             target,
             '/edgefleet.v1.Fleet/FetchBundle',
-            edgefleet_dot_coordinator_dot_fleet__pb2.FetchBundleRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.BundleChunk.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.FetchBundleRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.BundleChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -371,8 +371,8 @@ class Fleet:
             request,
             target,
             '/edgefleet.v1.Fleet/ReportEvent',
-            edgefleet_dot_coordinator_dot_fleet__pb2.EventRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.EventResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.EventRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.EventResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -398,8 +398,8 @@ class Fleet:
             request,
             target,
             '/edgefleet.v1.Fleet/Predict',
-            edgefleet_dot_coordinator_dot_fleet__pb2.PredictRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.PredictResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.PredictRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.PredictResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -423,73 +423,73 @@ class AdminStub:
         """
         self.CreateEnrollmentToken = channel.unary_unary(
                 '/edgefleet.v1.Admin/CreateEnrollmentToken',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CreateEnrollmentTokenRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CreateEnrollmentTokenResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.CreateEnrollmentTokenRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CreateEnrollmentTokenResponse.FromString,
                 _registered_method=True)
         self.PublishBundle = channel.unary_unary(
                 '/edgefleet.v1.Admin/PublishBundle',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.PublishBundleRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.PublishBundleResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.PublishBundleRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PublishBundleResponse.FromString,
                 _registered_method=True)
         self.AssignCohort = channel.unary_unary(
                 '/edgefleet.v1.Admin/AssignCohort',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.AssignCohortRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.AssignCohortRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
                 _registered_method=True)
         self.SetBaseline = channel.unary_unary(
                 '/edgefleet.v1.Admin/SetBaseline',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.SetBaselineRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.SetBaselineRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
                 _registered_method=True)
         self.StartCanary = channel.unary_unary(
                 '/edgefleet.v1.Admin/StartCanary',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.StartCanaryRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.StartCanaryRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
                 _registered_method=True)
         self.StopCanary = channel.unary_unary(
                 '/edgefleet.v1.Admin/StopCanary',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.StopCanaryRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.StopCanaryRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
                 _registered_method=True)
         self.SetFallback = channel.unary_unary(
                 '/edgefleet.v1.Admin/SetFallback',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.SetFallbackRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.SetFallbackRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
                 _registered_method=True)
         self.StartShadow = channel.unary_unary(
                 '/edgefleet.v1.Admin/StartShadow',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.StartShadowRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.StartShadowRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
                 _registered_method=True)
         self.ListDecisions = channel.unary_unary(
                 '/edgefleet.v1.Admin/ListDecisions',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.FromString,
                 _registered_method=True)
         self.ListEvents = channel.unary_unary(
                 '/edgefleet.v1.Admin/ListEvents',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListEventsRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListEventsResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
         self.Evaluate = channel.unary_unary(
                 '/edgefleet.v1.Admin/Evaluate',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.EvaluateRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.FromString,
                 _registered_method=True)
         self.SetPrivacy = channel.unary_unary(
                 '/edgefleet.v1.Admin/SetPrivacy',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.SetPrivacyRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.SetPrivacyRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
                 _registered_method=True)
         self.ListAudit = channel.unary_unary(
                 '/edgefleet.v1.Admin/ListAudit',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
         self.ListMeasurements = channel.unary_unary(
                 '/edgefleet.v1.Admin/ListMeasurements',
-                request_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
-                response_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsResponse.FromString,
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.FromString,
                 _registered_method=True)
 
 
@@ -591,73 +591,73 @@ def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateEnrollmentToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateEnrollmentToken,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.CreateEnrollmentTokenRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CreateEnrollmentTokenResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CreateEnrollmentTokenRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CreateEnrollmentTokenResponse.SerializeToString,
             ),
             'PublishBundle': grpc.unary_unary_rpc_method_handler(
                     servicer.PublishBundle,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.PublishBundleRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.PublishBundleResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PublishBundleRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.PublishBundleResponse.SerializeToString,
             ),
             'AssignCohort': grpc.unary_unary_rpc_method_handler(
                     servicer.AssignCohort,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.AssignCohortRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.AssignCohortRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.SerializeToString,
             ),
             'SetBaseline': grpc.unary_unary_rpc_method_handler(
                     servicer.SetBaseline,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.SetBaselineRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.SetBaselineRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.SerializeToString,
             ),
             'StartCanary': grpc.unary_unary_rpc_method_handler(
                     servicer.StartCanary,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.StartCanaryRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.StartCanaryRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.SerializeToString,
             ),
             'StopCanary': grpc.unary_unary_rpc_method_handler(
                     servicer.StopCanary,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.StopCanaryRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.StopCanaryRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.SerializeToString,
             ),
             'SetFallback': grpc.unary_unary_rpc_method_handler(
                     servicer.SetFallback,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.SetFallbackRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.SetFallbackRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.SerializeToString,
             ),
             'StartShadow': grpc.unary_unary_rpc_method_handler(
                     servicer.StartShadow,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.StartShadowRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.StartShadowRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.SerializeToString,
             ),
             'ListDecisions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDecisions,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.SerializeToString,
             ),
             'ListEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEvents,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListEventsRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListEventsResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListEventsRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListEventsResponse.SerializeToString,
             ),
             'Evaluate': grpc.unary_unary_rpc_method_handler(
                     servicer.Evaluate,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.EvaluateRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.EvaluateRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.SerializeToString,
             ),
             'SetPrivacy': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPrivacy,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.SetPrivacyRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.SetPrivacyRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.SerializeToString,
             ),
             'ListAudit': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAudit,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListAuditRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListAuditResponse.SerializeToString,
             ),
             'ListMeasurements': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMeasurements,
-                    request_deserializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsRequest.FromString,
-                    response_serializer=edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsResponse.SerializeToString,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -686,8 +686,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/CreateEnrollmentToken',
-            edgefleet_dot_coordinator_dot_fleet__pb2.CreateEnrollmentTokenRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.CreateEnrollmentTokenResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.CreateEnrollmentTokenRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CreateEnrollmentTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -713,8 +713,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/PublishBundle',
-            edgefleet_dot_coordinator_dot_fleet__pb2.PublishBundleRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.PublishBundleResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.PublishBundleRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.PublishBundleResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -740,8 +740,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/AssignCohort',
-            edgefleet_dot_coordinator_dot_fleet__pb2.AssignCohortRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.AssignCohortRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -767,8 +767,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/SetBaseline',
-            edgefleet_dot_coordinator_dot_fleet__pb2.SetBaselineRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.SetBaselineRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -794,8 +794,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/StartCanary',
-            edgefleet_dot_coordinator_dot_fleet__pb2.StartCanaryRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.StartCanaryRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -821,8 +821,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/StopCanary',
-            edgefleet_dot_coordinator_dot_fleet__pb2.StopCanaryRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.StopCanaryRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -848,8 +848,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/SetFallback',
-            edgefleet_dot_coordinator_dot_fleet__pb2.SetFallbackRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.SetFallbackRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -875,8 +875,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/StartShadow',
-            edgefleet_dot_coordinator_dot_fleet__pb2.StartShadowRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.StartShadowRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -902,8 +902,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/ListDecisions',
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -929,8 +929,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/ListEvents',
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListEventsRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListEventsResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListEventsRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -956,8 +956,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/Evaluate',
-            edgefleet_dot_coordinator_dot_fleet__pb2.EvaluateRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListDecisionsResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.EvaluateRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -983,8 +983,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/SetPrivacy',
-            edgefleet_dot_coordinator_dot_fleet__pb2.SetPrivacyRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.CohortState.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.SetPrivacyRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1010,8 +1010,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/ListAudit',
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListAuditResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListAuditRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1037,8 +1037,8 @@ class Admin:
             request,
             target,
             '/edgefleet.v1.Admin/ListMeasurements',
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
-            edgefleet_dot_coordinator_dot_fleet__pb2.ListMeasurementsResponse.FromString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.FromString,
             options,
             channel_credentials,
             insecure,
