@@ -72,9 +72,16 @@ class AdminClient:
         r = self._call("ListEvents", pb.ListEventsRequest(device_id=device_id))
         return [{"device_id": e.device_id, "kind": e.kind, "detail": e.detail, "digest": e.digest} for e in r.events]
 
-    def set_privacy(self, cohort: str, raw_inputs_allowed: bool, cloud_per_minute: float = 0.0) -> dict:
+    def set_privacy(self, cohort: str, raw_inputs_allowed: bool, cloud_per_minute: float = 0.0, *,
+                    examples_allowed: bool = False, max_examples: int = 0) -> dict:
         return self._state(self._call("SetPrivacy", pb.SetPrivacyRequest(
-            cohort=cohort, raw_inputs_allowed=raw_inputs_allowed, cloud_per_minute=cloud_per_minute)))
+            cohort=cohort, raw_inputs_allowed=raw_inputs_allowed, cloud_per_minute=cloud_per_minute,
+            examples_allowed=examples_allowed, max_examples=max_examples)))
+
+    def list_jobs(self, cohort: str = "") -> list[dict]:
+        r = self._call("ListJobs", pb.ListJobsRequest(cohort=cohort))
+        return [{"id": j.id, "kind": j.kind, "cohort": j.cohort, "status": j.status, "attempts": j.attempts,
+                 "result": json.loads(j.result_json or "{}")} for j in r.jobs]
 
     def list_audit(self, cohort: str = "") -> list[dict]:
         r = self._call("ListAudit", pb.ListAuditRequest(cohort=cohort))

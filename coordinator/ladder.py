@@ -132,7 +132,27 @@ def _confidence_quantile(ctx, share: float) -> float:
     return 1.0 + 1e-9
 
 
-RUNGS = {r.name: r for r in (ArtifactRung(), PreviousVersionRung(), LabelShiftRung(), CloudRung())}
+class AdaptRung:
+    """Queue an adaptation job (``edgefleet.coordinator.adapt``); the primary serves meanwhile. The job
+    starts the adapted version as a canary on the cohort; the canary rule promotes or rolls it back,
+    and that outcome is this rung's measurement."""
+
+    name = "adapt"
+
+    def plan(self, ctx):
+        from .adapt import MIN_EXAMPLES
+        if not (ctx.state.get("privacy") or {}).get("examples_allowed"):
+            raise Skip("the cohort has not opted in to labelled examples leaving its devices (SetPrivacy)")
+        n = len(ctx.store.list_examples(ctx.cohort))
+        if n < MIN_EXAMPLES:
+            raise Skip(f"{n} labelled examples from the cohort, at least {MIN_EXAMPLES} needed")
+        lad = ctx.rules.ladder
+        job = ctx.store.enqueue_job("adapt", ctx.cohort, {"version": ctx.version, "max_drop": lad.adapt_max_drop,
+                                                          "canary_share": lad.adapt_canary_share})
+        return {}, f"adaptation job #{job} queued on {n} labelled examples"
+
+
+RUNGS = {r.name: r for r in (ArtifactRung(), PreviousVersionRung(), LabelShiftRung(), CloudRung(), AdaptRung())}
 
 
 # -- the drift engine, read in one place ------------------------------------------------------------
@@ -298,8 +318,49 @@ def _arm_estimate(store, rules, cohort, state, version, ladder, manifest) -> tup
     return verdict["report"]["estimated_accuracy"], verdict["merged"]["windows"]
 
 
+def _adapt_outcome(store, cohort, state, ladder) -> dict | None:
+    """None while the adaptation job or its canary is still running; else the measured outcome."""
+    jobs = store.list_jobs(cohort)
+    if not jobs or jobs[-1]["status"] in ("queued", "running"):
+        return None
+    job = jobs[-1]
+    if job["status"] == "failed":
+        return {"kept": False, "reason": f"adaptation job #{job['id']} failed: {job['result'].get('reason', '')}"}
+    adapted = job["result"]["version"]
+    if (state.get("canary") or {}).get("version") == adapted:
+        return None  # the canary is being evaluated
+    outcome = [d for d in store.list_decisions(cohort) if d["model_version"] == adapted
+               and d["kind"] in ("canary_promote", "canary_rollback")]
+    if not outcome:
+        return None
+    return {"kept": outcome[-1]["kind"] == "canary_promote", "reason": outcome[-1]["evidence"].get("why", ""),
+            "version": adapted, "canary_evidence": outcome[-1]["evidence"]}
+
+
 def _judge(store, rules, cohort, state, version, manifest, ladder, decide):
     lad = rules.ladder
+    if ladder["rung"] == "adapt":
+        outcome = _adapt_outcome(store, cohort, state, ladder)
+        if outcome is None:
+            return []
+        canary = (outcome.get("canary_evidence") or {}).get("canary") or {}
+        after = {"accuracy": canary.get("accuracy"), "source": canary.get("accuracy_source", "job"),
+                 "labels": 0, "interval": [0.0, 1.0], "reason": outcome["reason"]}
+        result = {"rung": "adapt", "action": {}, "after": after, "gain": None, "z": None, "kept": outcome["kept"],
+                  "decision": ladder["decision"]}
+        ladder["results"].append(result)
+        store.add_measurement(cohort, ladder["decision"], "after", after)
+        kind = "rung_kept" if outcome["kept"] else "rung_reverted"
+        evidence = {"why": f"rung adapt: {outcome['reason']}", "rung": "adapt", "before": ladder["before"],
+                    "after": after, "decision": ladder["decision"], "policy_revision": ladder["revision"]}
+        made = store.add_decision(cohort, kind, version, evidence)
+        recorded = {"id": made, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
+        if outcome["kept"]:  # promoted: the adapted version is the cohort's baseline now
+            ladder.update(status="settled", rung="adapt", action={}, started_ms=_now_ms())
+            store.update_cohort(cohort, {"ladder": ladder})
+            return [recorded]
+        return [recorded] + _try_next(store, rules, cohort, state, version, manifest, ladder,
+                                      _recent(store, rules, cohort, version, manifest, ladder), decide)
     n, _ = store.label_stats_between(cohort, ladder["revision"])
     estimate, windows = _arm_estimate(store, rules, cohort, state, version, ladder, manifest)
     if n < lad.eval_labels and windows < lad.eval_windows:

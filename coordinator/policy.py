@@ -27,8 +27,10 @@ from .rules import Rules
 __all__ = ["evaluate"]
 
 
-def _accuracy(store, cohort: str, version: str, report: dict, min_labels: int) -> tuple[float | None, str]:
-    n, correct = store.label_stats(cohort, version)
+def _accuracy(store, cohort: str, version: str, report: dict, min_labels: int,
+              since_revision: int = 0) -> tuple[float | None, str]:
+    """Labels of ``version`` in the cohort since the canary started (both arms over the same stretch)."""
+    n, correct = store.label_stats_between(cohort, since_revision, None, model_version=version)
     if n >= min_labels:
         return correct / n, f"labels ({n})"
     return report["estimated_accuracy"], "estimated from confidence"
@@ -95,8 +97,9 @@ def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) 
     report = drift_report(merged, monitoring_for(canary))
     if merged["count"] < rule.min_samples or base_report["samples"] < rule.min_samples:
         return []
-    acc_c, src_c = _accuracy(store, cohort, canary, report, rule.min_samples)
-    acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples)
+    since = state["canary"].get("since_revision", 0)
+    acc_c, src_c = _accuracy(store, cohort, canary, report, rule.min_samples, since)
+    acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples, since)
     evidence = {"canary": {"version": canary, "accuracy": acc_c, "accuracy_source": src_c, "statistics": report},
                 "baseline": {"version": baseline, "accuracy": acc_b, "accuracy_source": src_b,
                              "statistics": base_report},

@@ -14,7 +14,7 @@
     to_version = ""              # the "previous_version" rung's target (default: the previous baseline)
 
     [ladder]                     # what to try, cheapest first; each rung is measured and kept or reverted
-    rungs = ["artifact", "previous_version", "label_shift", "cloud"]
+    rungs = ["artifact", "previous_version", "label_shift", "cloud", "adapt"]
     artifact = "onnx-fp32"       # the other artifact of the bundle to try first
     eval_labels = 60             # judge a rung once this many labels arrived for predictions it served ...
     eval_windows = 40            # ... or after this many windows (its evaluation budget), on the estimate
@@ -29,6 +29,8 @@
     cloud_share = 0.5            # ... or under the confidence of this share of the cohort's recent inputs
     cloud_latency_ms = 50.0      # ... answered locally past this deadline ...
     cloud_per_minute = 600.0     # ... and past this many calls per device per minute
+    adapt_canary_share = 0.5     # adapt rung: the adapted version's canary share in the cohort ...
+    adapt_max_drop = 1.0         # ... and its accuracy budget on the original validation data (points)
 
     [canary]
     promote_after_windows = 20   # promote after this many healthy canary windows
@@ -57,7 +59,7 @@ __all__ = ["Rules", "FallbackRule", "DriftSettings", "LadderRule", "CanaryRule",
            "load_rules", "DEFAULT_RULES", "RUNG_NAMES"]
 
 #: the ladder's rungs, cheapest first (each is implemented in ``edgefleet.coordinator.ladder``)
-RUNG_NAMES = ("artifact", "previous_version", "label_shift", "cloud")
+RUNG_NAMES = ("artifact", "previous_version", "label_shift", "cloud", "adapt")
 
 DEFAULT_RULES = """
 [drift]
@@ -73,7 +75,7 @@ psi_above = 0.25
 to_artifact = "onnx-fp32"
 
 [ladder]
-rungs = ["artifact", "previous_version", "label_shift", "cloud"]
+rungs = ["artifact", "previous_version", "label_shift", "cloud", "adapt"]
 
 [canary]
 promote_after_windows = 20
@@ -121,6 +123,8 @@ class LadderRule:
     release_chi2_p_above: float = 0.001
     cloud_confidence_below: float = 0.7
     cloud_share: float = 0.5
+    adapt_canary_share: float = 0.5
+    adapt_max_drop: float = 1.0
     cloud_latency_ms: float = 50.0
     cloud_per_minute: float = 600.0
 

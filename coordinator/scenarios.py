@@ -41,7 +41,7 @@ name = "drift"
 chi2_p_below = 1e-6
 psi_above = 0.25
 [ladder]
-rungs = ["artifact", "previous_version", "label_shift", "cloud"]
+rungs = ["artifact", "previous_version", "label_shift", "cloud", "adapt"]
 eval_labels = 60
 eval_windows = 12
 min_gain = 0.02
@@ -49,6 +49,11 @@ good_enough = 0.03
 release_after = 2
 release_lookback = 16
 release_psi_below = 0.15
+adapt_max_drop = 2.0
+[canary]
+promote_after_windows = 8
+min_samples = 60
+rollback_margin = 0.05
 """
 
 
@@ -79,12 +84,15 @@ def _inputs(scenario, shifted, x_all, y_all, rng, n):
 def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohort: int = 4, controls: int = 2,
                   rounds: int = 40, shift_at: int = 4, end_at: int = 28, batch: int = 25, label_share: float = 0.3,
                   seed: int = 0, rules_text: str = SCENARIO_RULES, inputs=None, previous_bundle=None,
-                  offline_rounds: tuple[int, int] | None = None, log=None) -> dict:
+                  offline_rounds: tuple[int, int] | None = None, worker=None, log=None) -> dict:
     """Run the scenarios side by side; return ``{"scenarios": {name: metrics}, ...}``.
 
     ``previous_bundle``: published and served first, so every cohort has a previous known-good version;
     ``offline_rounds=(a, b)``: the first device of each scenario cohort cannot reach the coordinator in
-    rounds ``a <= r < b`` (it keeps predicting; its telemetry and labels wait in its on-disk queue)."""
+    rounds ``a <= r < b`` (it keeps predicting; its telemetry and labels wait in its on-disk queue);
+    ``worker``: a :class:`~edgefleet.coordinator.adapt.WorkerConfig` (its ``store`` is replaced): the
+    covariate cohorts also opt in to labelled examples, and a worker runs queued adaptation jobs
+    after each round's evaluation."""
     import numpy as np
 
     from edgefleet.bundle import Bundle, pack
@@ -131,7 +139,7 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
         for cohort, scenario in cohorts.items():
             admin.set_baseline(cohort, version)
             if scenario == "covariate":
-                admin.set_privacy(cohort, True)
+                admin.set_privacy(cohort, True, examples_allowed=worker is not None, max_examples=50)
             token = admin.create_enrollment_token(cohort, uses=devices_per_cohort)
             for i in range(devices_per_cohort):
                 dev = Device(bundle.path, work / "devices" / f"{cohort}-{i}", transport=GrpcTransport(server.grpc_target),
@@ -157,11 +165,15 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
                 t[0] += sum(int(p.label == label) for p, label in zip(preds, y))
                 t[1] += primary_correct(x, y)
                 t[2] += len(y)
-                for p, label in zip(preds, y):
+                for p, label, xi in zip(preds, y, x):
                     if rng.random() < label_share:
-                        dev.feedback(p.prediction_id, int(label))
+                        dev.feedback(p.prediction_id, int(label), example=xi if worker is not None else None)
                 dev.sync()
             made = admin.evaluate()
+            if worker is not None:
+                from .adapt import run_worker
+                worker.store = config.store
+                run_worker(worker, once=True, log=say)
             for cohort, (served, counterfactual, n) in tally.items():
                 per_round[cohort].append({"round": r, "served": served / n, "primary": counterfactual / n,
                                           "decisions": [d["kind"] + (":" + d["evidence"].get("rung", "")
@@ -172,7 +184,8 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
         decisions = [d for d in admin.list_decisions() if d["kind"] not in ("manual",)]
         audit = admin.list_audit()
         raw = {c: sum(e["bytes"] for e in audit if e["cohort"] == c) for c in cohorts}
-        device_raw = {c: sum(d.cloud.stats["raw_bytes_sent"] for d, cc, _ in fleet if cc == c) for c in cohorts}
+        device_raw = {c: sum(d.cloud.stats["raw_bytes_sent"] + d.stats["raw_bytes_sent"] for d, cc, _ in fleet
+                             if cc == c) for c in cohorts}
         serving = {c: sorted({f"{d.model_version}/{d.artifact}" + ("+bias" if (d.policy.get("remedy") or {}).get(
             "logit_bias") else "") + ("+cloud" if (d.policy.get("remedy") or {}).get("cloud") else "")
             for d, cc, _ in fleet if cc == c}) for c in cohorts}

@@ -154,6 +154,15 @@ class FleetServicer(pb_grpc.FleetServicer):
             return pb.PredictResponse(**r)
         return call(context, self.m, "Predict", run)
 
+    def SubmitExamples(self, request, context):
+        def run():
+            device_id, cohort = self._device(context)
+            examples = [{"prediction_id": e.prediction_id, "values": list(e.values), "shape": list(e.shape),
+                         "dtype": e.dtype, "label": e.label, "model_version": e.model_version}
+                        for e in request.examples]
+            return pb.ExamplesResponse(stored=self.c.submit_examples(device_id, cohort, examples))
+        return call(context, self.m, "SubmitExamples", run)
+
 
 class AdminServicer(pb_grpc.AdminServicer):
     def __init__(self, coordinator, metrics):
@@ -210,7 +219,13 @@ class AdminServicer(pb_grpc.AdminServicer):
 
     def SetPrivacy(self, request, context):
         return self._admin(context, "SetPrivacy", lambda: self._state(
-            self.c.set_privacy(request.cohort, request.raw_inputs_allowed, request.cloud_per_minute)))
+            self.c.set_privacy(request.cohort, request.raw_inputs_allowed, request.cloud_per_minute,
+                               request.examples_allowed, request.max_examples)))
+
+    def ListJobs(self, request, context):
+        return self._admin(context, "ListJobs", lambda: pb.ListJobsResponse(jobs=[
+            pb.Job(id=j["id"], kind=j["kind"], cohort=j["cohort"], status=j["status"], attempts=j["attempts"],
+                   result_json=json.dumps(j["result"], sort_keys=True)) for j in self.c.list_jobs(request.cohort)]))
 
     def ListAudit(self, request, context):
         return self._admin(context, "ListAudit", lambda: pb.ListAuditResponse(

@@ -30,7 +30,9 @@ def _remedy(p: dict) -> "pb.Remedy":
     return pb.Remedy(logit_bias=r.get("logit_bias", []), cloud=bool(r.get("cloud")),
                      cloud_confidence_below=r.get("cloud_confidence_below", 0.0),
                      cloud_latency_ms=r.get("cloud_latency_ms", 0.0), cloud_per_minute=r.get("cloud_per_minute", 0.0),
-                     raw_inputs_allowed=bool((p.get("privacy") or {}).get("raw_inputs_allowed")))
+                     raw_inputs_allowed=bool((p.get("privacy") or {}).get("raw_inputs_allowed")),
+                     examples_allowed=bool((p.get("privacy") or {}).get("examples_allowed")),
+                     max_examples=int((p.get("privacy") or {}).get("max_examples") or 0))
 
 
 def policy_to_pb(p: dict) -> "pb.Policy":

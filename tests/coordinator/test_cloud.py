@@ -31,7 +31,7 @@ def _device(server, bundle, tmp_path, token, public_key, name):
     return dev
 
 
-def test_predict_answers_an_opted_in_device_and_audits_it(cloud, bundles, tmp_path, public_key):
+def test_predict_answers_an_opted_in_device_and_audits_it(cloud, bundles, tmp_path, public_key, capsys, monkeypatch):
     server, admin, tokens = cloud
     dev = _device(server, bundles["1.0"], tmp_path, tokens["open"], public_key, "d")
     _, _, x, y = digits()
@@ -40,6 +40,13 @@ def test_predict_answers_an_opted_in_device_and_audits_it(cloud, bundles, tmp_pa
     audit = admin.list_audit("open")
     assert [(e["device_id"], e["bytes"], e["kind"]) for e in audit] == [(dev.device_id, 3 * 64 * 4, "predict_inputs")]
     assert "cloud fallback: 3 low-confidence input(s) sent to 1.0/onnx-fp32" in audit[0]["reason"]
+    # `edgefleet inspect --audit` shows the same log
+    from edgefleet.cli import main
+    monkeypatch.setenv("EDGEFLEET_ADMIN_TOKEN", ADMIN)
+    capsys.readouterr()
+    assert main(["inspect", "--audit", server.grpc_target]) == 0
+    out = capsys.readouterr().out
+    assert "1 transfers of raw data off devices, 768 bytes in all" in out and dev.device_id in out
     dev.close()
 
 

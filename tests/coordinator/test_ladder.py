@@ -75,8 +75,9 @@ def test_previous_known_good_version_wins_and_an_offline_device_catches_up(teach
     keeps serving, and on reconnect delivers its queue and follows the cohort."""
     from bundle_factory import make_bundle
     previous = make_bundle(tmp_path / "v0.9", version="0.9", signing_key=signing_key, quality="robust")
-    rules = FAST.replace('rungs = ["artifact", "previous_version", "label_shift", "cloud"]',
+    rules = FAST.replace('rungs = ["artifact", "previous_version", "label_shift", "cloud", "adapt"]',
                          'rungs = ["artifact", "previous_version"]')
+    assert rules != FAST
     m = _run(teacher_bundle, tmp_path, "covariate", rounds=16, previous_bundle=previous, rules_text=rules,
              offline_rounds=(6, 12))
     assert "rung_reverted:artifact" in kinds(m) and "rung_kept:previous_version" in kinds(m), kinds(m)

@@ -17,6 +17,7 @@ _COMMANDS = {
     "demo": "edgefleet.cli.demo_cmd",
     "serve": "edgefleet.cli.serve_cmd",
     "simulate": "edgefleet.cli.simulate_cmd",
+    "worker": "edgefleet.cli.worker_cmd",
 }
 
 

@@ -17,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", help="where device state and the store go (default: a temporary directory)")
     p.add_argument("--json", help="also write the summary as JSON to this file")
+    p.add_argument("--teacher-weights", help="scenario mode: the teacher's state dict; the covariate cohort then also "
+                                             "opts in to labelled examples and adaptation jobs run after each round")
+    p.add_argument("--sign-key", help="scenario mode, with --teacher-weights: the raw ed25519 private key that signs "
+                                      "adapted bundles (the bundle's own key, so devices accept them)")
     p.add_argument("--scenario", help="run the fallback-ladder benchmark instead: comma-separated scenarios "
                                       "(quantization, label, covariate, ends; 'all' for every one), each in its own "
                                       "cohort beside untouched control cohorts (--cohorts minus the scenarios, at least 2); "
@@ -44,14 +48,21 @@ def run(args) -> int:
 
 
 def _scenarios(args) -> int:
+    from pathlib import Path
+
     from edgefleet.coordinator.scenarios import SCENARIOS, format_table, run_scenarios
     names = list(SCENARIOS) if args.scenario == "all" else [s.strip() for s in args.scenario.split(",") if s.strip()]
     rounds = args.rounds if args.rounds != 6 else 40  # 6 is the plain simulation's default
     with tempfile.TemporaryDirectory(prefix="edgefleet-scenarios-") as tmp:
         controls = max(args.cohorts - len(names), 2)
+        worker = None
+        if args.teacher_weights:
+            from edgefleet.coordinator.adapt import WorkerConfig
+            key = Path(args.sign_key).read_bytes() if args.sign_key else None
+            worker = WorkerConfig(store="", weights=args.teacher_weights, signing_key=key)
         result = run_scenarios(args.bundle, args.workdir or tmp, names, controls=controls,
                                devices_per_cohort=max(args.devices // (len(names) + controls), 1), rounds=rounds,
-                               seed=args.seed, log=print)
+                               seed=args.seed, worker=worker, log=print)
     print(format_table(result))
     if args.json:
         keys = ("acc_before", "acc_shifted", "acc_recovered", "rung", "windows_to_detect", "windows_to_recover",
@@ -67,4 +78,6 @@ def _scenarios(args) -> int:
 
 def _argv(args) -> list[str]:
     return [str(args.bundle), "--scenario", args.scenario, "--devices", str(args.devices), "--cohorts",
-            str(args.cohorts), "--rounds", str(args.rounds), "--seed", str(args.seed)]
+            str(args.cohorts), "--rounds", str(args.rounds), "--seed", str(args.seed)] + (
+        ["--teacher-weights", args.teacher_weights] if args.teacher_weights else []) + (
+        ["--sign-key", args.sign_key] if args.sign_key else [])

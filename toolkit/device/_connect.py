@@ -30,7 +30,8 @@ def _remedy(r: dict) -> dict:
             "cloud_confidence_below": float(r.get("cloudConfidenceBelow", 0.0)),
             "cloud_latency_ms": float(r.get("cloudLatencyMs", 0.0)),
             "cloud_per_minute": float(r.get("cloudPerMinute", 0.0)),
-            "raw_inputs_allowed": bool(r.get("rawInputsAllowed", False))}
+            "raw_inputs_allowed": bool(r.get("rawInputsAllowed", False)),
+            "examples_allowed": bool(r.get("examplesAllowed", False)), "max_examples": int(r.get("maxExamples", 0))}
 
 
 class ConnectTransport:
@@ -85,6 +86,11 @@ class ConnectTransport:
                 "canary_share": float(p.get("canaryShare", 0.0)), "fallback": _target(p.get("fallback")),
                 "fallback_artifact": p.get("fallbackArtifact", ""), "shadow": _target(p.get("shadow")),
                 "reason": p.get("reason", ""), "remedy": _remedy(p.get("remedy") or {})}
+
+    def submit_examples(self, examples: list[dict]) -> int:
+        return int(self._call("SubmitExamples", {"examples": [
+            {"prediction_id": e["prediction_id"], "values": e["values"], "shape": e["shape"], "dtype": e["dtype"],
+             "label": e["label"], "model_version": e["model_version"]} for e in examples]}).get("stored", 0))
 
     def predict(self, values: list[float], rows: int, model_version: str, timeout_s: float) -> list[float]:
         """Cloud fallback: logits (rows x classes, flat) from the coordinator's heavier model."""

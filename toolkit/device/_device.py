@@ -114,6 +114,7 @@ class Device:
         self._window: Window | None = None
         self._pending_events: list[dict] = self._load_json("events.json") or []
         self._feedback: list[dict] = self._load_json("feedback.json") or []
+        self._examples: list[dict] = []  # labelled examples waiting for delivery (opt-in; memory only)
 
     # -- state files ---------------------------------------------------------------------------
     def _load_json(self, name):
@@ -249,12 +250,24 @@ class Device:
             self._close_window()
 
     # -- feedback ------------------------------------------------------------------------------
-    def feedback(self, prediction_id: str, label: int) -> None:
-        """A delayed label for an earlier prediction; delivered on the next :meth:`sync`."""
+    def feedback(self, prediction_id: str, label: int, *, example=None) -> None:
+        """A delayed label for an earlier prediction; delivered on the next :meth:`sync`. ``example``
+        (the prediction's input) is kept for adaptation only when the cohort's policy allows labelled
+        examples to leave the device, and only up to its cap; otherwise it is not kept at all."""
         with self._lock:
             found = self._recent.get(prediction_id)
             if found is None:
                 raise DataError(f"feedback: unknown or expired prediction id {prediction_id!r}")
+            remedy = self.policy.get("remedy") or {}
+            if example is not None and remedy.get("examples_allowed") and \
+                    len(self._examples) + self.stats["examples_sent"] < remedy.get("max_examples", 0):
+                rows, _ = self._prepare(example)
+                row = rows[0]
+                spec = self.bundle.manifest["inputs"][0]
+                values = row.reshape(-1).tolist() if hasattr(row, "reshape") else list(row)
+                self._examples.append({"prediction_id": prediction_id, "values": values,
+                                       "shape": [int(d) for d in spec["shape"][1:]], "dtype": spec["dtype"],
+                                       "label": int(label), "model_version": found[1]})
             self._feedback.append({"prediction_id": prediction_id, "label": int(label), "predicted": found[0],
                                    "model_version": found[1], "policy_revision": found[2], "artifact": found[3]})
             if len(self._feedback) > _FEEDBACK_CAP:
@@ -350,7 +363,24 @@ class Device:
         self.stats["windows_delivered"] += delivered
         return delivered, rejected
 
+    def _send_examples(self) -> None:
+        with self._lock:
+            examples, self._examples = self._examples, []
+        if not examples or not hasattr(self.transport, "submit_examples"):
+            return
+        try:
+            self.stats["examples_sent"] += self.transport.submit_examples(examples)
+            self.stats["raw_bytes_sent"] += sum(4 * len(e["values"]) for e in examples)
+        except Rejected as e:  # not allowed (any more), or over the cap: the examples are dropped here
+            self.stats["examples_rejected"] += len(examples)
+            self._event("examples_rejected", str(e))
+        except Offline:
+            with self._lock:
+                self._examples = examples + self._examples
+            raise
+
     def _send_feedback(self) -> None:
+        self._send_examples()
         with self._lock:
             labels = list(self._feedback)
         if not labels:

@@ -344,20 +344,24 @@ class EvaluateRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Remedy(_message.Message):
-    __slots__ = ("logit_bias", "cloud", "cloud_confidence_below", "cloud_latency_ms", "cloud_per_minute", "raw_inputs_allowed")
+    __slots__ = ("logit_bias", "cloud", "cloud_confidence_below", "cloud_latency_ms", "cloud_per_minute", "raw_inputs_allowed", "examples_allowed", "max_examples")
     LOGIT_BIAS_FIELD_NUMBER: _ClassVar[int]
     CLOUD_FIELD_NUMBER: _ClassVar[int]
     CLOUD_CONFIDENCE_BELOW_FIELD_NUMBER: _ClassVar[int]
     CLOUD_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     CLOUD_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     RAW_INPUTS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     logit_bias: _containers.RepeatedScalarFieldContainer[float]
     cloud: bool
     cloud_confidence_below: float
     cloud_latency_ms: float
     cloud_per_minute: float
     raw_inputs_allowed: bool
-    def __init__(self, logit_bias: _Optional[_Iterable[float]] = ..., cloud: _Optional[bool] = ..., cloud_confidence_below: _Optional[float] = ..., cloud_latency_ms: _Optional[float] = ..., cloud_per_minute: _Optional[float] = ..., raw_inputs_allowed: _Optional[bool] = ...) -> None: ...
+    examples_allowed: bool
+    max_examples: int
+    def __init__(self, logit_bias: _Optional[_Iterable[float]] = ..., cloud: _Optional[bool] = ..., cloud_confidence_below: _Optional[float] = ..., cloud_latency_ms: _Optional[float] = ..., cloud_per_minute: _Optional[float] = ..., raw_inputs_allowed: _Optional[bool] = ..., examples_allowed: _Optional[bool] = ..., max_examples: _Optional[int] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
     __slots__ = ("values", "rows", "model_version")
@@ -380,14 +384,18 @@ class PredictResponse(_message.Message):
     def __init__(self, logits: _Optional[_Iterable[float]] = ..., rows: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SetPrivacyRequest(_message.Message):
-    __slots__ = ("cohort", "raw_inputs_allowed", "cloud_per_minute")
+    __slots__ = ("cohort", "raw_inputs_allowed", "cloud_per_minute", "examples_allowed", "max_examples")
     COHORT_FIELD_NUMBER: _ClassVar[int]
     RAW_INPUTS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
     CLOUD_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     cohort: str
     raw_inputs_allowed: bool
     cloud_per_minute: float
-    def __init__(self, cohort: _Optional[str] = ..., raw_inputs_allowed: _Optional[bool] = ..., cloud_per_minute: _Optional[float] = ...) -> None: ...
+    examples_allowed: bool
+    max_examples: int
+    def __init__(self, cohort: _Optional[str] = ..., raw_inputs_allowed: _Optional[bool] = ..., cloud_per_minute: _Optional[float] = ..., examples_allowed: _Optional[bool] = ..., max_examples: _Optional[int] = ...) -> None: ...
 
 class ListAuditRequest(_message.Message):
     __slots__ = ("cohort",)
@@ -442,3 +450,59 @@ class ListMeasurementsResponse(_message.Message):
     MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
     measurements: _containers.RepeatedCompositeFieldContainer[Measurement]
     def __init__(self, measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ...) -> None: ...
+
+class Example(_message.Message):
+    __slots__ = ("prediction_id", "values", "shape", "dtype", "label", "model_version")
+    PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    prediction_id: str
+    values: _containers.RepeatedScalarFieldContainer[float]
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: str
+    label: int
+    model_version: str
+    def __init__(self, prediction_id: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., label: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class ExamplesRequest(_message.Message):
+    __slots__ = ("examples",)
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    examples: _containers.RepeatedCompositeFieldContainer[Example]
+    def __init__(self, examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ...) -> None: ...
+
+class ExamplesResponse(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    def __init__(self, stored: _Optional[int] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("cohort",)
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    def __init__(self, cohort: _Optional[str] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("id", "kind", "cohort", "status", "attempts", "result_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    kind: str
+    cohort: str
+    status: str
+    attempts: int
+    result_json: str
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[str] = ..., cohort: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., result_json: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...

@@ -75,6 +75,11 @@ class FleetStub:
                 request_serializer=edgefleet_dot_proto_dot_fleet__pb2.PredictRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.SubmitExamples = channel.unary_unary(
+                '/edgefleet.v1.Fleet/SubmitExamples',
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ExamplesRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ExamplesResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServicer:
@@ -139,6 +144,14 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitExamples(self, request, context):
+        """Labelled examples for adaptation: only from a cohort that opted in, size-capped per device,
+        deleted once an adaptation job used them; every upload audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +194,11 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PredictRequest.FromString,
                     response_serializer=edgefleet_dot_proto_dot_fleet__pb2.PredictResponse.SerializeToString,
+            ),
+            'SubmitExamples': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitExamples,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ExamplesRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ExamplesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -410,6 +428,33 @@ class Fleet:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def SubmitExamples(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Fleet/SubmitExamples',
+            edgefleet_dot_proto_dot_fleet__pb2.ExamplesRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ExamplesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminStub:
     """---- admin calls (authenticated by the admin token) ----
@@ -490,6 +535,11 @@ class AdminStub:
                 '/edgefleet.v1.Admin/ListMeasurements',
                 request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/edgefleet.v1.Admin/ListJobs',
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
 
 
@@ -586,6 +636,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """Adaptation jobs (queued, running, done, failed) with their results or reasons.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -658,6 +715,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListMeasurements,
                     request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.FromString,
                     response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListJobsRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1039,6 +1101,33 @@ class Admin:
             '/edgefleet.v1.Admin/ListMeasurements',
             edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
             edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Admin/ListJobs',
+            edgefleet_dot_proto_dot_fleet__pb2.ListJobsRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
