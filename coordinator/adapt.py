@@ -37,6 +37,7 @@ class WorkerConfig:
     store: str
     weights: str                       # the teacher's state dict (the model factory is the bundle's provenance)
     model: str | None = None           # override the bundle's model factory
+    data: str | None = None            # the original data set (a built-in name or .npz path; default: provenance)
     signing_key: bytes | None = None   # sign the adapted bundle (the coordinator's trusted key must match)
     trusted_key: bytes | None = None   # refuse to publish a bundle not signed by this key
     lease_s: float = 600.0
@@ -101,7 +102,8 @@ def _adapt(store, job: dict, cfg: WorkerConfig) -> dict:
     shape = tuple(manifest["inputs"][0]["shape"][1:])
     x_ex = np.stack([np.frombuffer(e["data"], dtype="<f4").reshape(shape) for e in examples]).astype(np.float32)
     y_ex = np.asarray([e["label"] for e in examples], dtype=np.int64)
-    data = load_dataset(prov["data"]["name"], seed=prov.get("seed", 0))
+    data_spec = cfg.data or prov["data"]["name"]
+    data = load_dataset(data_spec, seed=prov.get("seed", 0))
     model_spec = cfg.model or prov["model"]
     teacher = load_model(model_spec, cfg.weights)
     adapted, report = _fine_tune_head(teacher, data, x_ex, y_ex, cfg)
@@ -116,7 +118,7 @@ def _adapt(store, job: dict, cfg: WorkerConfig) -> dict:
         torch.save(adapted.state_dict(), weights)
         out = Path(tmp, "bundle")
         result = run_export(ExportConfig(
-            model=model_spec, weights=str(weights), data=prov["data"]["name"],
+            model=model_spec, weights=str(weights), data=data_spec,
             recipe=Recipe.from_dict(prov["recipe"]), max_drop=max_drop, out=str(out),
             name=manifest["model"]["name"], version=version, seed=prov.get("seed", 0), measure_latency=False,
             signing_key=cfg.signing_key))

@@ -99,7 +99,11 @@ def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) 
         return []
     since = state["canary"].get("since_revision", 0)
     acc_c, src_c = _accuracy(store, cohort, canary, report, rule.min_samples, since)
-    acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples, since)
+    # both arms over the same stretch; a canary on the whole cohort leaves the baseline only its past
+    concurrent = (state.get("canary_share") or 0.0) < 1.0
+    acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples, since if concurrent else 0)
+    if src_c.startswith("labels") != src_b.startswith("labels"):
+        return []  # labels on one side only: wait (a shifted model's confidence is no measure of its accuracy)
     evidence = {"canary": {"version": canary, "accuracy": acc_c, "accuracy_source": src_c, "statistics": report},
                 "baseline": {"version": baseline, "accuracy": acc_b, "accuracy_source": src_b,
                              "statistics": base_report},

@@ -4,7 +4,8 @@ runtime, gRPC) on real data, one cohort per scenario plus untouched control coho
 Scenarios (each shifts its own cohort from round ``shift_at``):
 
 - ``quantization``: inputs scaled 6x, beyond the calibration range (int8 activations saturate);
-- ``label``: class priors changed (most inputs from a few classes), each class's inputs unchanged;
+- ``label``: class priors changed (70 % of inputs from the three classes with the lowest validation
+  recall), each class's inputs unchanged;
 - ``covariate``: a failing sensor (contrast halved, noise, a dead band) the model never saw; this
   cohort opts in to raw inputs leaving its devices (cloud fallback);
 - ``ends``: the covariate shift from ``shift_at`` to ``end_at``, then normal inputs again.
@@ -57,20 +58,28 @@ rollback_margin = 0.05
 """
 
 
-def _label_shift_sample(y_all, rng, n):
-    """Indices drawn with class priors moved: 70 % of inputs from three classes."""
+def hardest_classes(monitoring: dict, k: int = 3) -> list[int]:
+    """The ``k`` classes with the lowest validation recall (from the bundle's confusion matrix), or the
+    first ``k`` when the bundle has none: the label shift moves the priors towards them."""
+    confusion = monitoring.get("confusion")
+    if not confusion:
+        return list(range(k))
+    recall = [confusion[j][j] / max(1, sum(row[j] for row in confusion)) for j in range(len(confusion))]
+    return sorted(range(len(recall)), key=lambda j: (recall[j], j))[:k]
+
+
+def _label_shift_sample(y_all, rng, n, heavy):
+    """Indices drawn with class priors moved: 70 % of inputs from the ``heavy`` classes."""
     import numpy as np
-    classes = np.unique(y_all)
-    heavy = classes[[3, 8, 9]] if len(classes) >= 10 else classes[:1]
-    weights = np.where(np.isin(y_all, heavy), 0.7 / np.isin(y_all, heavy).sum(),
-                       0.3 / (~np.isin(y_all, heavy)).sum())
+    inside = np.isin(y_all, heavy)
+    weights = np.where(inside, 0.7 / inside.sum(), 0.3 / (~inside).sum())
     return rng.choice(len(y_all), size=n, replace=False, p=weights / weights.sum())
 
 
-def _inputs(scenario, shifted, x_all, y_all, rng, n):
+def _inputs(scenario, shifted, x_all, y_all, rng, n, heavy):
     import numpy as np
     if scenario == "label" and shifted:
-        idx = _label_shift_sample(y_all, rng, n)
+        idx = _label_shift_sample(y_all, rng, n, heavy)
     else:
         idx = rng.choice(len(x_all), size=n, replace=False)
     x, y = x_all[idx], y_all[idx]
@@ -113,6 +122,7 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
     trusted = (bundle.manifest.get("signature") or {}).get("public_key")
     x_all, y_all = inputs if inputs is not None else load_inputs(bundle)
     rng = np.random.default_rng(seed)
+    heavy = hardest_classes(bundle.manifest["monitoring"])
     cohorts = {f"control-{i}": None for i in range(controls)} | {f"scenario-{s}": s for s in scenarios}
     admin_token = secrets.token_urlsafe(16)
     config = ServerConfig(store=f"sqlite:///{work / f'scenarios-{int(time.time() * 1000)}.db'}",
@@ -159,7 +169,7 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
             tally = {c: [0, 0, 0] for c in cohorts}  # served correct, counterfactual correct, n
             for dev, cohort, scenario in fleet:
                 shifted = scenario is not None and r >= shift_at and not (scenario == "ends" and r >= end_at)
-                x, y = _inputs(scenario, shifted, x_all, y_all, rng, batch)
+                x, y = _inputs(scenario, shifted, x_all, y_all, rng, batch, heavy)
                 preds = dev.predict(x)
                 t = tally[cohort]
                 t[0] += sum(int(p.label == label) for p, label in zip(preds, y))
@@ -194,7 +204,7 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
         for dev, _, _ in fleet:
             dev.close()
     controls_decisions = sum(1 for d in decisions if d["cohort"].startswith("control-"))
-    result = {"scenarios": {}, "decisions_in_controls": controls_decisions, "devices": len(fleet),
+    result = {"scenarios": {}, "decisions_in_controls": controls_decisions, "label_shift_classes": heavy, "devices": len(fleet),
               "cohorts": len(cohorts), "rounds": rounds, "shift_at": shift_at, "end_at": end_at,
               "windows_per_round": devices_per_cohort, "label_share": label_share,
               "model_version": version, "elapsed_s": round(time.perf_counter() - started, 1)}

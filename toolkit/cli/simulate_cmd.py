@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                              "opts in to labelled examples and adaptation jobs run after each round")
     p.add_argument("--sign-key", help="scenario mode, with --teacher-weights: the raw ed25519 private key that signs "
                                       "adapted bundles (the bundle's own key, so devices accept them)")
+    p.add_argument("--data", help="scenario mode: a .npz data set (the export's) whose validation and test splits "
+                                  "are the devices' inputs (default: the digits splits)")
     p.add_argument("--scenario", help="run the fallback-ladder benchmark instead: comma-separated scenarios "
                                       "(quantization, label, covariate, ends; 'all' for every one), each in its own "
                                       "cohort beside untouched control cohorts (--cohorts minus the scenarios, at least 2); "
@@ -59,10 +61,17 @@ def _scenarios(args) -> int:
         if args.teacher_weights:
             from edgefleet.coordinator.adapt import WorkerConfig
             key = Path(args.sign_key).read_bytes() if args.sign_key else None
-            worker = WorkerConfig(store="", weights=args.teacher_weights, signing_key=key)
+            worker = WorkerConfig(store="", weights=args.teacher_weights, signing_key=key, data=args.data)
+        inputs = None
+        if args.data:
+            import numpy as np
+
+            from edgefleet.compress.data import load_dataset
+            ds = load_dataset(args.data, seed=args.seed)
+            inputs = (np.concatenate([ds.x_val, ds.x_test]), np.concatenate([ds.y_val, ds.y_test]))
         result = run_scenarios(args.bundle, args.workdir or tmp, names, controls=controls,
                                devices_per_cohort=max(args.devices // (len(names) + controls), 1), rounds=rounds,
-                               seed=args.seed, worker=worker, log=print)
+                               seed=args.seed, worker=worker, inputs=inputs, log=print)
     print(format_table(result))
     if args.json:
         keys = ("acc_before", "acc_shifted", "acc_recovered", "rung", "windows_to_detect", "windows_to_recover",
@@ -80,4 +89,4 @@ def _argv(args) -> list[str]:
     return [str(args.bundle), "--scenario", args.scenario, "--devices", str(args.devices), "--cohorts",
             str(args.cohorts), "--rounds", str(args.rounds), "--seed", str(args.seed)] + (
         ["--teacher-weights", args.teacher_weights] if args.teacher_weights else []) + (
-        ["--sign-key", args.sign_key] if args.sign_key else [])
+        ["--sign-key", args.sign_key] if args.sign_key else []) + (["--data", args.data] if args.data else [])
