@@ -7,7 +7,7 @@
 
 Writes ``fashion.npz`` (a seeded subset: 12,000 training images, 2,000 validation and 2,000 test from
 the official test set, flattened to 784 values in [0, 1]), the trained MLP teacher ``teacher.pt``
-(``edgefleet.compress.zoo:mlp``), a signing key and the exported, signed ``bundle`` (default recipe).
+(``edgefleet.compress.zoo:fashion_mlp``), a signing key and the exported, signed ``bundle`` (default recipe).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def build_npz(out: Path, seed: int = 0, n_train: int = 12000, n_val: int = 2000,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/fashion")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import torch
@@ -66,11 +66,11 @@ def main() -> None:
     data = load_dataset(str(npz), seed=args.seed)
     seed_everything(args.seed)
     torch.set_num_threads(1)
-    teacher = fit(zoo.mlp(), data.x_train, data.y_train, epochs=args.epochs, seed=args.seed)
+    teacher = fit(zoo.fashion_mlp(), data.x_train, data.y_train, epochs=args.epochs, seed=args.seed)
     torch.save(teacher.state_dict(), out / "teacher.pt")
     key = generate_key()
     (out / "sign.key").write_bytes(key)
-    result = run_export(ExportConfig(model="edgefleet.compress.zoo:mlp", weights=str(out / "teacher.pt"), data=str(npz),
+    result = run_export(ExportConfig(model="edgefleet.compress.zoo:fashion_mlp", weights=str(out / "teacher.pt"), data=str(npz),
                                      recipe="default", max_drop=1.0, out=str(out / "bundle"), name="fashion-mlp",
                                      seed=args.seed, measure_latency=False, signing_key=key))
     print(result.table())

@@ -1,5 +1,7 @@
-"""HTML dashboard: one page per cohort with inline SVG plots over time (drift scores, estimated and
-labelled accuracy) and the decisions with their evidence. No JavaScript, no CDN."""
+"""HTML dashboard: one page per cohort with inline SVG plots over time (the drift verdicts' evidence:
+-log10 p of each look against its level, the effect size; the label-free accuracy estimate with its
+interval beside the accuracy from labels), the last verdicts, and the decisions with their evidence.
+No JavaScript, no CDN."""
 
 from __future__ import annotations
 
@@ -125,13 +127,34 @@ class Dashboard:
         t0 = min([s["created_ms"] for s in scores] + [d["created_ms"] for d in decisions] or [0])
         t = lambda ms: (ms - t0) / 1000.0  # noqa: E731 - seconds since the first point
         marks = [t(d["created_ms"]) for d in decisions if d["kind"] != "manual"]
-        rule = self.rules.fallback[0] if self.rules is not None and self.rules.fallback else None
-        drift = svg_plot("drift: largest PSI (confidence, projections) — seconds since the first point", {
-            "max PSI": [(t(s["created_ms"]), s["stats"]["psi_max"]) for s in scores]},
-            marks=marks, hline=rule.psi_above if rule else None)
-        chi2 = svg_plot("class counts: -log10 chi-squared p-value", {
-            "-log10 p": [(t(s["created_ms"]), min(-math.log10(max(s["stats"]["chi2_p"], 1e-300)), 300)) for s in scores]},
-            marks=marks, hline=-math.log10(rule.chi2_p_below) if rule and rule.chi2_p_below > 0 else None)
+        def pts(key):
+            return [(t(s["created_ms"]), key(s["stats"])) for s in scores]
+
+        def neglog(p):
+            return None if p is None else min(-math.log10(max(p, 1e-300)), 300)
+        alpha_look = next((s["stats"]["verdict"].get("alpha_look") for s in reversed(scores)
+                           if (s["stats"].get("verdict") or {}).get("alpha_look")), None)
+        drift = svg_plot("drift evidence: -log10 p of each look (alarm above the line) — seconds since the first point", {
+            "look": pts(lambda st: neglog((st.get("verdict") or {}).get("p_value"))),
+            "snapshot": pts(lambda st: neglog(st.get("p_value")))},
+            marks=marks, hline=neglog(alpha_look) if alpha_look else None)
+        effect = svg_plot("effect size: largest total-variation distance to the reference", {
+            "effect": pts(lambda st: st.get("effect"))}, marks=marks)
+        estimate = svg_plot("accuracy: estimated (ATC, 95% interval) and from labels", {
+            "estimated": pts(lambda st: st.get("estimated_accuracy")),
+            "low": pts(lambda st: (st.get("accuracy") or {}).get("low")),
+            "high": pts(lambda st: (st.get("accuracy") or {}).get("high")),
+            "labels": pts(lambda st: st.get("label_accuracy")),
+        }, marks=marks)
+        state_rows = "".join(
+            f"<tr><td>{t(s['created_ms']):.0f}</td><td>{html.escape(s['model_version'])}</td>"
+            f"<td>{html.escape(str((s['stats'].get('verdict') or {}).get('state')))}</td>"
+            f"<td>{html.escape(str((s['stats'].get('verdict') or {}).get('status')))}</td>"
+            f"<td>{(s['stats'].get('verdict') or {}).get('samples')}</td>"
+            f"<td>{html.escape(str(s['stats'].get('effect_signal')))}</td>"
+            f"<td>{s['stats'].get('estimation_error')}</td></tr>" for s in scores[-10:])
+        verdicts = ("<h2>last verdicts</h2><table><tr><th>t (s)</th><th>version</th><th>verdict</th><th>status</th>"
+                    f"<th>n</th><th>largest effect</th><th>estimate - labels</th></tr>{state_rows}</table>")
         measured = [d for d in decisions if d["kind"] != "manual"]
         timeline = [m for m in self.store.list_measurements(cohort) if m["phase"] == "timeline"]
         acc = svg_plot("accuracy timeline: labels (last 100, 95% Wilson interval) and label-free estimate", {
@@ -150,6 +173,7 @@ class Dashboard:
                        f"</pre></td></tr>" for d in reversed(decisions))
         state, revision = self.store.get_cohort(cohort)
         body = (f"<p><a href='/dashboard'>all cohorts</a> · policy revision {revision}: "
-                f"<code>{html.escape(json.dumps(state, sort_keys=True))}</code></p>{acc}<br>{drift}<br>{chi2}"
-                f"{effects}{audit}<h2>decisions</h2><table><tr><th>id</th><th>kind</th><th>version</th><th>evidence</th></tr>{rows}</table>")
+                f"<code>{html.escape(json.dumps(state, sort_keys=True))}</code></p>{acc}<br>{drift}<br>{effect}<br>"
+                f"{estimate}{verdicts}{effects}{audit}"
+                f"<h2>decisions</h2><table><tr><th>id</th><th>kind</th><th>version</th><th>evidence</th></tr>{rows}</table>")
         return self._page(f"cohort {cohort}", body)

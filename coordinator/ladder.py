@@ -5,7 +5,7 @@ A cohort's ``ladder`` state moves through::
 
     (none) --drift--> measuring --before known--> trying rung i --judged--> trying rung i+1 ...
            --> settled | exhausted
-    measuring | trying | settled | exhausted --quiet for release_after evaluations--> released
+    measuring | trying | settled | exhausted --verdict "recovered"--> released
            --measured--> (none)
 
 Each step is a decision stored with its evidence and its measurement:
@@ -18,7 +18,8 @@ Each step is a decision stored with its evidence and its measurement:
   the rung's policy revision, with a Wilson interval; the estimate when labels are short at the end
   of the evaluation budget) against *before*; a rung that adds less than ``min_gain`` is reverted;
 - ``settle`` (the best kept rung stays) or ``exhausted`` (nothing helped: the primary serves);
-- ``release``: the drift engine is quiet again, the cohort returns to its primary; then
+- ``release``: the drift engine's verdict is ``recovered`` (its monitor's hysteresis: several
+  unremarkable looks after the alarm), the cohort returns to its primary; then
   ``release_measured`` once the primary's accuracy after the release is known.
 
 A rung is an object with a ``name`` and ``plan(ctx) -> (changes, detail)`` (cohort-state changes), or
@@ -30,7 +31,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .drift import drift_report, merge_windows
+from .drift import estimate_accuracy, merge_windows
 from .labelshift import bbse_weights, logit_bias
 from .measure import accuracy_between
 
@@ -156,37 +157,32 @@ RUNGS = {r.name: r for r in (ArtifactRung(), PreviousVersionRung(), LabelShiftRu
 
 
 # -- the drift engine, read in one place ------------------------------------------------------------
-def drift_verdict(store, rules, cohort: str, version: str, monitoring: dict, *, since_ms: int = 0,
-                  last: int | None = None) -> dict | None:
-    """The drift engine's verdict on the cohort's windows of ``version`` received after ``since_ms``:
-    ``{"state": "drift" | "quiet" | "between" | "insufficient", "rule", "why", "report", "merged"}``.
-    ``drift`` names the first ``[[fallback]]`` rule that fires; ``quiet`` is below the ladder's release
-    thresholds (hysteresis: stricter than the trigger); ``last``: only the most recent windows.
-    The only function that reads the drift engine."""
-    windows = [w for w in store.recent_windows(cohort, version, last or rules.drift.lookback_windows)
-               if w["received_ms"] > since_ms]
-    if not windows:
-        return None
-    merged = merge_windows(windows)
-    report = drift_report(merged, monitoring)
-    enough = merged["windows"] >= rules.drift.min_windows and merged["count"] >= rules.drift.min_samples
-    out = {"state": "insufficient", "rule": None, "why": "", "report": report, "merged": merged}
-    if not enough:
-        return out
-    for rule in rules.fallback:
-        if not rule.applies_to(cohort):
-            continue
-        fired = []
-        if report["chi2_p"] < rule.chi2_p_below:
-            fired.append(f"class-count chi2 p={report['chi2_p']:.3g} < {rule.chi2_p_below:g}")
-        if report["psi_max"] > rule.psi_above:
-            fired.append(f"max PSI {report['psi_max']:.3f} > {rule.psi_above:g}")
-        if fired:
-            return {**out, "state": "drift", "rule": rule, "why": "; ".join(fired)}
-    lad = rules.ladder
-    quiet = report["psi_max"] < lad.release_psi_below and report["chi2_p"] > lad.release_chi2_p_above
-    return {**out, "state": "quiet" if quiet else "between",
-            "why": f"max PSI {report['psi_max']:.3f}, chi2 p={report['chi2_p']:.3g}"}
+def drift_verdict(rules, cohort: str, report: dict | None) -> dict:
+    """The drift engine's verdict of this evaluation for the cohort's serving version, as the ladder
+    reads it: ``{"state": "drift" | "ok" | "recovered" | "insufficient", "rule", "why", "verdict"}``.
+    ``rule`` is the first ``[[fallback]]`` rule that applies to a ``drift`` (cohort and estimated
+    accuracy drop); ``recovered`` comes after the monitor's own hysteresis (``recover_looks``
+    unremarkable looks after an alarm). The only function that reads the drift engine's verdict."""
+    if report is None or not report.get("verdict"):
+        return {"state": "insufficient", "rule": None, "why": "no windows", "verdict": None}
+    v = report["verdict"]
+    rule = None
+    if v["state"] in ("drift", "recovered"):
+        drop = v.get("accuracy_drop")
+        rule = next((r for r in rules.fallback if r.applies_to(cohort) and (
+            r.min_accuracy_drop <= 0 or (drop is not None and drop >= r.min_accuracy_drop))), None)
+    if v["state"] == "drift":
+        why = (f"drift: p={v['p_value']:.3g} <= {v['alpha_look']:.3g} (look {v['look']}, n={v['samples']}, "
+               f"effect {v['effect']:.3f} on {v['effect_signal']})")
+    else:
+        why = f"{v['state']}: {v.get('reason') or ''}".strip()
+    return {"state": v["state"], "rule": rule, "why": why, "verdict": v}
+
+
+def _recent(store, cohort, version, ladder, last: int = 20) -> dict:
+    """The merged sketch of the cohort's most recent windows of ``version`` (what a rung is planned on)."""
+    windows = [w for w in store.recent_windows(cohort, version, last) if w["received_ms"] > ladder.get("since_ms", 0)]
+    return merge_windows(windows)
 
 
 # -- the state machine ------------------------------------------------------------------------------
@@ -199,16 +195,19 @@ def _expected_accuracy(manifest: dict) -> float | None:
     return value / 100.0 if value is not None else None
 
 
-def step(store, rules, cohort: str, state: dict, version: str, manifest: dict, revision: int, decide) -> list[dict]:
-    """One evaluation of the cohort's ladder; ``decide(kind, version, evidence, changes)`` stores a
-    decision (and the policy change) and returns it with its ``revision``."""
+def step(store, rules, cohort: str, state: dict, version: str, manifest: dict, report: dict | None,
+         decide) -> list[dict]:
+    """One evaluation of the cohort's ladder on this evaluation's drift ``report`` (of the serving
+    version); ``decide(kind, version, evidence, changes)`` stores a decision (and the policy change)
+    and returns it with its ``policy_revision``."""
     ladder = state.get("ladder") or {}
     status = ladder.get("status", "")
+    verdict = drift_verdict(rules, cohort, report)
     if status in ("", "done"):
-        return _detect(store, rules, cohort, state, version, manifest, ladder, revision, decide)
+        return _detect(store, rules, cohort, version, verdict, ladder, decide)
     if status == "released":
         return _measure_release(store, rules, cohort, ladder, version, decide)
-    made = _maybe_release(store, rules, cohort, state, version, manifest, ladder, decide)
+    made = _maybe_release(store, rules, cohort, state, version, manifest, ladder, verdict, decide)
     if made or status not in ("trying", "measuring"):
         return made
     if status == "measuring":
@@ -216,22 +215,27 @@ def step(store, rules, cohort: str, state: dict, version: str, manifest: dict, r
         if waiting is not None:
             return waiting
         return _try_next(store, rules, cohort, state, version, manifest, ladder,
-                         _recent(store, rules, cohort, version, manifest, ladder), decide)
+                         _recent(store, cohort, version, ladder), decide)
     return _judge(store, rules, cohort, state, version, manifest, ladder, decide)
 
 
-def _detect(store, rules, cohort, state, version, manifest, ladder, revision, decide):
-    verdict = drift_verdict(store, rules, cohort, version, manifest["monitoring"], since_ms=ladder.get("since_ms", 0))
-    if verdict is None or verdict["state"] != "drift":
+def _detect(store, rules, cohort, version, verdict, ladder, decide):
+    if verdict["state"] != "drift" or verdict["rule"] is None:
         return []
-    measuring = {"status": "measuring", "detected": {"why": verdict["why"], "rule": verdict["rule"].name,
-                                                    "statistics": _brief(verdict["report"])},
-                 "results": [], "next": 0, "rule": verdict["rule"].name, "since_ms": ladder.get("since_ms", 0),
+    rule, v = verdict["rule"], verdict["verdict"]
+    if (v.get("start_ms") or 0) < ladder.get("since_ms", 0) or v.get("p_value") is None \
+            or v["p_value"] > v["alpha_look"]:
+        # act on a look that itself shows the drift in data after the last release (a held alarm, or
+        # evidence pooled across the release, is not a new shift)
+        return []
+    measuring = {"status": "measuring", "detected": {"why": verdict["why"], "rule": rule.name, "verdict": v},
+                 "results": [], "next": 0, "rule": rule.name, "since_ms": ladder.get("since_ms", 0),
                  "started_ms": _now_ms()}
     evidence = {"why": f"{verdict['why']}: measure the primary's accuracy under the shift before trying a rung",
-                "rule": verdict["rule"].name, "statistics": _brief(verdict["report"]),
-                "thresholds": {"chi2_p_below": verdict["rule"].chi2_p_below, "psi_above": verdict["rule"].psi_above,
-                               "eval_labels": rules.ladder.eval_labels, "eval_windows": rules.ladder.eval_windows}}
+                "rule": rule.name, "verdict": v,
+                "thresholds": {"alpha": rules.drift.alpha, "horizon": rules.drift.horizon,
+                               "min_accuracy_drop": rule.min_accuracy_drop, "eval_labels": rules.ladder.eval_labels,
+                               "eval_windows": rules.ladder.eval_windows}}
     made = decide("drift_detected", version, evidence, {"ladder": measuring})
     measuring["revision"] = made["evidence"]["policy_revision"]
     store.update_cohort(cohort, {"ladder": measuring})
@@ -242,23 +246,11 @@ def _measure_before(store, rules, cohort, state, version, manifest, ladder):
     """After detection, the primary's accuracy on shifted data: labels of predictions served since the
     detection (or the estimate once the evaluation budget of windows is spent); then the first rung."""
     n, _ = store.label_stats_between(cohort, ladder["revision"])
-    estimate, windows = _arm_estimate(store, rules, cohort, state, version, ladder, manifest)
+    estimate, windows = _arm_estimate(store, cohort, state, version, ladder, manifest)
     if n < rules.ladder.eval_labels and windows < rules.ladder.eval_windows:
         return []
     ladder.update(status="trying", before=accuracy_between(store, cohort, ladder["revision"], None, estimate=estimate))
     return None
-
-
-def _recent(store, rules, cohort, version, manifest, ladder) -> dict:
-    """The merged sketch of the cohort's most recent windows (what a rung is planned on)."""
-    verdict = drift_verdict(store, rules, cohort, version, manifest["monitoring"], since_ms=ladder.get("since_ms", 0),
-                            last=rules.ladder.release_lookback)
-    return verdict["merged"] if verdict else {"artifacts": {}, "class_counts": []}
-
-
-def _brief(report: dict) -> dict:
-    return {k: report[k] for k in ("windows", "devices", "samples", "chi2_p", "psi_max", "estimated_accuracy",
-                                   "artifacts")}
 
 
 def _try_next(store, rules, cohort, state, version, manifest, ladder, merged, decide):
@@ -278,7 +270,7 @@ def _try_next(store, rules, cohort, state, version, manifest, ladder, merged, de
         ladder.setdefault("skipped", []).extend(skipped)
         evidence = {"why": f"{ladder['detected']['why']}: try rung {name} ({detail})", "rung": name,
                     "action": changes, "detail": detail, "before": ladder["before"], "skipped": skipped,
-                    "rule": ladder["rule"], "statistics": ladder["detected"]["statistics"],
+                    "rule": ladder["rule"], "verdict": ladder["detected"]["verdict"],
                     "thresholds": {"eval_labels": rules.ladder.eval_labels, "eval_windows": rules.ladder.eval_windows,
                                    "min_gain": rules.ladder.min_gain}}
         # the previous rung's changes are undone in the same policy change
@@ -308,14 +300,15 @@ def _settle(store, rules, cohort, version, ladder, decide):
     return decide("exhausted", version, evidence, {**REMEDY_CLEARED, "ladder": ladder})
 
 
-def _arm_estimate(store, rules, cohort, state, version, ladder, manifest) -> tuple[float | None, int]:
+def _arm_estimate(store, cohort, state, version, ladder, manifest) -> tuple[float | None, int]:
     """Label-free estimate and window count of what the cohort served since the rung started."""
     serving = (state.get("fallback") or {}).get("version") or version
     monitoring = manifest["monitoring"] if serving == version else store.bundle_by_version(serving)[1]["monitoring"]
-    verdict = drift_verdict(store, rules, cohort, serving, monitoring, since_ms=ladder.get("started_ms", 0))
-    if verdict is None:
+    windows = [w for w in store.recent_windows(cohort, serving, 10_000) if w["received_ms"] > ladder.get("started_ms", 0)]
+    if not windows:
         return None, 0
-    return verdict["report"]["estimated_accuracy"], verdict["merged"]["windows"]
+    found = estimate_accuracy(merge_windows(windows), monitoring)
+    return (found["estimate"] if found else None), len(windows)
 
 
 def _adapt_outcome(store, cohort, state, ladder) -> dict | None:
@@ -360,9 +353,9 @@ def _judge(store, rules, cohort, state, version, manifest, ladder, decide):
             store.update_cohort(cohort, {"ladder": ladder})
             return [recorded]
         return [recorded] + _try_next(store, rules, cohort, state, version, manifest, ladder,
-                                      _recent(store, rules, cohort, version, manifest, ladder), decide)
+                                      _recent(store, cohort, version, ladder), decide)
     n, _ = store.label_stats_between(cohort, ladder["revision"])
-    estimate, windows = _arm_estimate(store, rules, cohort, state, version, ladder, manifest)
+    estimate, windows = _arm_estimate(store, cohort, state, version, ladder, manifest)
     if n < lad.eval_labels and windows < lad.eval_windows:
         return []
     after = accuracy_between(store, cohort, ladder["revision"], None, estimate=estimate)
@@ -389,7 +382,7 @@ def _judge(store, rules, cohort, state, version, manifest, ladder, decide):
     made = store.add_decision(cohort, kind, version, {**evidence, "policy_revision": ladder["revision"]})
     recorded = {"id": made, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
     return [recorded] + _try_next(store, rules, cohort, state, version, manifest, ladder,
-                                  _recent(store, rules, cohort, version, manifest, ladder), decide)
+                                  _recent(store, cohort, version, ladder), decide)
 
 
 def _z(before: dict, after: dict) -> float | None:
@@ -403,27 +396,19 @@ def _z(before: dict, after: dict) -> float | None:
     return round(gain / se, 4) if se > 0 else (float("inf") if gain > 0 else 0.0)
 
 
-def _maybe_release(store, rules, cohort, state, version, manifest, ladder, decide):
-    serving = (state.get("fallback") or {}).get("version") or version
-    monitoring = manifest["monitoring"] if serving == version else store.bundle_by_version(serving)[1]["monitoring"]
-    verdict = drift_verdict(store, rules, cohort, serving, monitoring, since_ms=ladder.get("started_ms", 0),
-                            last=rules.ladder.release_lookback)
-    if verdict is None or verdict["state"] != "quiet":
-        if ladder.get("quiet"):
-            ladder["quiet"] = 0
-            store.update_cohort(cohort, {"ladder": ladder})
-        return []
-    ladder["quiet"] = ladder.get("quiet", 0) + 1
-    if ladder["quiet"] < rules.ladder.release_after:
-        store.update_cohort(cohort, {"ladder": ladder})
+def _maybe_release(store, rules, cohort, state, version, manifest, ladder, verdict, decide):
+    """The drift engine says the shift is over (``recovered``): back to the primary model."""
+    rule = verdict["rule"] or next((r for r in rules.fallback if r.name == ladder.get("rule")), None)
+    if verdict["state"] != "recovered" or (rule is not None and not rule.release):
         return []
     before = accuracy_between(store, cohort, ladder.get("revision", 0), None,
-                              estimate=verdict["report"]["estimated_accuracy"], last=rules.ladder.eval_labels)
+                              estimate=(verdict["verdict"].get("accuracy") or {}).get("estimate"),
+                              last=rules.ladder.eval_labels)
     released = {"status": "released", "before": before, "from": ladder.get("rung", ""), "started_ms": _now_ms(),
                 "since_ms": _now_ms()}
-    evidence = {"why": f"shift over ({verdict['why']}) for {ladder['quiet']} evaluations: return to the primary",
+    evidence = {"why": f"shift over ({verdict['why']}): return to the primary model",
                 "from_rung": ladder.get("rung", ""), "from_status": ladder["status"], "before": before,
-                "statistics": _brief(verdict["report"])}
+                "verdict": verdict["verdict"]}
     made = decide("release", version, evidence, {**REMEDY_CLEARED, "ladder": released})
     released["revision"], released["decision"] = made["evidence"]["policy_revision"], made["id"]
     store.update_cohort(cohort, {"ladder": released})

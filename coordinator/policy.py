@@ -2,9 +2,16 @@
 
 One pass of :func:`evaluate` looks at every cohort that has a baseline version:
 
-- **fallback ladder** — when the first ``[[fallback]]`` rule fires on the cohort's merged windows,
-  climb the ``[ladder]`` (:mod:`~edgefleet.coordinator.ladder`): each rung is tried, measured against
-  the accuracy before it, kept or reverted; the cohort returns to its primary when the shift is over.
+- **verdict** — the cohort's sequential drift monitor (:class:`~edgefleet.coordinator.drift.Monitor`)
+  looks at the windows of its serving version that arrived since the last look; its state survives in
+  the score history. The verdict (``insufficient``, ``ok``, ``drift``, ``recovered``, with its evidence)
+  is stored with every score point; a snapshot report of the most recent windows and the label-free
+  accuracy estimate come with it, and Benjamini-Hochberg across all cohorts x signals of the snapshots
+  marks which signals moved (``fdr_rejected``).
+- **fallback ladder** — on a ``drift`` verdict for which the first ``[[fallback]]`` rule applies (cohort,
+  and the estimated accuracy drop), climb the ``[ladder]`` (:mod:`~edgefleet.coordinator.ladder`):
+  each rung is tried, measured against the accuracy before it, kept or reverted; on ``recovered``
+  the cohort returns to its primary model, and that decision is measured too.
 - **canary** — compare the canary version's windows with the baseline's: roll back when the canary's
   accuracy (from labels when there are enough, else estimated from confidence) is lower by more than
   the margin or its error rate higher; promote after ``promote_after_windows`` healthy windows.
@@ -20,7 +27,7 @@ from __future__ import annotations
 from typing import Callable
 
 from . import ladder
-from .drift import drift_report, merge_windows
+from .drift import Monitor, MonitorSettings, drift_report, fdr, merge_windows
 from .measure import accuracy_between
 from .rules import Rules
 
@@ -39,19 +46,23 @@ def _accuracy(store, cohort: str, version: str, report: dict, min_labels: int,
 def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict],
              manifest_for: Callable[[str], dict] | None = None) -> list[dict]:
     """Run every rule once over every cohort; return the decisions made (already stored)."""
-    decisions = []
+    decisions, looked = [], []
     for cohort in store.list_cohorts():
         state, revision = store.get_cohort(cohort)
         baseline = (state.get("baseline") or {}).get("version")
         if not baseline:
             continue
-        report = _stats(store, rules, cohort, baseline, monitoring_for)
+        serving = (state.get("fallback") or {}).get("version") or baseline  # what the monitor watches
+        report = _stats(store, rules, cohort, serving, monitoring_for)
+        looked.append((cohort, state, revision, baseline, serving, report))
+    _mark_fdr([r[-1] for r in looked if r[-1] is not None], rules.drift.alpha)
+    for cohort, state, revision, baseline, serving, report in looked:
         if report is not None:
-            _timeline(store, cohort, baseline, report, revision)
+            _timeline(store, cohort, serving, report, revision)
         if rules.fallback and manifest_for is not None:
             decide = lambda kind, version, evidence, changes, c=cohort: _decide(store, c, kind, version, evidence,
                                                                                changes)
-            decisions += ladder.step(store, rules, cohort, state, baseline, manifest_for(baseline), revision, decide)
+            decisions += ladder.step(store, rules, cohort, state, baseline, manifest_for(baseline), report, decide)
         if (state.get("canary") or {}).get("version"):
             decisions += _canary(store, rules, cohort, state, baseline, report, monitoring_for)
         if (state.get("shadow") or {}).get("version"):
@@ -59,25 +70,72 @@ def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict],
     return decisions
 
 
-def _timeline(store, cohort, baseline, report, revision) -> None:
-    """One point of the cohort's accuracy timeline: drift statistics, the label-free estimate, and the
-    realized accuracy (Wilson interval) of the most recent labels, whatever arm served them."""
-    n, correct = store.label_stats(cohort, baseline)
-    store.add_score(cohort, baseline, {**report, "label_accuracy": correct / n if n else None, "labels": n})
+def monitor_settings(rules: Rules) -> MonitorSettings:
+    d = rules.drift
+    return MonitorSettings(alpha=d.alpha, horizon=d.horizon, min_samples=d.min_samples,
+                           recover_looks=d.recover_looks, recover_p=d.recover_p)
+
+
+def _last_monitor(store, cohort: str, version: str) -> dict | None:
+    for score in reversed(store.list_scores(cohort)):
+        if score["model_version"] == version and "monitor" in score["stats"]:
+            return score["stats"]["monitor"]
+    return None
+
+
+def _timeline(store, cohort, version, report, revision) -> None:
+    """One point of the cohort's accuracy timeline: the drift report and verdict, the label-free
+    estimate, and the realized accuracy (Wilson interval) of the most recent labels, whatever arm
+    served them."""
+    n, correct = store.label_stats(cohort, version)
+    realized = correct / n if n else None
+    est = report["estimated_accuracy"]
+    store.add_score(cohort, version, {**report, "label_accuracy": realized, "labels": n,
+                                      "estimation_error": (round(est - realized, 6)
+                                                           if realized is not None and est is not None else None)})
     store.add_measurement(cohort, 0, "timeline", {
-        **accuracy_between(store, cohort, 0, None, estimate=report["estimated_accuracy"], last=100),
-        "policy_revision": revision})
+        **accuracy_between(store, cohort, 0, None, estimate=est, last=100), "policy_revision": revision,
+        "verdict": (report.get("verdict") or {}).get("state")})
 
 
 def _stats(store, rules, cohort, version, monitoring_for) -> dict | None:
     windows = store.recent_windows(cohort, version, rules.drift.lookback_windows)
     if not windows:
         return None
-    merged = merge_windows(windows)
-    report = drift_report(merged, monitoring_for(version))
-    report["enough_evidence"] = (merged["windows"] >= rules.drift.min_windows
-                                 and merged["count"] >= rules.drift.min_samples)
+    reference = monitoring_for(version)
+    report = drift_report(merge_windows(windows), reference, alpha=rules.drift.alpha,
+                          min_samples=rules.drift.min_samples)
+    saved = _last_monitor(store, cohort, version) or {}
+    cursor, seen = saved.get("cursor_ms", -1), set(saved.get("cursor_ids", []))
+    monitor = Monitor(monitor_settings(rules), saved.get("state"))
+    ident = lambda w: f"{w.get('device_id', '')}/{w['report_id']}"  # noqa: E731
+    fresh = [w for w in windows if w.get("received_ms", 0) > cursor
+             or (w.get("received_ms", 0) == cursor and ident(w) not in seen)]
+    verdict = monitor.look(merge_windows(fresh), reference)
+    if verdict["state"] != "insufficient":  # else the windows wait for the next look
+        last = max(w.get("received_ms", 0) for w in fresh)
+        seen = (seen if last == cursor else set()) | {ident(w) for w in fresh if w.get("received_ms", 0) == last}
+        cursor = last
+    report["verdict"] = _summary(verdict, report)
+    report["monitor"] = {"cursor_ms": cursor, "cursor_ids": sorted(seen), "state": monitor.state}
     return report
+
+
+def _summary(verdict: dict, snapshot: dict) -> dict:
+    """The verdict the rules (and the fallback ladder) read: small and documented in docs/coordinator.md."""
+    look = verdict.get("report") or {}
+    return {"state": verdict["state"], "status": verdict["status"], "look": verdict.get("look"),
+            "p_value": verdict.get("p_value"), "alpha_look": verdict.get("alpha_look"),
+            "scale": verdict.get("scale"), "samples": look.get("samples"), "effect": look.get("effect"),
+            "effect_signal": look.get("effect_signal"), "start_ms": look.get("start_ms"),
+            "end_ms": look.get("end_ms"), "reason": verdict.get("reason"),
+            "accuracy": snapshot["accuracy"], "accuracy_drop": snapshot["accuracy_drop"]}
+
+
+def _mark_fdr(reports: list[dict], alpha: float) -> None:
+    family = [(r, t) for r in reports for t in r["signals"]]
+    for (r, t), rejected in zip(family, fdr([t["p_value"] for _, t in family], alpha)):
+        t["fdr_rejected"] = rejected
 
 
 def _decide(store, cohort, kind, version, evidence, changes) -> dict:

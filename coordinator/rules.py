@@ -1,17 +1,21 @@
 """Policy rules: a small declarative TOML file, validated key by key.
 
-    [drift]                      # how much evidence every rule looks at
-    lookback_windows = 200       # the most recent windows per (cohort, model version) that are merged
-    min_windows = 5              # no verdict on fewer windows ...
-    min_samples = 200            # ... or fewer predictions
+    [drift]                      # the drift engine (edgefleet.coordinator.drift)
+    alpha = 0.05                 # chance of any false alarm per cohort over `horizon` looks
+    horizon = 1000               # looks (policy evaluations with new data) per alarm budget
+    min_samples = 10             # a look needs this many new predictions (else they wait)
+    lookback_windows = 200       # the most recent windows pooled for the snapshot report
+    recover_looks = 3            # after an alarm, this many consecutive unremarkable looks ...
+    recover_p = 0.05             # ... (combined p above this) mean the shift is over
 
-    [[fallback]]                 # when to climb the ladder; any number, the first that fires decides
+    [[fallback]]                 # when to climb the ladder; any number, the first that applies decides
     name = "drift-fallback"
     cohorts = ["*"]              # cohort names, "*" for all
-    chi2_p_below = 1e-6          # fire when the class-count chi-squared p-value is below this ...
-    psi_above = 0.25             # ... or when the largest PSI (confidence, projections) is above this
+    min_accuracy_drop = 0.0      # act on a drift verdict only when validation accuracy minus the
+                                 # estimate's upper bound is at least this (0: any detected drift)
     to_artifact = "onnx-fp32"    # the "artifact" rung's target for this rule (default: [ladder] artifact)
     to_version = ""              # the "previous_version" rung's target (default: the previous baseline)
+    release = true               # return to the primary model when the verdict is "recovered"
 
     [ladder]                     # what to try, cheapest first; each rung is measured and kept or reverted
     rungs = ["artifact", "previous_version", "label_shift", "cloud", "adapt"]
@@ -21,10 +25,6 @@
     min_gain = 0.02              # keep a rung only if it adds at least this much accuracy ...
     keep_z = 1.0                 # ... with a one-sided two-proportion z of at least this (labels on both sides)
     good_enough = 0.03           # stop climbing when within this of the bundle's expected accuracy
-    release_after = 3            # consecutive quiet evaluations before returning to the primary model
-    release_lookback = 20        # ... judged on the cohort's most recent windows (this many)
-    release_psi_below = 0.1      # "quiet": max PSI below this and ...
-    release_chi2_p_above = 0.001 # ... class-count p-value above this (hysteresis against the trigger)
     cloud_confidence_below = 0.7 # cloud rung: inputs under this calibrated confidence go to Predict ...
     cloud_share = 0.5            # ... or under the confidence of this share of the cohort's recent inputs
     cloud_latency_ms = 50.0      # ... answered locally past this deadline ...
@@ -63,15 +63,14 @@ RUNG_NAMES = ("artifact", "previous_version", "label_shift", "cloud", "adapt")
 
 DEFAULT_RULES = """
 [drift]
+alpha = 0.05
+horizon = 1000
+min_samples = 10
 lookback_windows = 200
-min_windows = 5
-min_samples = 200
 
 [[fallback]]
 name = "drift-fallback"
 cohorts = ["*"]
-chi2_p_below = 1e-6
-psi_above = 0.25
 to_artifact = "onnx-fp32"
 
 [ladder]
@@ -90,19 +89,22 @@ min_agreement = 0.9
 
 @dataclass(frozen=True)
 class DriftSettings:
+    alpha: float = 0.05
+    horizon: int = 1000
+    min_samples: int = 10
     lookback_windows: int = 200
-    min_windows: int = 5
-    min_samples: int = 200
+    recover_looks: int = 3
+    recover_p: float = 0.05
 
 
 @dataclass(frozen=True)
 class FallbackRule:
     name: str = "fallback"
     cohorts: tuple = ("*",)
-    chi2_p_below: float = 1e-6
-    psi_above: float = 0.25
+    min_accuracy_drop: float = 0.0
     to_artifact: str = ""
     to_version: str = ""
+    release: bool = True
 
     def applies_to(self, cohort: str) -> bool:
         return "*" in self.cohorts or cohort in self.cohorts
@@ -117,10 +119,6 @@ class LadderRule:
     min_gain: float = 0.02
     keep_z: float = 1.0
     good_enough: float = 0.03
-    release_after: int = 3
-    release_lookback: int = 20
-    release_psi_below: float = 0.1
-    release_chi2_p_above: float = 0.001
     cloud_confidence_below: float = 0.7
     cloud_share: float = 0.5
     adapt_canary_share: float = 0.5
@@ -160,7 +158,10 @@ def _build(cls, table, where: str):
         if key not in known:
             raise PolicyError(f"policy {where}.{key}: unknown key; expected one of {', '.join(known)}")
         default = known[key].default
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise PolicyError(f"policy {where}.{key}: expected true or false, got {value!r}")
+        elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise PolicyError(f"policy {where}.{key}: expected a list of strings")
             value = tuple(value)
@@ -200,7 +201,11 @@ def parse_rules(text: str) -> Rules:
     if bad or len(set(ladder.rungs)) != len(ladder.rungs):
         raise PolicyError(f"policy ladder.rungs: {bad or 'a rung listed twice'}; rungs are "
                           f"{', '.join(RUNG_NAMES)}, each at most once")
-    return Rules(drift=_build(DriftSettings, doc.get("drift", {}), "drift"), fallback=tuple(built), ladder=ladder,
+    drift = _build(DriftSettings, doc.get("drift", {}), "drift")
+    for key in ("alpha", "recover_p"):
+        if not 0 < getattr(drift, key) < 1:
+            raise PolicyError(f"policy drift.{key}: must be between 0 and 1, got {getattr(drift, key)}")
+    return Rules(drift=drift, fallback=tuple(built), ladder=ladder,
                  canary=_build(CanaryRule, doc.get("canary", {}), "canary"),
                  shadow=_build(ShadowRule, doc.get("shadow", {}), "shadow"))
 

@@ -31,25 +31,21 @@ __all__ = ["SCENARIOS", "run_scenarios", "format_table", "SCENARIO_RULES"]
 
 SCENARIOS = ("quantization", "label", "covariate", "ends")
 
-#: rules of the benchmark: the default ladder, judged on 60 labels or 12 windows
+#: rules of the benchmark: the default drift engine and ladder, rungs judged on 60 labels or 12 windows
 SCENARIO_RULES = """
 [drift]
-lookback_windows = 200
-min_windows = 4
-min_samples = 100
+alpha = 0.05
+horizon = 1000
+min_samples = 50
+recover_looks = 2
 [[fallback]]
 name = "drift"
-chi2_p_below = 1e-6
-psi_above = 0.25
 [ladder]
 rungs = ["artifact", "previous_version", "label_shift", "cloud", "adapt"]
 eval_labels = 60
 eval_windows = 12
 min_gain = 0.02
 good_enough = 0.03
-release_after = 2
-release_lookback = 16
-release_psi_below = 0.15
 adapt_max_drop = 2.0
 [canary]
 promote_after_windows = 8

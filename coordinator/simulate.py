@@ -116,8 +116,10 @@ def run_fleet_demo(bundle_dir, workdir, devices: int = 20, seed: int = 0, *, coh
                 "serving": sorted({d.artifact for d in members}),
                 "fallback": state.get("fallback_artifact") or (state.get("fallback") or {}).get("version", ""),
                 "label_accuracy": round(correct / n, 4) if n else None, "labels": n,
-                "last_stats": {k: scores[-1]["stats"][k] for k in ("psi_max", "chi2_p", "estimated_accuracy",
-                                                                  "samples", "windows")} if scores else {},
+                "last_stats": {"verdict": scores[-1]["stats"]["verdict"]["state"],
+                               "status": scores[-1]["stats"]["verdict"]["status"],
+                               **{k: scores[-1]["stats"][k] for k in ("p_value", "effect", "estimated_accuracy",
+                                                                      "samples", "windows")}} if scores else {},
             }
         summary = {"devices": devices, "cohorts": summary_cohorts, "shifted_cohort": shifted,
                    "model_version": published["version"], "windows_stored": server.store.count_windows(),
@@ -133,12 +135,13 @@ def format_summary(summary: dict) -> str:
     """A short human-readable report of :func:`run_fleet_demo`'s result."""
     lines = [f"fleet: {summary['devices']} devices, model {summary['model_version']}, "
              f"{summary['windows_stored']} telemetry windows stored in {summary['elapsed_s']} s",
-             f"{'cohort':<10} {'devices':>7} {'shifted':>7} {'max PSI':>8} {'chi2 p':>9} {'est.acc':>7} "
+             f"{'cohort':<10} {'devices':>7} {'shifted':>7} {'status':>8} {'p':>9} {'effect':>6} {'est.acc':>7} "
              f"{'label acc':>9}  serving now"]
     for name, c in summary["cohorts"].items():
         s = c["last_stats"]
         lines.append(f"{name:<10} {c['devices']:>7} {'yes' if c['shifted'] else 'no':>7} "
-                     f"{s.get('psi_max', float('nan')):>8.3f} {s.get('chi2_p', float('nan')):>9.2g} "
+                     f"{s.get('status', '-'):>8} {s.get('p_value', float('nan')):>9.2g} "
+                     f"{s.get('effect', float('nan')):>6.3f} "
                      f"{s.get('estimated_accuracy') or float('nan'):>7.3f} "
                      f"{c['label_accuracy'] if c['label_accuracy'] is not None else float('nan'):>9.3f}  "
                      f"{', '.join(c['serving'])}{'  (fallback: ' + c['fallback'] + ')' if c['fallback'] else ''}")

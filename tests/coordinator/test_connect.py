@@ -103,7 +103,11 @@ def test_metrics_and_dashboard_from_the_same_origin(server, device, admin, bundl
         assert b"/dashboard/web" in r.read()
     with urllib.request.urlopen(server.http_url + "/dashboard/web", timeout=10) as r:
         page = r.read().decode()
-    assert page.count("<svg") == 3 and page.count("<polyline") == 3 and "manual test" in page  # no labels: no line
+    # the accuracy timeline (estimate only: no labels, no line); look and snapshot evidence, effect,
+    # estimate with its interval
+    assert page.count("<svg") == 4 and page.count("<polyline") == 7 and "manual test" in page
+    assert "accuracy timeline" in page
+    assert "last verdicts" in page
     assert "<script" not in page
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(server.http_url + "/dashboard/nope", timeout=10)

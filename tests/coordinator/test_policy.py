@@ -1,14 +1,12 @@
 """The policy engine with real devices: canary rollback when worse, promotion after healthy windows,
-shadow evaluation; the rules file's validation; the drift statistics against scipy."""
+shadow evaluation; the rules file's validation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from edgefleet.coordinator import AdminClient, Server, ServerConfig, parse_rules
-from edgefleet.coordinator.drift import chi2_test, psi
 from edgefleet.coordinator.errors import PolicyError
 from edgefleet.device import Device, GrpcTransport, in_canary
 
@@ -17,12 +15,10 @@ from bundle_factory import ADMIN
 
 RULES = """
 [drift]
-min_windows = 2
 min_samples = 50
 [[fallback]]
 name = "drift"
-chi2_p_below = 1e-12
-psi_above = 5.0
+min_accuracy_drop = 0.5
 to_artifact = "onnx-fp32"
 [canary]
 promote_after_windows = 4
@@ -114,8 +110,10 @@ def test_shadow_agreement_is_reported(fleet):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[drift]\nmin_windows = 0", "drift.min_windows: expected a positive integer"),
+    ("[drift]\nmin_samples = 0", "drift.min_samples: expected a positive integer"),
+    ("[drift]\nalpha = 1.5", "drift.alpha: must be between 0 and 1"),
     ("[ladder]\nrungs = [\"artifact\", \"teleport\"]", "ladder.rungs: ['teleport']"),
+    ("[[fallback]]\nto_artifact = 'x'\nrelease = 1", "fallback[0].release: expected true or false"),
     ("[[fallback]]\nto_artifact = 'x'\npsi = 1", "fallback[0].psi: unknown key"),
     ("[canary]\nrollback_margin = 'big'", "canary.rollback_margin: expected a number"),
     ("[alerts]", "unknown table(s) alerts"),
@@ -124,16 +122,3 @@ def test_shadow_agreement_is_reported(fleet):
 def test_rules_errors_name_the_key(text, message):
     with pytest.raises(PolicyError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
         parse_rules(text)
-
-
-def test_statistics_match_scipy():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        obs = rng.integers(0, 200, 10).tolist()
-        ref = rng.integers(1, 200, 10).tolist()
-        ours = chi2_test(obs, ref)
-        expected = np.array(ref) + 0.5
-        theirs = stats.chisquare(obs, expected / expected.sum() * sum(obs))
-        assert ours["statistic"] == pytest.approx(theirs.statistic, rel=1e-9)
-        assert ours["p_value"] == pytest.approx(theirs.pvalue, rel=1e-6, abs=1e-300)
-    assert psi([10, 0], [5, 5]) > 1 and psi([5, 5], [5, 5]) == 0
