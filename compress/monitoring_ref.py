@@ -92,9 +92,12 @@ def build_reference(x_val: np.ndarray, logits_val: np.ndarray, y_val: np.ndarray
     for c in range(num_classes):
         edges = _edges(logp[:, c], bins=CLASS_BINS)
         class_conf.append({"edges": edges, "counts": _histogram(logp[:, c], edges)})
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (pred, y_val.astype(np.int64)), 1)
     return {
         "telemetry_version": TELEMETRY_VERSION,
         "class_counts": np.bincount(pred, minlength=num_classes).astype(int).tolist(),
+        "confusion": confusion.tolist(),  # [predicted][true] on the validation split: label-shift correction
         "confidence": {"edges": conf_edges, "counts": _histogram(conf, conf_edges)},
         "class_confidence": class_conf,
         "projection": {"space": "logits", "mean": mean.tolist(), "components": comps.tolist(), "histograms": hists},

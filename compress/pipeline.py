@@ -42,6 +42,10 @@ from .verify import INT8_MAX_LSB, Verdict, machine_info, verify_artifact
 CHAIN_ORDER = ("efm-int8", "tflite-int8", "onnx-int8", "tflite-fp32", "onnx-fp32")
 
 
+#: the uncompressed teacher as its own fp32 ONNX artifact (never in the fallback chain)
+TEACHER_TARGET = "teacher-fp32"
+
+
 @dataclass
 class ExportConfig:
     model: str = "edgefleet.compress.zoo:digits_cnn"
@@ -61,6 +65,9 @@ class ExportConfig:
     progress: bool = False
     signing_key: bytes | None = None
     signing_key_path: str | None = None   # recorded in the manifest's provenance (the key stays outside the bundle)
+    # ship the uncompressed teacher as ``teacher-fp32`` (the cloud fallback's model) unless ``targets``
+    # lists targets without it
+    teacher_artifact: bool = True
 
     def resolved_recipe(self) -> Recipe:
         recipe = self.recipe if isinstance(self.recipe, Recipe) else Recipe.from_toml(self.recipe)
@@ -174,7 +181,8 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     teacher_test_logits = predict_logits(teacher, data.x_test)
     teacher = {"model": teacher, "val_accuracy": accuracy(predict_logits(teacher, data.x_val), data.y_val),
                "test_accuracy": accuracy(teacher_test_logits, data.y_test), "params": count_parameters(teacher)}
-    targets = list(cfg.targets or exporters.targets())
+    targets = [t for t in (cfg.targets or exporters.targets()) if t != TEACHER_TARGET]
+    ship_teacher = cfg.teacher_artifact and (cfg.targets is None or TEACHER_TARGET in cfg.targets)
 
     attempts: list[Attempt] = []
     current: Recipe | None = recipe
@@ -199,7 +207,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     name = cfg.name or Path(cfg.out).name or "model"
     writer = BundleWriter(cfg.out)
     try:
-        teacher_onnx_bytes = _fp32_onnx_bytes(teacher["model"], data)
+        teacher_onnx_bytes = _teacher_onnx(teacher["model"], data, writer if ship_teacher else None)
         verdicts = [_export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cfg, writer, references)
                     for target in targets]
         shipped = [v.target for v in verdicts if v.shipped]
@@ -218,13 +226,27 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     return result
 
 
-def _fp32_onnx_bytes(model, data: Dataset) -> int:
-    """Size of a model's fp32 ONNX: the yardstick of the size targets (the uncompressed teacher)."""
+def _teacher_onnx(model, data: Dataset, writer: BundleWriter | None) -> int:
+    """Size of the uncompressed teacher's fp32 ONNX (the yardstick of the size targets); with a
+    ``writer``, also ship it as the ``teacher-fp32`` artifact, the cloud fallback's heavier model,
+    once onnxruntime reproduces the torch teacher on the validation split (max |Δ| <= 1e-3)."""
+    import numpy as np
+
+    from edgefleet import runtimes
     from edgefleet.runtimes import exporters
 
     with tempfile.TemporaryDirectory() as tmp:
         path = exporters.get("onnx-fp32")().export(capture(model, data.input_shape), Path(tmp) / "teacher.onnx")
-        return path.stat().st_size
+        size = path.stat().st_size
+        if writer is not None:
+            runtime = runtimes.load("onnxruntime", path)
+            got = runtime.run(np.asarray(data.x_val, np.float32))[runtime.output_names[0]]
+            want = predict_logits(model, data.x_val)
+            diff = float(np.abs(got - want).max())
+            if diff <= 1e-3:
+                writer.add_artifact(TEACHER_TARGET, path, runtime="onnxruntime", precision="fp32",
+                                    metrics={"val_accuracy": accuracy(got, data.y_val), "max_abs_diff_vs_torch": diff})
+        return size
 
 
 def _export_target(target, graph, qgraph, data, teacher_test_logits, teacher, cfg, writer, references) -> Verdict:

@@ -58,6 +58,8 @@ def _absurd(rng, field):
         return rng.choice([0, -1, 1, bound, -bound - 1, rng.randint(-bound, bound)])
     if field.type == F.TYPE_DOUBLE:
         return rng.choice([0.0, -1.0, 1e308, -1e308, float("nan"), float("inf"), rng.random()])
+    if field.type == F.TYPE_FLOAT:
+        return rng.choice([0.0, -1.0, 3e38, -3e38, float("nan"), float("inf"), rng.random()])
     if field.type == F.TYPE_BOOL:
         return rng.random() < 0.5
     if field.type == F.TYPE_BYTES:

@@ -25,7 +25,8 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-bits", type=int, default=7, choices=(7, 8), help="int8 weight grid (7 is exact on every CPU)")
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning from the start")
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget: max drop in points vs the teacher (validation)")
-    p.add_argument("--targets", help="comma-separated artifact targets (default: every registered exporter)")
+    p.add_argument("--targets", help="comma-separated artifact targets (default: every registered exporter, plus "
+                                     "teacher-fp32: the uncompressed teacher, the cloud fallback's model)")
     p.add_argument("--train-epochs", type=int, default=0, help="train the model on the data first (it becomes the teacher)")
     p.add_argument("--out", default="out/bundle", help="bundle directory to write")
     p.add_argument("--name", help="model name in the manifest (default: the output directory's name)")
