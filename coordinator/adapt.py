@@ -180,9 +180,14 @@ def _fine_tune_head(teacher, data, x_ex, y_ex, cfg: WorkerConfig):
 
 def _publish(store, archive: bytes, version: str, cfg: WorkerConfig) -> str:
     """Publish (verified) in one store transaction; a retry finding its version published reuses it."""
+    from edgefleet._signing import public_key
+
     from .service import Coordinator
 
     existing = store.bundle_by_version(version)
     if existing is not None:
         return existing[0]
-    return Coordinator(store, admin_token="adaptation-worker", trusted_key=cfg.trusted_key).publish_bundle(archive)["digest"]
+    # the worker checks its own signature (or the one it is told to trust); serving coordinators check
+    # every archive against their trusted key again before they hand it out
+    trusted = cfg.trusted_key or (public_key(cfg.signing_key) if cfg.signing_key else None)
+    return Coordinator(store, admin_token="adaptation-worker", trusted_key=trusted).publish_bundle(archive)["digest"]

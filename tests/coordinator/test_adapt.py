@@ -21,8 +21,8 @@ from bundle_factory import ADMIN, digits
 
 
 @pytest.fixture
-def plain_server(tmp_path):
-    srv = Server(ServerConfig(store=f"sqlite:///{tmp_path / 'fleet.db'}", admin_token=ADMIN,
+def plain_server(tmp_path, public_key):
+    srv = Server(ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'fleet.db'}", admin_token=ADMIN, trusted_key=public_key,
                               evaluate_interval_s=None, http_port=None)).start()
     admin = AdminClient(srv.grpc_target, ADMIN)
     yield srv, admin
@@ -31,7 +31,7 @@ def plain_server(tmp_path):
 
 
 def _enrolled(srv, admin, bundle, tmp_path, cohort, name="d"):
-    dev = Device(bundle, tmp_path / name, transport=GrpcTransport(srv.grpc_target),
+    dev = Device(bundle, tmp_path / name, transport=GrpcTransport(srv.grpc_target), trusted_key=srv.config.trusted_key,
                  enrollment_token=admin.create_enrollment_token(cohort), window_size=25)
     dev.sync()
     return dev
@@ -87,13 +87,14 @@ def _worker(store_url, weights, lease_s, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
 
-def test_adaptation_job_killed_mid_way_runs_again_and_publishes_once(tmp_path, digits_bundle, digits_teacher_weights):
+def test_adaptation_job_killed_mid_way_runs_again_and_publishes_once(tmp_path, digits_bundle, digits_teacher_weights, public_key):
     from edgefleet.bundle import pack
     from edgefleet.coordinator.simulate import load_inputs, shift_inputs
     from edgefleet.bundle import Bundle
 
     store_url = f"sqlite:///{tmp_path / 'fleet.db'}"
-    srv = Server(ServerConfig(store=store_url, admin_token=ADMIN, evaluate_interval_s=None, http_port=None)).start()
+    srv = Server(ServerConfig(init=True, store=store_url, admin_token=ADMIN, trusted_key=public_key,
+                              evaluate_interval_s=None, http_port=None)).start()
     admin = AdminClient(srv.grpc_target, ADMIN)
     try:
         version = admin.publish_bundle(pack(digits_bundle, tmp_path / "b.tar.gz").read_bytes())["version"]
@@ -139,12 +140,13 @@ def test_adaptation_job_killed_mid_way_runs_again_and_publishes_once(tmp_path, d
         srv.stop(0)
 
 
-def test_adaptation_missing_the_budget_is_not_published(tmp_path, digits_bundle, digits_teacher_weights):
+def test_adaptation_missing_the_budget_is_not_published(tmp_path, digits_bundle, digits_teacher_weights, public_key):
     from edgefleet.bundle import pack
     from edgefleet.coordinator.adapt import WorkerConfig, run_worker
 
     store_url = f"sqlite:///{tmp_path / 'fleet.db'}"
-    srv = Server(ServerConfig(store=store_url, admin_token=ADMIN, evaluate_interval_s=None, http_port=None)).start()
+    srv = Server(ServerConfig(init=True, store=store_url, admin_token=ADMIN, trusted_key=public_key,
+                              evaluate_interval_s=None, http_port=None)).start()
     admin = AdminClient(srv.grpc_target, ADMIN)
     try:
         version = admin.publish_bundle(pack(digits_bundle, tmp_path / "b.tar.gz").read_bytes())["version"]
@@ -159,8 +161,9 @@ def test_adaptation_missing_the_budget_is_not_published(tmp_path, digits_bundle,
             dev.feedback(p.prediction_id, int(rng.integers(0, 10)), example=xi)
         dev.sync()
         job = srv.store.enqueue_job("adapt", "c", {"version": version, "max_drop": 0.5})
+        from edgefleet.keys import project_private_key
         assert run_worker(WorkerConfig(store=store_url, weights=str(digits_teacher_weights), epochs=5,
-                                       example_weight=40), once=True, log=lambda m: None) == 1
+                                       example_weight=40, signing_key=project_private_key()[0]), once=True, log=lambda m: None) == 1
         failed = srv.store.list_jobs()[0]
         assert failed["id"] == job and failed["status"] == "failed"
         assert "lost" in failed["result"]["reason"] and "budget 0.5" in failed["result"]["reason"]

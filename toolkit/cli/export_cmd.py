@@ -52,17 +52,8 @@ def config_from_args(args):
     else:
         recipe = recipe_from_flags(prune=args.prune, structured=not args.unstructured, lowrank=args.lowrank,
                                    distill=args.distill, method=args.calibration, weight_bits=args.weight_bits, qat=args.qat)
-    from pathlib import Path
-
-    from edgefleet.keys import key_dir, load_private, project_private_key
-    if args.sign_key:
-        key, key_path = load_private(args.sign_key), Path(args.sign_key)
-    else:
-        found = project_private_key()
-        if found is None:
-            raise ConfigError(f"export signs every bundle, and there is no project key in {key_dir()}: run "
-                              "`edgefleet keys init` once (or pass --sign-key FILE)")
-        key, key_path = found
+    from edgefleet.keys import signing_key
+    key, key_path = signing_key(args.sign_key, "export")
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
     return ExportConfig(model=args.model, weights=args.weights, data=args.data, recipe=recipe, targets=targets,
                         max_drop=args.max_drop, out=args.out, name=args.name, version=args.version, seed=args.seed,
