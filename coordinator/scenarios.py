@@ -89,7 +89,8 @@ def _inputs(scenario, shifted, x_all, y_all, rng, n, heavy):
 def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohort: int = 4, controls: int = 2,
                   rounds: int = 40, shift_at: int = 4, end_at: int = 28, batch: int = 25, label_share: float = 0.3,
                   seed: int = 0, rules_text: str = SCENARIO_RULES, inputs=None, previous_bundle=None,
-                  offline_rounds: tuple[int, int] | None = None, worker=None, log=None) -> dict:
+                  offline_rounds: tuple[int, int] | None = None, worker=None, log=None,
+                  trusted_key: bytes | None = None, allow_unsigned: bool = False) -> dict:
     """Run the scenarios side by side; return ``{"scenarios": {name: metrics}, ...}``.
 
     ``previous_bundle``: published and served first, so every cohort has a previous known-good version;
@@ -97,7 +98,9 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
     rounds ``a <= r < b`` (it keeps predicting; its telemetry and labels wait in its on-disk queue);
     ``worker``: a :class:`~edgefleet.coordinator.adapt.WorkerConfig` (its ``store`` is replaced): the
     covariate cohorts also opt in to labelled examples, and a worker runs queued adaptation jobs
-    after each round's evaluation."""
+    after each round's evaluation;
+    ``trusted_key``: the public key the bundles must be signed with (the coordinator and every device
+    check it); ``allow_unsigned`` runs an unsigned or foreign-signed bundle instead."""
     import numpy as np
 
     from edgefleet.bundle import Bundle, pack
@@ -115,14 +118,18 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     bundle = Bundle.open(bundle_dir)
-    trusted = (bundle.manifest.get("signature") or {}).get("public_key")
+    from edgefleet.keys import require_trusted
+    require_trusted(bundle, trusted_key, allow_unsigned=allow_unsigned, what="simulate")
+    if previous_bundle is not None:
+        require_trusted(Bundle.open(previous_bundle), trusted_key, allow_unsigned=allow_unsigned, what="simulate")
     x_all, y_all = inputs if inputs is not None else load_inputs(bundle)
     rng = np.random.default_rng(seed)
     heavy = hardest_classes(bundle.manifest["monitoring"])
     cohorts = {f"control-{i}": None for i in range(controls)} | {f"scenario-{s}": s for s in scenarios}
     admin_token = secrets.token_urlsafe(16)
-    config = ServerConfig(store=f"sqlite:///{work / f'scenarios-{int(time.time() * 1000)}.db'}",
-                          admin_token=admin_token, evaluate_interval_s=None, rules=parse_rules(rules_text))
+    config = ServerConfig(init=True, store=f"sqlite:///{work / f'scenarios-{int(time.time() * 1000)}.db'}",
+                          admin_token=admin_token, evaluate_interval_s=None, rules=parse_rules(rules_text),
+                          trusted_key=trusted_key, allow_unsigned=allow_unsigned)
     from edgefleet import runtimes
     primary_target = bundle.fallback_chain[0]
     primary = runtimes.load(runtimes.for_target(primary_target)[0], bundle.artifact_path(primary_target))
@@ -149,7 +156,8 @@ def run_scenarios(bundle_dir, workdir, scenarios=SCENARIOS, *, devices_per_cohor
             token = admin.create_enrollment_token(cohort, uses=devices_per_cohort)
             for i in range(devices_per_cohort):
                 dev = Device(bundle.path, work / "devices" / f"{cohort}-{i}", transport=GrpcTransport(server.grpc_target),
-                             enrollment_token=token, trusted_key=trusted, window_size=batch, hardware="simulated")
+                             enrollment_token=token, trusted_key=trusted_key, allow_unsigned=allow_unsigned,
+                             window_size=batch, hardware="simulated")
                 dev.sync()
                 fleet.append((dev, cohort, scenario))
         say(f"coordinator {server.grpc_target}; {len(fleet)} devices in {len(cohorts)} cohorts; shift at round "

@@ -21,7 +21,9 @@ def teacher_bundle(tmp_path_factory, signing_key):
 
 
 def _run(bundle, tmp_path, scenario, **kw):
-    kw = {"devices_per_cohort": 4, "controls": 1, "rounds": 16, "label_share": 0.5, "rules_text": FAST, **kw}
+    from edgefleet.keys import project_public_key  # the session key the bundles are signed with
+    kw = {"devices_per_cohort": 4, "controls": 1, "rounds": 16, "label_share": 0.5, "rules_text": FAST,
+          "trusted_key": project_public_key(), **kw}
     result = run_scenarios(bundle, tmp_path, [scenario], **kw)
     assert result["decisions_in_controls"] == 0
     return result["scenarios"][scenario]
@@ -84,3 +86,13 @@ def test_previous_known_good_version_wins_and_an_offline_device_catches_up(teach
     assert m["rung"] == "previous_version" and m["acc_recovered"] > m["acc_shifted"] + 0.2
     assert m["serving"] == ["0.9/onnx-int8"], m["serving"]   # every device, the one that was offline too
     assert m["undelivered_windows"] == 0 and m["raw_bytes_off_device"] == 0
+
+
+def test_scenarios_refuse_a_bundle_not_signed_by_the_trusted_key(teacher_bundle, tmp_path):
+    from edgefleet._errors import BundleError
+    from edgefleet._signing import generate_key, public_key
+    with pytest.raises(BundleError, match="simulate: bundle .* refused: SIGNED BY AN UNTRUSTED KEY"):
+        run_scenarios(teacher_bundle, tmp_path, ["label"], rounds=1, trusted_key=public_key(generate_key()))
+    with pytest.raises(BundleError, match="refused"):
+        run_scenarios(teacher_bundle, tmp_path, ["label"], rounds=1, trusted_key=None)
+    assert not list(tmp_path.glob("scenarios-*.db"))  # refused before a coordinator started

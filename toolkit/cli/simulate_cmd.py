@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher-weights", help="scenario mode: the teacher's state dict; the covariate cohort then also "
                                              "opts in to labelled examples and adaptation jobs run after each round")
     p.add_argument("--sign-key", help="scenario mode, with --teacher-weights: the raw ed25519 private key that signs "
-                                      "adapted bundles (the bundle's own key, so devices accept them)")
+                                      "adapted bundles (default: the project key; devices and the coordinator "
+                                      "trust --trusted-key)")
     p.add_argument("--data", help="scenario mode: a .npz data set (the export's) whose validation and test splits "
                                   "are the devices' inputs (default: the digits splits)")
     p.add_argument("--scenario", help="run the fallback-ladder benchmark instead: comma-separated scenarios "
@@ -39,10 +40,10 @@ def run(args) -> int:
         raise ConfigError("simulate: --devices, --cohorts and --rounds must be positive")
     if not (Path(args.bundle) / "manifest.json").is_file():
         raise ConfigError(f"simulate: no bundle at {args.bundle}; run `edgefleet demo` first or pass a bundle directory")
-    if args.scenario:
-        return _scenarios(args)
     from edgefleet.keys import load_public, project_public_key
     trusted = load_public(args.trusted_key) if args.trusted_key else project_public_key()
+    if args.scenario:
+        return _scenarios(args, trusted)
     with tempfile.TemporaryDirectory(prefix="edgefleet-sim-") as tmp:
         summary = run_fleet_demo(args.bundle, args.workdir or tmp, devices=args.devices, seed=args.seed,
                                  trusted_key=trusted, allow_unsigned=args.allow_unsigned,
@@ -54,7 +55,7 @@ def run(args) -> int:
     return 0
 
 
-def _scenarios(args) -> int:
+def _scenarios(args, trusted: bytes | None) -> int:
     from pathlib import Path
 
     from edgefleet.coordinator.scenarios import SCENARIOS, format_table, run_scenarios
@@ -65,7 +66,8 @@ def _scenarios(args) -> int:
         worker = None
         if args.teacher_weights:
             from edgefleet.coordinator.adapt import WorkerConfig
-            key = Path(args.sign_key).read_bytes() if args.sign_key else None
+            from edgefleet.keys import signing_key
+            key, _ = signing_key(args.sign_key, "simulate")
             worker = WorkerConfig(store="", weights=args.teacher_weights, signing_key=key, data=args.data)
         inputs = None
         if args.data:
@@ -76,7 +78,8 @@ def _scenarios(args) -> int:
             inputs = (np.concatenate([ds.x_val, ds.x_test]), np.concatenate([ds.y_val, ds.y_test]))
         result = run_scenarios(args.bundle, args.workdir or tmp, names, controls=controls,
                                devices_per_cohort=max(args.devices // (len(names) + controls), 1), rounds=rounds,
-                               seed=args.seed, worker=worker, inputs=inputs, log=print)
+                               seed=args.seed, worker=worker, inputs=inputs, log=print, trusted_key=trusted,
+                               allow_unsigned=args.allow_unsigned)
     print(format_table(result))
     if args.json:
         keys = ("acc_before", "acc_shifted", "acc_recovered", "rung", "windows_to_detect", "windows_to_recover",
