@@ -109,3 +109,44 @@ def test_privacy_default_sends_nothing(cloud, bundles, tmp_path, public_key):
     assert {p.artifact for p in preds} == {"onnx-int8"} and dev.cloud.stats["raw_bytes_sent"] == 0
     assert admin.list_audit() == []
     dev.close()
+
+
+def test_predict_counts_against_the_devices_call_cap_as_well(tmp_path, archives, bundles, public_key):
+    """Two limits hold at once: the cohort's Predict rate (here generous) and the per-device call cap
+    of every Fleet call (here one call per 2 s, burst 1): a device cannot go past the cap through Predict, and the
+    Predict calls it made use up its budget for its other calls too."""
+    import time
+
+    import grpc
+
+    from edgefleet.coordinator import AdminClient, Server, ServerConfig
+    from edgefleet.proto import fleet_pb2 as pb
+    from edgefleet.proto.fleet_pb2_grpc import FleetStub
+    config = ServerConfig(init=True, store=f"sqlite:///{tmp_path / 'fleet.db'}", admin_token=ADMIN,
+                          trusted_key=public_key, evaluate_interval_s=None, device_rate=0.5)
+    with Server(config) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        admin.publish_bundle(archives["1.0"])
+        admin.set_baseline("open", "1.0")
+        admin.set_privacy("open", True, cloud_per_minute=6000)
+        channel = grpc.insecure_channel(srv.grpc_target)
+        fleet = FleetStub(channel)
+        token = fleet.Enroll(pb.EnrollRequest(enrollment_token=admin.create_enrollment_token("open"))).device_token
+        md = (("authorization", f"Bearer {token}"),)
+        row = digits()[2][0].tolist()
+        answers, started = [], time.monotonic()
+        for _ in range(8):
+            try:
+                fleet.Predict(pb.PredictRequest(values=row, rows=1, model_version="1.0"), metadata=md, timeout=10)
+                answers.append("OK")
+            except grpc.RpcError as e:
+                answers.append(e.details() if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else e.code().name)
+        allowed = 1 + int((time.monotonic() - started) * 0.5)   # the burst, then what refilled meanwhile
+        assert answers[0] == "OK" and answers.count("OK") <= allowed, answers
+        assert all(a == "OK" or "calls/s" in a for a in answers), answers
+        assert len(admin.list_audit("open")) == answers.count("OK")   # refused calls sent nothing anywhere
+        with pytest.raises(grpc.RpcError) as info:   # the same budget: GetPolicy waits too
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=md, timeout=10)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        channel.close()
+        admin.close()
