@@ -146,10 +146,13 @@ def _classifier_reference(logits_val: np.ndarray, y_val: np.ndarray, num_classes
     conf = np.exp(logp.max(axis=1))
     threshold = atc_threshold(conf, pred == y_val)
     conf_edges = sorted(set(_edges(conf, 0.0, 1.0)) | {threshold})
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (pred, y_val.astype(np.int64)), 1)
     return {
         "telemetry_version": TELEMETRY_VERSION,
         "kind": "classifier",
         "class_counts": np.bincount(pred, minlength=num_classes).astype(int).tolist(),
+        "confusion": confusion.tolist(),  # [predicted][true] on the validation split: label-shift correction
         "confidence": {"edges": conf_edges, "counts": _histogram(conf, conf_edges)},
         "class_confidence": [_hist(logp[:, c], bins=CLASS_BINS) for c in range(num_classes)],
         "projection": _projection(logits_val, "logits"),

@@ -37,12 +37,16 @@ from .passes import get_pass
 from .recipe import Recipe
 from .state import State, capture_model, count_nonzero, count_parameters
 from .tasks import Task, get_task
-from .train import fit, predict_logits, seed_everything
+from .train import accuracy, fit, predict_logits, seed_everything
 from .verify import INT8_MAX_LSB, Verdict, input_ranges, int8_outputs, machine_info, verify_artifact
 
 #: fallback-chain order when no latency was measured; with latency, each precision group is
 #: ordered by measured batch-1 p50 (int8 first, fp32 last: the safest fallback)
 CHAIN_ORDER = ("efm-int8", "tflite-int8", "onnx-int8", "tflite-fp32", "onnx-fp32")
+
+
+#: the uncompressed teacher as its own fp32 ONNX artifact (never in the fallback chain)
+TEACHER_TARGET = "teacher-fp32"
 
 
 @dataclass
@@ -65,6 +69,9 @@ class ExportConfig:
     progress: bool = False
     signing_key: bytes | None = None
     signing_key_path: str | None = None   # recorded in the manifest's provenance (the key stays outside the bundle)
+    # ship the uncompressed teacher as ``teacher-fp32`` (the cloud fallback's model) unless ``targets``
+    # lists targets without it
+    teacher_artifact: bool = True
 
     def resolved_recipe(self) -> Recipe:
         recipe = self.recipe if isinstance(self.recipe, Recipe) else Recipe.from_toml(self.recipe)
@@ -269,7 +276,10 @@ def _run_export(cfg: ExportConfig, steps: _Steps) -> ExportResult:
                f"test_{m}": task.score(teacher_test_out, data.y_test, teacher_test_out),
                "params": count_parameters(teacher_model)}
     max_drop = cfg.max_drop if cfg.max_drop is not None else task.default_max_drop(teacher[f"val_{m}"])
-    targets = list(cfg.targets or exporters.targets())
+    targets = [t for t in (cfg.targets or exporters.targets()) if t != TEACHER_TARGET]
+    # the uncompressed teacher ships as the cloud fallback's model (single-input classifiers)
+    ship_teacher = (cfg.teacher_artifact and (cfg.targets is None or TEACHER_TARGET in cfg.targets)
+                    and cfg.task == "classifier" and len(data.input_specs) == 1)
 
     attempts: list[Attempt] = []
     current: Recipe | None = recipe
@@ -298,8 +308,8 @@ def _run_export(cfg: ExportConfig, steps: _Steps) -> ExportResult:
     writer = BundleWriter(cfg.out)
     teacher_out = {"val": teacher_val_out, "test": teacher_test_out}
     try:
-        with steps.step("teacher fp32 ONNX size"):
-            teacher_onnx_bytes = _fp32_onnx_bytes(teacher_model, data)
+        with steps.step("teacher fp32 ONNX"):
+            teacher_onnx_bytes = _teacher_onnx(teacher_model, data, writer if ship_teacher else None)
         verdicts = []
         for target in targets:
             with steps.step(f"export + verify {target}"):
@@ -331,13 +341,27 @@ def _reliability(logits: np.ndarray, y: np.ndarray, temperature: float) -> list:
     return report_mod.reliability_bins(p.max(axis=1).tolist(), (p.argmax(axis=1) == y).tolist())
 
 
-def _fp32_onnx_bytes(model, data: Dataset) -> int:
-    """Size of a model's fp32 ONNX: the yardstick of the size targets (the uncompressed teacher)."""
+def _teacher_onnx(model, data: Dataset, writer: BundleWriter | None) -> int:
+    """Size of the uncompressed teacher's fp32 ONNX (the yardstick of the size targets); with a
+    ``writer``, also ship it as the ``teacher-fp32`` artifact, the cloud fallback's heavier model,
+    once onnxruntime reproduces the torch teacher on the validation split (max |Δ| <= 1e-3)."""
+    import numpy as np
+
+    from edgefleet import runtimes
     from edgefleet.runtimes import exporters
 
     with tempfile.TemporaryDirectory() as tmp:
         path = exporters.get("onnx-fp32")().export(capture_model(model, data.input_specs), Path(tmp) / "teacher.onnx")
-        return path.stat().st_size
+        size = path.stat().st_size
+        if writer is not None:
+            runtime = runtimes.load("onnxruntime", path)
+            run = lambda x: runtime.run(np.asarray(x, np.float32))[runtime.output_names[0]]  # noqa: E731
+            diff = float(np.abs(run(data.x_val) - predict_logits(model, data.x_val)).max())
+            if diff <= 1e-3:
+                writer.add_artifact(TEACHER_TARGET, path, runtime="onnxruntime", precision="fp32", metrics={
+                    "test_accuracy": accuracy(run(data.x_test), data.y_test),
+                    "parity": {"max_abs_diff_vs_torch": diff, "tolerance": 1e-3}})
+        return size
 
 
 def _export_target(target, graph, qgraph, data, teacher_out, teacher, cfg, writer, references) -> Verdict:

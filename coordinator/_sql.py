@@ -11,7 +11,8 @@ import time
 
 from .errors import StoreError
 
-_STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason")
+_STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason",
+               "previous", "ladder", "remedy", "privacy")
 
 
 def now_ms() -> int:
@@ -39,9 +40,21 @@ def schema(auto: str, blob: str) -> list[str]:
         " detail TEXT NOT NULL, digest TEXT NOT NULL, created_ms BIGINT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS labels (device_id TEXT NOT NULL, prediction_id TEXT NOT NULL,"
         " cohort TEXT NOT NULL, model_version TEXT NOT NULL, label INTEGER NOT NULL, predicted INTEGER NOT NULL,"
-        " created_ms BIGINT NOT NULL, PRIMARY KEY (device_id, prediction_id))",
+        " created_ms BIGINT NOT NULL, policy_revision BIGINT NOT NULL DEFAULT 0, artifact TEXT NOT NULL DEFAULT '',"
+        " PRIMARY KEY (device_id, prediction_id))",
+        "CREATE INDEX IF NOT EXISTS labels_by_revision ON labels (cohort, policy_revision)",
         f"CREATE TABLE IF NOT EXISTS scores (id {auto}, cohort TEXT NOT NULL, model_version TEXT NOT NULL,"
         " stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS measurements (id {auto}, cohort TEXT NOT NULL, decision_id BIGINT NOT NULL,"
+        " phase TEXT NOT NULL, stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS audit (id {auto}, device_id TEXT NOT NULL, cohort TEXT NOT NULL,"
+        " kind TEXT NOT NULL, bytes BIGINT NOT NULL, reason TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS examples (id {auto}, device_id TEXT NOT NULL, cohort TEXT NOT NULL,"
+        f" model_version TEXT NOT NULL, label INTEGER NOT NULL, shape TEXT NOT NULL, data {blob} NOT NULL,"
+        " created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS jobs (id {auto}, kind TEXT NOT NULL, cohort TEXT NOT NULL, payload TEXT NOT NULL,"
+        " status TEXT NOT NULL, attempts INTEGER NOT NULL, worker TEXT NOT NULL, lease_until_ms BIGINT NOT NULL,"
+        " result TEXT NOT NULL, created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL)",
     ]
 
 
@@ -114,6 +127,10 @@ class GroupCommit:
 
 class SqlStore:
     """The statements; subclasses own connections and transactions."""
+
+    #: appended to the job-claim SELECT: PostgreSQL's "FOR UPDATE SKIP LOCKED" lets workers on many
+    #: machines take different jobs at once; SQLite's write transaction already serialises them
+    _SKIP_LOCKED = ""
 
     def _tx(self):  # pragma: no cover - provided by the backend
         raise NotImplementedError
@@ -241,9 +258,11 @@ class SqlStore:
         with self._tx() as cur:
             new = 0
             for lab in labels:
-                cur.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, prediction_id)"
-                            " DO NOTHING", (device_id, lab["prediction_id"], cohort, lab["model_version"],
-                                            lab["label"], lab["predicted"], created))
+                cur.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id,"
+                            " prediction_id) DO NOTHING", (device_id, lab["prediction_id"], cohort,
+                                                           lab["model_version"], lab["label"], lab["predicted"],
+                                                           created, lab.get("policy_revision", 0),
+                                                           lab.get("artifact", "")))
                 new += cur.rowcount
             return new
 
@@ -251,6 +270,20 @@ class SqlStore:
         with self._tx() as cur:
             cur.execute("SELECT COUNT(*), COALESCE(SUM(CASE WHEN label = predicted THEN 1 ELSE 0 END), 0) FROM labels"
                         " WHERE cohort = ? AND model_version = ?", (cohort, model_version))
+            n, correct = cur.fetchone()
+        return int(n), int(correct)
+
+    def label_stats_between(self, cohort, from_revision, to_revision=None, last=None, model_version=""):
+        """(labels, correct) of predictions served under policy revisions in [from, to) (to: open), by
+        ``model_version`` when given; only the ``last`` most recently received of them when given."""
+        to = -1 if to_revision is None else to_revision
+        with self._tx() as cur:
+            cur.execute("SELECT COUNT(*), COALESCE(SUM(ok), 0) FROM (SELECT CASE WHEN label = predicted THEN 1 ELSE 0"
+                        " END AS ok FROM labels WHERE cohort = ? AND policy_revision >= ? AND (? < 0 OR"
+                        " policy_revision < ?) AND (? = '' OR model_version = ?) ORDER BY created_ms DESC,"
+                        " policy_revision DESC LIMIT ?) AS recent",
+                        (cohort, from_revision, to, to, model_version, model_version,
+                         last if last is not None else 2 ** 62))
             n, correct = cur.fetchone()
         return int(n), int(correct)
 
@@ -336,6 +369,108 @@ class SqlStore:
         with self._tx() as cur:
             cur.execute("INSERT INTO scores (cohort, model_version, stats, created_ms) VALUES (?, ?, ?, ?)",
                         (cohort, model_version, json.dumps(stats, sort_keys=True), now_ms()))
+
+    def add_measurement(self, cohort, decision_id, phase, stats):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO measurements (cohort, decision_id, phase, stats, created_ms) VALUES (?, ?, ?, ?, ?)",
+                        (cohort, decision_id, phase, json.dumps(stats, sort_keys=True), now_ms()))
+
+    def list_measurements(self, cohort=""):
+        with self._tx() as cur:
+            cur.execute("SELECT cohort, decision_id, phase, stats, created_ms FROM measurements"
+                        " WHERE ? = '' OR cohort = ? ORDER BY id", (cohort, cohort))
+            return [{"cohort": r[0], "decision_id": int(r[1]), "phase": r[2], "stats": json.loads(r[3]),
+                     "created_ms": int(r[4])} for r in cur.fetchall()]
+
+    def add_audit(self, device_id, cohort, kind, nbytes, reason):
+        with self._tx() as cur:
+            cur.execute("INSERT INTO audit (device_id, cohort, kind, bytes, reason, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                        (device_id, cohort, kind, nbytes, reason, now_ms()))
+
+    def list_audit(self, cohort=""):
+        with self._tx() as cur:
+            cur.execute("SELECT device_id, cohort, kind, bytes, reason, created_ms FROM audit"
+                        " WHERE ? = '' OR cohort = ? ORDER BY id", (cohort, cohort))
+            return [dict(zip(("device_id", "cohort", "kind", "bytes", "reason", "created_ms"), r))
+                    for r in cur.fetchall()]
+
+    # -- labelled examples and adaptation jobs ------------------------------------------------------
+    def add_examples(self, device_id, cohort, examples, cap):
+        """Store examples ``{model_version, label, shape, data}`` unless the device would hold more
+        than ``cap``; return how many were stored (all or none)."""
+        created = now_ms()
+        with self._tx() as cur:
+            cur.execute("SELECT COUNT(*) FROM examples WHERE device_id = ?", (device_id,))
+            if int(cur.fetchone()[0]) + len(examples) > cap:
+                return 0
+            for e in examples:
+                cur.execute("INSERT INTO examples (device_id, cohort, model_version, label, shape, data, created_ms)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)", (device_id, cohort, e["model_version"], e["label"],
+                                                             json.dumps(e["shape"]), bytes(e["data"]), created))
+            return len(examples)
+
+    def list_examples(self, cohort):
+        with self._tx() as cur:
+            cur.execute("SELECT id, label, shape, data FROM examples WHERE cohort = ? ORDER BY id", (cohort,))
+            return [{"id": int(r[0]), "label": int(r[1]), "shape": json.loads(r[2]), "data": bytes(r[3])}
+                    for r in cur.fetchall()]
+
+    def delete_examples(self, ids):
+        with self._tx() as cur:
+            for i in ids:
+                cur.execute("DELETE FROM examples WHERE id = ?", (i,))
+
+    def enqueue_job(self, kind, cohort, payload):
+        now = now_ms()
+        with self._tx() as cur:
+            cur.execute("INSERT INTO jobs (kind, cohort, payload, status, attempts, worker, lease_until_ms, result,"
+                        " created_ms, updated_ms) VALUES (?, ?, ?, 'queued', 0, '', 0, '{}', ?, ?) RETURNING id",
+                        (kind, cohort, json.dumps(payload, sort_keys=True), now, now))
+            return int(cur.fetchone()[0])
+
+    _JOB_COLUMNS = ("id", "kind", "cohort", "payload", "status", "attempts", "worker", "lease_until_ms", "result")
+
+    def _job(self, row):
+        job = dict(zip(self._JOB_COLUMNS, row))
+        job["payload"], job["result"] = json.loads(job["payload"]), json.loads(job["result"])
+        return job
+
+    _CLAIMABLE = ("SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until_ms < ?))"
+                  " AND attempts < ? ORDER BY id LIMIT 1")
+
+    def claim_job(self, worker, lease_ms, max_attempts=3):
+        """Take the oldest queued job, or a running one whose worker's lease ran out (it died): it runs
+        again, with ``attempts`` + 1. None when there is nothing to do."""
+        now = now_ms()
+        with self._tx() as cur:
+            cur.execute(self._CLAIMABLE + self._SKIP_LOCKED, (now, max_attempts))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            cur.execute("UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = ?, lease_until_ms = ?,"
+                        " updated_ms = ? WHERE id = ?", (worker, now + lease_ms, now, row[0]))
+            cur.execute(f"SELECT {', '.join(self._JOB_COLUMNS)} FROM jobs WHERE id = ?", (row[0],))
+            return self._job(cur.fetchone())
+
+    def finish_job(self, job_id, worker, status, result):
+        """Record the outcome, only if ``worker`` still holds the job; True when recorded."""
+        with self._tx() as cur:
+            cur.execute("UPDATE jobs SET status = ?, result = ?, updated_ms = ? WHERE id = ? AND worker = ?"
+                        " AND status = 'running'", (status, json.dumps(result, sort_keys=True), now_ms(), job_id, worker))
+            return cur.rowcount == 1
+
+    def fail_exhausted_jobs(self, max_attempts=3):
+        """Jobs whose last attempt died too: failed, with the reason."""
+        with self._tx() as cur:
+            cur.execute("UPDATE jobs SET status = 'failed', result = ?, updated_ms = ? WHERE status = 'running'"
+                        " AND lease_until_ms < ? AND attempts >= ?",
+                        (json.dumps({"reason": f"worker died {max_attempts} times"}), now_ms(), now_ms(), max_attempts))
+
+    def list_jobs(self, cohort=""):
+        with self._tx() as cur:
+            cur.execute(f"SELECT {', '.join(self._JOB_COLUMNS)} FROM jobs WHERE ? = '' OR cohort = ? ORDER BY id",
+                        (cohort, cohort))
+            return [self._job(r) for r in cur.fetchall()]
 
     def list_scores(self, cohort):
         with self._tx() as cur:

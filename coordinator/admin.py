@@ -81,6 +81,26 @@ class AdminClient:
                                      timeout=self.timeout_s).revoked
         except grpc.RpcError as e:
             raise translate_rpc_error(e, "RevokeDevice") from e
+    def set_privacy(self, cohort: str, raw_inputs_allowed: bool, cloud_per_minute: float = 0.0, *,
+                    examples_allowed: bool = False, max_examples: int = 0) -> dict:
+        return self._state(self._call("SetPrivacy", pb.SetPrivacyRequest(
+            cohort=cohort, raw_inputs_allowed=raw_inputs_allowed, cloud_per_minute=cloud_per_minute,
+            examples_allowed=examples_allowed, max_examples=max_examples)))
+
+    def list_jobs(self, cohort: str = "") -> list[dict]:
+        r = self._call("ListJobs", pb.ListJobsRequest(cohort=cohort))
+        return [{"id": j.id, "kind": j.kind, "cohort": j.cohort, "status": j.status, "attempts": j.attempts,
+                 "result": json.loads(j.result_json or "{}")} for j in r.jobs]
+
+    def list_audit(self, cohort: str = "") -> list[dict]:
+        r = self._call("ListAudit", pb.ListAuditRequest(cohort=cohort))
+        return [{"device_id": e.device_id, "cohort": e.cohort, "kind": e.kind, "bytes": e.bytes, "reason": e.reason,
+                 "created_ms": e.created_ms} for e in r.entries]
+
+    def list_measurements(self, cohort: str = "") -> list[dict]:
+        r = self._call("ListMeasurements", pb.ListMeasurementsRequest(cohort=cohort))
+        return [{"cohort": m.cohort, "decision_id": m.decision_id, "phase": m.phase, "stats": json.loads(m.stats_json),
+                 "created_ms": m.created_ms} for m in r.measurements]
 
     def evaluate(self) -> list[dict]:
         return self._decisions(self._call("Evaluate", pb.EvaluateRequest()))

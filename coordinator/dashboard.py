@@ -18,9 +18,9 @@ _STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}table
 
 
 def svg_plot(title: str, series: dict[str, list[tuple[float, float]]], *, marks: list[float] = (),
-             hline: float | None = None, width: int = 560, height: int = 180) -> str:
-    """A line plot of ``{label: [(t, y), ...]}`` with vertical lines at ``marks`` (decision times) and
-    a dotted horizontal line at ``hline`` (a threshold)."""
+             hline: float | None = None, width: int = 560, height: int = 180, mark_labels: list[str] = ()) -> str:
+    """A line plot of ``{label: [(t, y), ...]}`` with vertical lines at ``marks`` (decision times, named
+    by ``mark_labels`` when given) and a dotted horizontal line at ``hline`` (a threshold)."""
     points = [p for s in series.values() for p in s if p[1] is not None and math.isfinite(p[1])]
     pad = 30
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
@@ -40,10 +40,13 @@ def svg_plot(title: str, series: dict[str, list[tuple[float, float]]], *, marks:
     out.append(f'<line x1="{pad}" y1="{height - pad + 10}" x2="{width - pad}" y2="{height - pad + 10}" stroke="#999"/>')
     out.append(f'<text x="2" y="{height - pad + 10}" font-size="10">{y0:.3g}</text>'
                f'<text x="2" y="30" font-size="10">{y1:.3g}</text>')
-    for t in marks:
+    for i, t in enumerate(marks):
         x, _ = xy(t, y0)
         out.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height - pad + 10}" stroke="#d33" '
                    'stroke-dasharray="4,3"/>')
+        if i < len(mark_labels):
+            out.append(f'<text x="{x + 2:.1f}" y="{28 + 10 * (i % 6)}" font-size="9" fill="#d33">'
+                       f'{html.escape(mark_labels[i])}</text>')
     if hline is not None:
         _, y = xy(t0, hline)
         out.append(f'<line x1="{pad}" y1="{y:.1f}" x2="{width - pad}" y2="{y:.1f}" stroke="#888" stroke-dasharray="1,3"/>'
@@ -83,7 +86,38 @@ class Dashboard:
             rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         table = ("<table><tr><th>cohort</th><th>devices</th><th>baseline</th><th>fallback</th><th>last change</th></tr>"
                  + "".join(rows) + "</table>")
-        return self._page("edgefleet fleet", f"<p>{self.store.count_windows()} telemetry windows stored.</p>{table}")
+        return self._page("edgefleet fleet", f"<p>{self.store.count_windows()} telemetry windows stored.</p>{table}"
+                                             f"{self._audit()}")
+
+    def _effects(self, cohort: str) -> str:
+        """Each measured decision: accuracy before and after, with where each number came from."""
+        by_decision: dict[int, dict] = {}
+        for m in self.store.list_measurements(cohort):
+            if m["decision_id"]:
+                by_decision.setdefault(m["decision_id"], {})[m["phase"]] = m["stats"]
+
+        def cell(s):
+            if not s or s.get("accuracy") is None:
+                return "-"
+            lo, hi = s["interval"]
+            return (f"{s['accuracy']:.3f} ({html.escape(s['source'])}, {s['labels']} labels, "
+                    f"[{lo:.3f}, {hi:.3f}])")
+        rows = "".join(f"<tr><td>{d}</td><td>{cell(p.get('before'))}</td><td>{cell(p.get('after'))}</td></tr>"
+                       for d, p in sorted(by_decision.items()))
+        return ("<h2>measured effect of decisions</h2><table><tr><th>decision</th><th>accuracy before</th>"
+                f"<th>accuracy after</th></tr>{rows}</table>") if rows else ""
+
+    def _audit(self, cohort: str = "") -> str:
+        """What raw data left devices (cloud fallback): when, which device, how many bytes, why."""
+        entries = self.store.list_audit(cohort)
+        total = sum(e["bytes"] for e in entries)
+        rows = "".join(f"<tr><td>{e['created_ms']}</td><td>{html.escape(e['device_id'])}</td>"
+                       f"<td>{html.escape(e['cohort'])}</td><td>{e['bytes']}</td><td>{html.escape(e['reason'])}</td></tr>"
+                       for e in entries[-50:])
+        return (f"<h2>raw data that left devices</h2><p>{len(entries)} transfers, {total} bytes in all"
+                f"{' (latest 50 below)' if len(entries) > 50 else ''}.</p>" + (
+                    "<table><tr><th>time (ms)</th><th>device</th><th>cohort</th><th>bytes</th><th>why</th></tr>"
+                    f"{rows}</table>" if rows else ""))
 
     def cohort(self, cohort: str) -> str | None:
         if cohort not in self.store.list_cohorts():
@@ -106,7 +140,7 @@ class Dashboard:
             marks=marks, hline=neglog(alpha_look) if alpha_look else None)
         effect = svg_plot("effect size: largest total-variation distance to the reference", {
             "effect": pts(lambda st: st.get("effect"))}, marks=marks)
-        acc = svg_plot("accuracy: estimated (ATC, 95% interval) and from labels", {
+        estimate = svg_plot("accuracy: estimated (ATC, 95% interval) and from labels", {
             "estimated": pts(lambda st: st.get("estimated_accuracy")),
             "low": pts(lambda st: (st.get("accuracy") or {}).get("low")),
             "high": pts(lambda st: (st.get("accuracy") or {}).get("high")),
@@ -121,11 +155,25 @@ class Dashboard:
             f"<td>{s['stats'].get('estimation_error')}</td></tr>" for s in scores[-10:])
         verdicts = ("<h2>last verdicts</h2><table><tr><th>t (s)</th><th>version</th><th>verdict</th><th>status</th>"
                     f"<th>n</th><th>largest effect</th><th>estimate - labels</th></tr>{state_rows}</table>")
+        measured = [d for d in decisions if d["kind"] != "manual"]
+        timeline = [m for m in self.store.list_measurements(cohort) if m["phase"] == "timeline"]
+        acc = svg_plot("accuracy timeline: labels (last 100, 95% Wilson interval) and label-free estimate", {
+            "labels": [(t(m["created_ms"]), m["stats"]["label_accuracy"]) for m in timeline],
+            "interval low": [(t(m["created_ms"]), m["stats"]["interval"][0] if m["stats"]["labels"] else None)
+                             for m in timeline],
+            "interval high": [(t(m["created_ms"]), m["stats"]["interval"][1] if m["stats"]["labels"] else None)
+                              for m in timeline],
+            "estimated": [(t(m["created_ms"]), m["stats"]["estimate"]) for m in timeline],
+        }, marks=[t(d["created_ms"]) for d in measured],
+            mark_labels=[f"{d['kind']} {d['evidence'].get('rung', '')}".strip() for d in measured])
+        effects = self._effects(cohort)
+        audit = self._audit(cohort)
         rows = "".join(f"<tr><td>{d['id']}</td><td>{html.escape(d['kind'])}</td><td>{html.escape(d['model_version'])}</td>"
                        f"<td>{html.escape(d['evidence'].get('why', ''))}<pre>{html.escape(json.dumps(d['evidence'], indent=1))}"
                        f"</pre></td></tr>" for d in reversed(decisions))
         state, revision = self.store.get_cohort(cohort)
         body = (f"<p><a href='/dashboard'>all cohorts</a> · policy revision {revision}: "
-                f"<code>{html.escape(json.dumps(state, sort_keys=True))}</code></p>{drift}<br>{effect}<br>{acc}{verdicts}"
+                f"<code>{html.escape(json.dumps(state, sort_keys=True))}</code></p>{acc}<br>{drift}<br>{effect}<br>"
+                f"{estimate}{verdicts}{effects}{audit}"
                 f"<h2>decisions</h2><table><tr><th>id</th><th>kind</th><th>version</th><th>evidence</th></tr>{rows}</table>")
         return self._page(f"cohort {cohort}", body)

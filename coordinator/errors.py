@@ -66,3 +66,9 @@ class StoreError(CoordinatorError):
     """The store could not be reached or refused a write (the request is not acknowledged)."""
 
     code = "unavailable"
+
+
+class RateLimited(CoordinatorError):
+    """A caller went past its rate limit; retry later (or answer locally)."""
+
+    code = "resource_exhausted"

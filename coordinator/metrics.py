@@ -37,6 +37,8 @@ class Metrics:
             "edgefleet_auth_failures_total": Counter("edgefleet_auth_failures",
                                                      "Calls refused for a missing, wrong, expired or revoked token.",
                                                      registry=r),
+            "edgefleet_cloud_rows_total": Counter("edgefleet_cloud_rows",
+                                                  "Input rows answered by the cloud Predict fallback.", registry=r),
         }
         self._seconds = Histogram("edgefleet_rpc_seconds", "Call latency (acknowledgement latency for Report).",
                                   ("method",), buckets=_BUCKETS, registry=r)

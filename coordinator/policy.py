@@ -8,56 +8,61 @@ One pass of :func:`evaluate` looks at every cohort that has a baseline version:
   is stored with every score point; a snapshot report of the most recent windows and the label-free
   accuracy estimate come with it, and Benjamini-Hochberg across all cohorts x signals of the snapshots
   marks which signals moved (``fdr_rejected``).
-- **fallback** — on a ``drift`` verdict, the first ``[[fallback]]`` rule that applies (cohort, and the
-  estimated accuracy drop) sets the cohort's fallback (artifact and/or version); on ``recovered``, a
-  fallback the drift rule set is released (``fallback_release``).
+- **fallback ladder** — on a ``drift`` verdict for which the first ``[[fallback]]`` rule applies (cohort,
+  and the estimated accuracy drop), climb the ``[ladder]`` (:mod:`~edgefleet.coordinator.ladder`):
+  each rung is tried, measured against the accuracy before it, kept or reverted; on ``recovered``
+  the cohort returns to its primary model, and that decision is measured too.
 - **canary** — compare the canary version's windows with the baseline's: roll back when the canary's
   accuracy (from labels when there are enough, else estimated from confidence) is lower by more than
   the margin or its error rate higher; promote after ``promote_after_windows`` healthy windows.
 - **shadow** — once the candidate has been run beside the serving model on enough inputs, record the
   agreement and a pass/fail verdict, and stop the shadow evaluation.
 
-Every evaluation also records each cohort's statistics as a score point (the dashboard's plots).
+Every evaluation also records each cohort's statistics as a score point and its realized accuracy
+(labels, Wilson interval) and label-free estimate as a timeline measurement (the dashboard's plots).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from . import ladder
 from .drift import Monitor, MonitorSettings, drift_report, fdr, merge_windows
+from .measure import accuracy_between
 from .rules import Rules
 
 __all__ = ["evaluate"]
 
 
-def _accuracy(store, cohort: str, version: str, report: dict, min_labels: int) -> tuple[float | None, str]:
-    n, correct = store.label_stats(cohort, version)
+def _accuracy(store, cohort: str, version: str, report: dict, min_labels: int,
+              since_revision: int = 0) -> tuple[float | None, str]:
+    """Labels of ``version`` in the cohort since the canary started (both arms over the same stretch)."""
+    n, correct = store.label_stats_between(cohort, since_revision, None, model_version=version)
     if n >= min_labels:
         return correct / n, f"labels ({n})"
     return report["estimated_accuracy"], "estimated from confidence"
 
 
-def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict]) -> list[dict]:
+def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict],
+             manifest_for: Callable[[str], dict] | None = None) -> list[dict]:
     """Run every rule once over every cohort; return the decisions made (already stored)."""
     decisions, looked = [], []
     for cohort in store.list_cohorts():
-        state, _ = store.get_cohort(cohort)
+        state, revision = store.get_cohort(cohort)
         baseline = (state.get("baseline") or {}).get("version")
         if not baseline:
             continue
-        report = _stats(store, rules, cohort, baseline, monitoring_for)
-        looked.append((cohort, state, baseline, report))
-    _mark_fdr([r for _, _, _, r in looked if r is not None], rules.drift.alpha)
-    for cohort, state, baseline, report in looked:
+        serving = (state.get("fallback") or {}).get("version") or baseline  # what the monitor watches
+        report = _stats(store, rules, cohort, serving, monitoring_for)
+        looked.append((cohort, state, revision, baseline, serving, report))
+    _mark_fdr([r[-1] for r in looked if r[-1] is not None], rules.drift.alpha)
+    for cohort, state, revision, baseline, serving, report in looked:
         if report is not None:
-            n, correct = store.label_stats(cohort, baseline)
-            realized = correct / n if n else None
-            est = report["estimated_accuracy"]
-            store.add_score(cohort, baseline, {**report, "label_accuracy": realized, "labels": n,
-                                               "estimation_error": (round(est - realized, 6)
-                                                                    if realized is not None and est is not None
-                                                                    else None)})
-            decisions += _fallback(store, rules, cohort, state, baseline, report)
+            _timeline(store, cohort, serving, report, revision)
+        if rules.fallback and manifest_for is not None:
+            decide = lambda kind, version, evidence, changes, c=cohort: _decide(store, c, kind, version, evidence,
+                                                                               changes)
+            decisions += ladder.step(store, rules, cohort, state, baseline, manifest_for(baseline), report, decide)
         if (state.get("canary") or {}).get("version"):
             decisions += _canary(store, rules, cohort, state, baseline, report, monitoring_for)
         if (state.get("shadow") or {}).get("version"):
@@ -76,6 +81,21 @@ def _last_monitor(store, cohort: str, version: str) -> dict | None:
         if score["model_version"] == version and "monitor" in score["stats"]:
             return score["stats"]["monitor"]
     return None
+
+
+def _timeline(store, cohort, version, report, revision) -> None:
+    """One point of the cohort's accuracy timeline: the drift report and verdict, the label-free
+    estimate, and the realized accuracy (Wilson interval) of the most recent labels, whatever arm
+    served them."""
+    n, correct = store.label_stats(cohort, version)
+    realized = correct / n if n else None
+    est = report["estimated_accuracy"]
+    store.add_score(cohort, version, {**report, "label_accuracy": realized, "labels": n,
+                                      "estimation_error": (round(est - realized, 6)
+                                                           if realized is not None and est is not None else None)})
+    store.add_measurement(cohort, 0, "timeline", {
+        **accuracy_between(store, cohort, 0, None, estimate=est, last=100), "policy_revision": revision,
+        "verdict": (report.get("verdict") or {}).get("state")})
 
 
 def _stats(store, rules, cohort, version, monitoring_for) -> dict | None:
@@ -119,49 +139,10 @@ def _mark_fdr(reports: list[dict], alpha: float) -> None:
 
 
 def _decide(store, cohort, kind, version, evidence, changes) -> dict:
-    state, revision = store.update_cohort(cohort, {**changes, "reason": f"{kind}: {evidence['why']}"})
+    state, revision = store.update_cohort(cohort, {**changes, "reason": f"{kind}: {evidence['why']}"[:1000]})
     evidence = {**evidence, "policy_revision": revision}
     decision_id = store.add_decision(cohort, kind, version, evidence)
     return {"id": decision_id, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
-
-
-def _fallback(store, rules, cohort, state, version, report) -> list[dict]:
-    verdict = report["verdict"]
-    has_fallback = bool(state.get("fallback") or state.get("fallback_artifact"))
-    if has_fallback:
-        set_by_drift = state.get("reason", "").startswith("fallback:")
-        rule = next((r for r in rules.fallback if r.applies_to(cohort)), None)
-        if verdict["state"] == "recovered" and set_by_drift and (rule is None or rule.release):
-            evidence = {"why": f"drift verdict recovered after {rules.drift.recover_looks} unremarkable looks",
-                        "verdict": verdict, "action": {"fallback": None, "fallback_artifact": None}}
-            return [_decide(store, cohort, "fallback_release", version, evidence,
-                            {"fallback": None, "fallback_artifact": None})]
-        return []
-    if verdict["state"] != "drift":
-        return []
-    drop = verdict["accuracy_drop"]
-    for rule in rules.fallback:
-        if not rule.applies_to(cohort):
-            continue
-        if rule.min_accuracy_drop > 0 and (drop is None or drop < rule.min_accuracy_drop):
-            continue
-        changes: dict = {}
-        if rule.to_artifact:
-            changes["fallback_artifact"] = rule.to_artifact
-        if rule.to_version:
-            found = store.bundle_by_version(rule.to_version)
-            if found is None:
-                continue  # a rule naming an unpublished version cannot act; the next rule may
-            changes["fallback"] = {"version": rule.to_version, "digest": found[0]}
-        why = (f"drift: p={verdict['p_value']:.3g} <= {verdict['alpha_look']:.3g} (look {verdict['look']}, "
-               f"n={verdict['samples']}, effect {verdict['effect']:.3f} on {verdict['effect_signal']})")
-        evidence = {"why": why, "rule": rule.name, "verdict": verdict,
-                    "statistics": {k: v for k, v in report.items() if k != "monitor"},
-                    "thresholds": {"alpha": rules.drift.alpha, "horizon": rules.drift.horizon,
-                                   "min_accuracy_drop": rule.min_accuracy_drop},
-                    "action": changes}
-        return [_decide(store, cohort, "fallback", version, evidence, changes)]
-    return []
 
 
 def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) -> list[dict]:
@@ -174,8 +155,13 @@ def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) 
     report = drift_report(merged, monitoring_for(canary))
     if merged["count"] < rule.min_samples or base_report["samples"] < rule.min_samples:
         return []
-    acc_c, src_c = _accuracy(store, cohort, canary, report, rule.min_samples)
-    acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples)
+    since = state["canary"].get("since_revision", 0)
+    acc_c, src_c = _accuracy(store, cohort, canary, report, rule.min_samples, since)
+    # both arms over the same stretch; a canary on the whole cohort leaves the baseline only its past
+    concurrent = (state.get("canary_share") or 0.0) < 1.0
+    acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples, since if concurrent else 0)
+    if src_c.startswith("labels") != src_b.startswith("labels"):
+        return []  # labels on one side only: wait (a shifted model's confidence is no measure of its accuracy)
     evidence = {"canary": {"version": canary, "accuracy": acc_c, "accuracy_source": src_c, "statistics": report},
                 "baseline": {"version": baseline, "accuracy": acc_b, "accuracy_source": src_b,
                              "statistics": base_report},
@@ -193,7 +179,8 @@ def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) 
     if merged["windows"] >= rule.promote_after_windows:
         evidence["why"] = f"{merged['windows']} healthy canary windows >= {rule.promote_after_windows}"
         return [_decide(store, cohort, "canary_promote", canary, evidence,
-                        {"baseline": state["canary"], "canary": None, "canary_share": None})]
+                        {"baseline": state["canary"], "previous": state.get("baseline"), "canary": None,
+                         "canary_share": None})]
     return []
 
 

@@ -21,7 +21,9 @@ from edgefleet._errors import BundleError
 from edgefleet.bundle import unpack
 
 from . import policy as policy_engine
-from .errors import Conflict, InvalidRequest, MissingCredentials, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
+from .cloud import MAX_ROWS, CloudModels
+from .errors import (Conflict, InvalidRequest, MissingCredentials, NotFound, PermissionDenied, RateLimited,
+                     ResourceExhausted, Unauthenticated)
 from .rules import Rules, load_rules
 from .throttle import AuthThrottle, RateLimit
 from .validate import validate_labels, validate_windows
@@ -60,6 +62,7 @@ class Coordinator:
         self._tokens: dict[str, tuple[str, str, float]] = {}
         self._lock = threading.Lock()
         self.policy_changed = threading.Condition()
+        self.cloud = CloudModels(store)
 
     # -- authentication ------------------------------------------------------------------------
     TOKEN_CACHE_S = 2.0
@@ -164,6 +167,40 @@ class Coordinator:
         state, revision = self.store.get_cohort(cohort)
         return {**state, "revision": revision, "cohort": cohort}
 
+    #: Predict calls per device per minute when the cohort's privacy settings do not say
+    DEFAULT_CLOUD_PER_MINUTE = 600.0
+
+    def predict(self, device_id: str, cohort: str, values: list[float], rows: int, model_version: str) -> dict:
+        """Cloud fallback: run the heavier model on ``rows`` inputs the device sent. Refused unless the
+        cohort's privacy settings allow raw inputs to leave its devices; rate-limited per device;
+        every admitted call is in the audit log (bytes that left the device, and why)."""
+        import math
+
+        import numpy as np
+
+        state, _ = self.store.get_cohort(cohort)
+        privacy = state.get("privacy") or {}
+        if not privacy.get("raw_inputs_allowed"):
+            raise PermissionDenied(f"cohort {cohort!r} does not allow raw inputs to leave its devices; "
+                                   "an admin enables it with SetPrivacy")
+        if not 1 <= rows <= MAX_ROWS:
+            raise InvalidRequest(f"rows: {rows} is outside 1..{MAX_ROWS}")
+        run, name, shape = self.cloud.model(model_version or (state.get("baseline") or {}).get("version", ""))
+        width = math.prod(shape)
+        if len(values) != rows * width:
+            raise InvalidRequest(f"values: {len(values)} numbers for {rows} rows of shape {list(shape)} "
+                                 f"(expected {rows * width})")
+        x = np.asarray(values, dtype=np.float32).reshape((rows, *shape))
+        if not np.isfinite(x).all():
+            raise InvalidRequest("values: NaN or infinity in the inputs")
+        per_minute = privacy.get("cloud_per_minute") or self.DEFAULT_CLOUD_PER_MINUTE
+        if not self.cloud.admit(device_id, per_minute, rows):
+            raise RateLimited(f"device {device_id}: more than {per_minute:g} Predict calls per minute")
+        self.store.add_audit(device_id, cohort, "predict_inputs", 4 * len(values),
+                             f"cloud fallback: {rows} low-confidence input(s) sent to {name}")
+        logits = np.asarray(run(x), dtype=np.float32)
+        return {"logits": logits.reshape(-1).tolist(), "rows": rows, "model": name}
+
     def bundle_archive(self, digest: str, cohort: str | None = None) -> bytes:
         """The archive of a published bundle, verified again (artifacts, digest, signature) the first
         time this process serves it: a consistent rewrite of the store's rows cannot forge a signature.
@@ -263,12 +300,94 @@ class Coordinator:
         return self.policy(device_id, cohort)
 
     def set_baseline(self, cohort: str, version: str) -> dict:
-        return self._update(cohort, {"baseline": self._target(version)}, "set_baseline", f"baseline {version}")
+        target = self._target(version)
+        state, _ = self.store.get_cohort(cohort)
+        changes = {"baseline": target}
+        old = state.get("baseline")
+        if old and old.get("version") != version:
+            changes["previous"] = old  # the known-good version the ladder's previous_version rung returns to
+        return self._update(cohort, changes, "set_baseline", f"baseline {version}")
+
+    def set_privacy(self, cohort: str, raw_inputs_allowed: bool, cloud_per_minute: float = 0.0,
+                    examples_allowed: bool = False, max_examples: int = 0) -> dict:
+        if not 0 <= cloud_per_minute <= 1_000_000:
+            raise InvalidRequest(f"cloud_per_minute: {cloud_per_minute} is outside 0..1000000")
+        if not 0 <= max_examples <= self.MAX_EXAMPLES_PER_DEVICE:
+            raise InvalidRequest(f"max_examples: {max_examples} is outside 0..{self.MAX_EXAMPLES_PER_DEVICE}")
+        privacy = {"raw_inputs_allowed": bool(raw_inputs_allowed), "examples_allowed": bool(examples_allowed),
+                   "max_examples": int(max_examples or self.DEFAULT_MAX_EXAMPLES)}
+        if cloud_per_minute:
+            privacy["cloud_per_minute"] = float(cloud_per_minute)
+        allowed = [what for what, on in (("raw inputs (cloud fallback)", raw_inputs_allowed),
+                                         (f"up to {privacy['max_examples']} labelled examples per device",
+                                          examples_allowed)) if on]
+        why = f"may leave devices: {', '.join(allowed)}" if allowed else "no raw input leaves devices"
+        return self._update(cohort, {"privacy": privacy}, "set_privacy", why)
+
+    #: labelled examples a device may hold on the coordinator (default, and the most a cohort can allow)
+    DEFAULT_MAX_EXAMPLES = 50
+    MAX_EXAMPLES_PER_DEVICE = 1000
+
+    def submit_examples(self, device_id: str, cohort: str, examples: list[dict]) -> int:
+        """Store labelled examples for adaptation: refused unless the cohort allows it; each must have
+        the model's input shape and dtype, finite values and a valid label; all or none are stored,
+        within the per-device cap; the upload is audited."""
+        import math
+        import struct
+
+        state, _ = self.store.get_cohort(cohort)
+        privacy = state.get("privacy") or {}
+        if not privacy.get("examples_allowed"):
+            raise PermissionDenied(f"cohort {cohort!r} does not allow labelled examples to leave its devices; "
+                                   "an admin enables it with SetPrivacy")
+        if not examples:
+            raise InvalidRequest("examples: at least one")
+        cap = privacy.get("max_examples") or self.DEFAULT_MAX_EXAMPLES
+        rows = []
+        for i, e in enumerate(examples):
+            at = f"examples[{i}]"
+            manifest = self.manifest_for(e["model_version"]) if e["model_version"] else None
+            if manifest is None:
+                raise InvalidRequest(f"{at}.model_version: unknown model version {e['model_version']!r}")
+            spec = manifest["inputs"][0]
+            want = [int(d) for d in spec["shape"][1:]]
+            if list(e["shape"]) != want:
+                raise InvalidRequest(f"{at}.shape: {list(e['shape'])} is not the model input's {want}")
+            if e["dtype"] != spec["dtype"]:
+                raise InvalidRequest(f"{at}.dtype: {e['dtype']!r} is not the model input's {spec['dtype']!r}")
+            if len(e["values"]) != math.prod(want):
+                raise InvalidRequest(f"{at}.values: {len(e['values'])} numbers for shape {want}")
+            if not all(math.isfinite(v) for v in e["values"]):
+                raise InvalidRequest(f"{at}.values: NaN or infinity")
+            n = len(manifest["task"].get("labels", []))
+            if not 0 <= e["label"] < n:
+                raise InvalidRequest(f"{at}.label: {e['label']} is not a class index of 0..{n - 1}")
+            rows.append({"model_version": e["model_version"], "label": e["label"], "shape": want,
+                         "data": struct.pack(f"<{len(e['values'])}f", *e["values"])})
+        stored = self.store.add_examples(device_id, cohort, rows, cap)
+        if not stored:
+            raise Conflict(f"device {device_id}: more than {cap} labelled examples would be held, the cohort's cap "
+                           "(they are deleted once an adaptation job used them)")
+        self.store.add_audit(device_id, cohort, "labelled_examples", sum(len(r["data"]) for r in rows),
+                             f"adaptation: {stored} labelled example(s) (cohort opted in)")
+        return stored
+
+    def list_jobs(self, cohort: str = "") -> list[dict]:
+        return self.store.list_jobs(cohort)
+
+    def list_audit(self, cohort: str = "") -> list[dict]:
+        return self.store.list_audit(cohort)
+
+    def list_measurements(self, cohort: str = "") -> list[dict]:
+        return self.store.list_measurements(cohort)
 
     def start_canary(self, cohort: str, version: str, share: float) -> dict:
         if not 0.0 < share <= 1.0:
             raise InvalidRequest(f"share: {share} is outside (0, 1]")
-        return self._update(cohort, {"canary": self._target(version), "canary_share": share}, "start_canary",
+        state, revision = self.store.get_cohort(cohort)
+        # compared with the baseline on labels from the canary's start on (the next revision)
+        target = {**self._target(version), "since_revision": revision + 1}
+        return self._update(cohort, {"canary": target, "canary_share": share}, "start_canary",
                             f"canary {version} on {share:.0%}")
 
     def stop_canary(self, cohort: str, promote: bool) -> dict:
@@ -305,7 +424,7 @@ class Coordinator:
         with self.store.exclusive("evaluate") as mine:
             if not mine:
                 return []
-            decisions = policy_engine.evaluate(self.store, self.rules, self.manifest_monitoring)
+            decisions = policy_engine.evaluate(self.store, self.rules, self.manifest_monitoring, self.manifest_for)
         for d in decisions:
             log.info(json.dumps({"event": "decision", "id": d["id"], "cohort": d["cohort"], "kind": d["kind"],
                                  "model_version": d["model_version"], "why": d["evidence"].get("why", "")}))

@@ -117,7 +117,8 @@ class FleetServicer(_Calls, pb_grpc.FleetServicer):
         def run():
             device_id, cohort = self._device(context)
             labels = [{"prediction_id": x.prediction_id, "label": x.label, "predicted": x.predicted,
-                       "model_version": x.model_version} for x in request.labels]
+                       "model_version": x.model_version, "policy_revision": x.policy_revision,
+                       "artifact": x.artifact} for x in request.labels]
             return pb.FeedbackResponse(stored=self.c.feedback(device_id, cohort, labels))
         return self._call(context, "Feedback", run)
 
@@ -187,6 +188,23 @@ class FleetServicer(_Calls, pb_grpc.FleetServicer):
             return pb.EventResponse()
         return self._call(context, "ReportEvent", run)
 
+    def Predict(self, request, context):
+        def run():
+            device_id, cohort = self._device(context)
+            r = self.c.predict(device_id, cohort, list(request.values), request.rows, request.model_version)
+            self.m.inc("edgefleet_cloud_rows_total", r["rows"])
+            return pb.PredictResponse(**r)
+        return self._call(context, "Predict", run)
+
+    def SubmitExamples(self, request, context):
+        def run():
+            device_id, cohort = self._device(context)
+            examples = [{"prediction_id": e.prediction_id, "values": list(e.values), "shape": list(e.shape),
+                         "dtype": e.dtype, "label": e.label, "model_version": e.model_version}
+                        for e in request.examples]
+            return pb.ExamplesResponse(stored=self.c.submit_examples(device_id, cohort, examples))
+        return self._call(context, "SubmitExamples", run)
+
 
 class AdminServicer(_Calls, pb_grpc.AdminServicer):
     def __init__(self, coordinator, metrics):
@@ -240,6 +258,26 @@ class AdminServicer(_Calls, pb_grpc.AdminServicer):
     def ListEvents(self, request, context):
         return self._admin(context, "ListEvents", lambda: pb.ListEventsResponse(
             events=[pb.Event(**e) for e in self.c.list_events(request.device_id)]))
+
+    def SetPrivacy(self, request, context):
+        return self._admin(context, "SetPrivacy", lambda: self._state(
+            self.c.set_privacy(request.cohort, request.raw_inputs_allowed, request.cloud_per_minute,
+                               request.examples_allowed, request.max_examples)))
+
+    def ListJobs(self, request, context):
+        return self._admin(context, "ListJobs", lambda: pb.ListJobsResponse(jobs=[
+            pb.Job(id=j["id"], kind=j["kind"], cohort=j["cohort"], status=j["status"], attempts=j["attempts"],
+                   result_json=json.dumps(j["result"], sort_keys=True)) for j in self.c.list_jobs(request.cohort)]))
+
+    def ListAudit(self, request, context):
+        return self._admin(context, "ListAudit", lambda: pb.ListAuditResponse(
+            entries=[pb.AuditEntry(**e) for e in self.c.list_audit(request.cohort)]))
+
+    def ListMeasurements(self, request, context):
+        return self._admin(context, "ListMeasurements", lambda: pb.ListMeasurementsResponse(
+            measurements=[pb.Measurement(cohort=m["cohort"], decision_id=m["decision_id"], phase=m["phase"],
+                                         stats_json=json.dumps(m["stats"], sort_keys=True),
+                                         created_ms=m["created_ms"]) for m in self.c.list_measurements(request.cohort)]))
 
     def Evaluate(self, request, context):
         def run():

@@ -44,7 +44,7 @@ def shift_inputs(x, rng):
     return np.clip(flat, 0, top).astype(x.dtype).reshape(x.shape)
 
 
-def run_fleet_demo(bundle_dir, workdir, devices: int = 20, seed: int = 0, *, cohorts: int = 4, rounds: int = 6,
+def run_fleet_demo(bundle_dir, workdir, devices: int = 20, seed: int = 0, *, cohorts: int = 4, rounds: int = 10,
                    batch: int = 25, label_share: float = 0.2, inputs=None, log=None, trusted_key: bytes | None = None,
                    allow_unsigned: bool = False) -> dict:
     """Start a coordinator, enrol ``devices`` devices across ``cohorts`` cohorts (the last one gets

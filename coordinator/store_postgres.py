@@ -41,6 +41,8 @@ class _Cursor:
 
 
 class PostgresStore(SqlStore):
+    _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+
     def __init__(self, url: str, *, create: bool = True):
         self.url = url
         self._local = threading.local()

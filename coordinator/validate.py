@@ -69,3 +69,7 @@ def validate_labels(labels: list[dict], reference_for) -> None:
         for key in ("label", "predicted"):
             if not 0 <= lab[key] < n:
                 raise InvalidRequest(f"{at}.{key}: {lab[key]} is not a class index of 0..{n - 1}")
+        if lab.get("policy_revision", 0) < 0:
+            raise InvalidRequest(f"{at}.policy_revision: {lab['policy_revision']} is negative")
+        if lab.get("artifact"):
+            _ident(f"{at}.artifact", lab["artifact"])

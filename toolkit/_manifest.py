@@ -26,6 +26,7 @@ TARGET_FILES = {
     "tflite-fp32": "model.tflite",
     "tflite-int8": "model.int8.tflite",
     "efm-int8": "model.int8.efm",
+    "teacher-fp32": "teacher.onnx",  # the uncompressed teacher (ONNX fp32): the cloud fallback's model
 }
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -132,6 +133,13 @@ def _check_monitoring(mon: Any, path: str, kind: str, num_outputs: int | None) -
     if not temperature > 0:
         raise _fail(f"{path}.temperature", f"must be positive, got {temperature}")
     _require(mon, "reference_size", int, path)
+    if "confusion" in mon:  # optional: validation confusion counts [predicted][true] (label-shift correction)
+        rows = mon["confusion"]
+        n = num_outputs if num_outputs is not None else len(class_counts)
+        if (not isinstance(rows, list) or len(rows) != n
+                or any(not isinstance(r, list) or len(r) != n for r in rows)
+                or any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for r in rows for c in r)):
+            raise _fail(f"{path}.confusion", f"expected {n} rows of {n} non-negative integers ([predicted][true])")
 
 
 def _output_width(manifest: dict, kind: str) -> int | None:

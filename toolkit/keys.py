@@ -77,6 +77,18 @@ def project_private_key() -> tuple[bytes, Path] | None:
     return (load_private(path), path) if path.exists() else None
 
 
+def signing_key(path: str | os.PathLike | None, who: str) -> tuple[bytes, Path]:
+    """The private key ``who`` signs bundles with: ``path`` when given, else the project key (which
+    must exist: nothing ships unsigned)."""
+    if path:
+        return load_private(path), Path(path)
+    found = project_private_key()
+    if found is None:
+        raise ConfigError(f"{who} signs every bundle, and there is no project key in {key_dir()}: run "
+                          "`edgefleet keys init` once (or pass --sign-key FILE)")
+    return found
+
+
 def project_public_key() -> bytes | None:
     path = key_dir() / PUBLIC
     return load_public(path) if path.exists() else None

@@ -10,10 +10,11 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["digits_cnn", "mlp", "mobilenet_v2_stack", "bert_encoder", "INPUT_SHAPES"]
+__all__ = ["digits_cnn", "mlp", "fashion_mlp", "mobilenet_v2_stack", "bert_encoder", "INPUT_SHAPES"]
 
 #: input shape (without the batch axis) of each zoo model
-INPUT_SHAPES = {"digits_cnn": (1, 8, 8), "mlp": (784,), "mobilenet_v2_stack": (3, 96, 96), "bert_encoder": (128, 384)}
+INPUT_SHAPES = {"digits_cnn": (1, 8, 8), "mlp": (784,), "fashion_mlp": (784,), "mobilenet_v2_stack": (3, 96, 96),
+                "bert_encoder": (128, 384)}
 
 
 class DigitsCNN(nn.Module):
@@ -44,6 +45,11 @@ def mlp(sizes: tuple[int, ...] = (784, 1024, 1024, 10)) -> nn.Module:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def fashion_mlp() -> nn.Module:
+    """A 784-256-128-10 MLP for 28x28 images flattened (Fashion-MNIST in the ladder benchmark)."""
+    return mlp((784, 256, 128, 10))
 
 
 class InvertedResidual(nn.Module):

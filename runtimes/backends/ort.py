@@ -13,7 +13,7 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     extra = "onnxruntime"
-    targets = ("onnx-fp32", "onnx-int8")
+    targets = ("onnx-fp32", "onnx-int8", "teacher-fp32")
 
     @classmethod
     def _available(cls):

@@ -103,8 +103,10 @@ def test_metrics_and_dashboard_from_the_same_origin(server, device, admin, bundl
         assert b"/dashboard/web" in r.read()
     with urllib.request.urlopen(get(server.http_url + "/dashboard/web"), timeout=10) as r:
         page = r.read().decode()
-    # look and snapshot evidence, effect, estimate with its interval; no labels: no line
-    assert page.count("<svg") == 3 and page.count("<polyline") == 6 and "manual test" in page
+    # the accuracy timeline (estimate only: no labels, no line); look and snapshot evidence, effect,
+    # estimate with its interval
+    assert page.count("<svg") == 4 and page.count("<polyline") == 7 and "manual test" in page
+    assert "accuracy timeline" in page
     assert "last verdicts" in page
     assert "<script" not in page
     with pytest.raises(urllib.error.HTTPError):

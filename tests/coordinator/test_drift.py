@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import time
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -157,30 +159,36 @@ def test_repeated_looks_alarm_once_then_recover(reference):
 
 
 def test_policy_falls_back_on_drift_and_releases_on_recovery(reference, tmp_path):
-    """The verdicts drive the policy on a real SQLite store: fallback on drift, released once recovered."""
+    """The verdicts drive the policy's fallback ladder on a real SQLite store: a drift starts it (the
+    artifact rung here), and a recovered verdict returns the cohort to its primary model."""
     from edgefleet.coordinator.policy import evaluate
     from edgefleet.coordinator.rules import parse_rules
     from edgefleet.coordinator.store import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'f.db'}")
     store.update_cohort("eu", {"baseline": {"version": "1", "digest": "d"}})
-    rules = parse_rules("[drift]\nrecover_looks = 2\n[[fallback]]\nto_artifact = 'onnx-fp32'\n")
+    rules = parse_rules("[drift]\nrecover_looks = 2\n[[fallback]]\nto_artifact = 'onnx-fp32'\n"
+                        "[ladder]\nrungs = ['artifact']\neval_windows = 2\n")
+    manifest = {"monitoring": reference, "artifacts": [{"target": "onnx-int8"}, {"target": "onnx-fp32"}]}
     rng = np.random.default_rng(7)
     seq = iter(range(10 ** 6))
 
     def step(**shift):
         ws = [{**sketch(reference, model(rng, 250, **shift)[0]), "report_id": f"w{next(seq)}"} for _ in range(2)]
         store.ingest_windows("dev-1", "eu", ws)
-        return [d["kind"] for d in evaluate(store, rules, lambda version: reference)]
+        time.sleep(0.002)  # windows of the next step arrive strictly later
+        return [d["kind"] for d in evaluate(store, rules, lambda version: reference, lambda version: manifest)]
 
     kinds = [k for _ in range(3) for k in step()]
     assert kinds == [] and store.get_cohort("eu")[0].get("fallback_artifact") is None
     kinds = [k for _ in range(3) for k in step(prior=[0.7, 0.1, 0.1, 0.1])]
-    assert kinds == ["fallback"] and store.get_cohort("eu")[0]["fallback_artifact"] == "onnx-fp32"
-    decision = store.list_decisions("eu")[-1]["evidence"]
-    assert {"p_value", "alpha_look", "samples", "effect", "accuracy", "start_ms"} <= set(decision["verdict"])
+    assert kinds[:2] == ["drift_detected", "fallback"], kinds
+    tried = store.list_decisions("eu")[1]["evidence"]
+    assert tried["rung"] == "artifact" and tried["action"] == {"fallback_artifact": "onnx-fp32"}
+    detected = store.list_decisions("eu")[0]["evidence"]
+    assert {"p_value", "alpha_look", "samples", "effect", "accuracy", "start_ms"} <= set(detected["verdict"])
     kinds = [k for _ in range(8) for k in step()]
-    assert kinds == ["fallback_release"] and store.get_cohort("eu")[0].get("fallback_artifact") is None
+    assert "release" in kinds and store.get_cohort("eu")[0].get("fallback_artifact") is None, kinds
     scores = store.list_scores("eu")
     assert {s["stats"]["verdict"]["state"] for s in scores} >= {"ok", "drift", "recovered"}
     store.close()

@@ -112,7 +112,7 @@ def test_shadow_agreement_is_reported(fleet):
 @pytest.mark.parametrize("text, message", [
     ("[drift]\nmin_samples = 0", "drift.min_samples: expected a positive integer"),
     ("[drift]\nalpha = 1.5", "drift.alpha: must be between 0 and 1"),
-    ("[[fallback]]\nmin_accuracy_drop = 0.2", "fallback[0]: needs to_artifact or to_version"),
+    ("[ladder]\nrungs = [\"artifact\", \"teleport\"]", "ladder.rungs: ['teleport']"),
     ("[[fallback]]\nto_artifact = 'x'\nrelease = 1", "fallback[0].release: expected true or false"),
     ("[[fallback]]\nto_artifact = 'x'\npsi = 1", "fallback[0].psi: unknown key"),
     ("[canary]\nrollback_margin = 'big'", "canary.rollback_margin: expected a number"),

@@ -51,7 +51,7 @@ def test_simulate_command(bundles, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "cohort-1" in text and "decisions:" in text
     summary = json.loads(out.read_text())
-    assert [d["cohort"] for d in summary["decisions"] if d["kind"] == "fallback"] == ["cohort-1"]
+    assert [d["cohort"] for d in summary["decisions"] if d["kind"] == "drift_detected"] == ["cohort-1"]
 
 
 def test_simulate_without_a_bundle_says_what_to_do(tmp_path, capsys, monkeypatch):

@@ -145,6 +145,67 @@ class StoreContract:
         with store.exclusive("evaluate") as mine:  # released
             assert mine is True
 
+    def test_labels_by_policy_revision(self, store):
+        labels = [{"prediction_id": f"p{i}", "label": 1, "predicted": int(i % 3 == 0), "model_version": "1.0",
+                   "policy_revision": i // 4, "artifact": "onnx-int8"} for i in range(12)]
+        store.add_labels("d1", "eu", labels)
+        assert store.label_stats_between("eu", 0) == (12, 4)
+        assert store.label_stats_between("eu", 1, 2) == (4, 1)       # revisions [1, 2): p4..p7
+        assert store.label_stats_between("eu", 2) == (4, 1)          # p8..p11
+        assert store.label_stats_between("eu", 0, None, model_version="2.0") == (0, 0)
+        assert store.label_stats_between("eu", 0, last=3)[0] == 3
+
+    def test_measurements_and_audit(self, store):
+        store.add_measurement("eu", 7, "before", {"accuracy": 0.5})
+        store.add_measurement("us", 0, "timeline", {"accuracy": 0.9})
+        assert [(m["decision_id"], m["phase"], m["stats"]) for m in store.list_measurements("eu")] == \
+            [(7, "before", {"accuracy": 0.5})]
+        store.add_audit("d1", "eu", "predict_inputs", 256, "cloud fallback")
+        assert [(a["device_id"], a["bytes"]) for a in store.list_audit("eu")] == [("d1", 256)]
+        assert store.list_audit("us") == []
+
+    def test_examples_are_capped_all_or_none(self, store):
+        ex = {"model_version": "1.0", "label": 3, "shape": [2], "data": b"\x00" * 8}
+        assert store.add_examples("d1", "eu", [ex, ex], cap=3) == 2
+        assert store.add_examples("d1", "eu", [ex, ex], cap=3) == 0      # would hold 4 > 3: none stored
+        assert store.add_examples("d2", "eu", [ex], cap=3) == 1          # the cap is per device
+        got = store.list_examples("eu")
+        assert len(got) == 3 and got[0]["data"] == b"\x00" * 8 and got[0]["shape"] == [2]
+        store.delete_examples([e["id"] for e in got[:2]])
+        assert len(store.list_examples("eu")) == 1
+
+    def test_job_queue_lease_retry_and_finish(self, store):
+        import time
+        first = store.enqueue_job("adapt", "eu", {"version": "1.0"})
+        second = store.enqueue_job("adapt", "us", {"version": "1.0"})
+        a = store.claim_job("w1", lease_ms=60_000)
+        b = store.claim_job("w2", lease_ms=100)
+        assert (a["id"], b["id"]) == (first, second) and a["payload"] == {"version": "1.0"} and a["attempts"] == 1
+        assert store.claim_job("w3", lease_ms=100) is None               # both held
+        time.sleep(0.2)                                                   # w2 died: its lease ran out
+        again = store.claim_job("w3", lease_ms=60_000)
+        assert again["id"] == second and again["attempts"] == 2
+        assert not store.finish_job(second, "w2", "done", {})            # the dead worker no longer holds it
+        assert store.finish_job(second, "w3", "done", {"version": "1.0+adapt"})
+        assert store.finish_job(first, "w1", "failed", {"reason": "budget"})
+        assert [(j["status"], j["result"]) for j in store.list_jobs()] == \
+            [("failed", {"reason": "budget"}), ("done", {"version": "1.0+adapt"})]
+
+    def test_concurrent_claims_take_distinct_jobs(self, store):
+        ids = {store.enqueue_job("adapt", "eu", {"n": i}) for i in range(8)}
+        taken, lock = [], threading.Lock()
+
+        def worker(name):
+            while (job := store.claim_job(name, lease_ms=60_000)) is not None:
+                with lock:
+                    taken.append(job["id"])
+        threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(taken) == sorted(ids)                               # each job exactly once
+
     def test_parallel_ingest_loses_nothing(self, store):
         def worker(d):
             for k in range(10):

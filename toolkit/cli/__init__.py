@@ -26,6 +26,7 @@ _COMMANDS = {
     "simulate": "edgefleet.cli.simulate_cmd",
     "keys": "edgefleet.cli.keys_cmd",
     "devices": "edgefleet.cli.devices_cmd",
+    "worker": "edgefleet.cli.worker_cmd",
 }
 
 

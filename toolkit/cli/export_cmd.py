@@ -32,7 +32,8 @@ def add_arguments(p) -> None:
     p.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning from the start")
     p.add_argument("--max-drop", type=float, help="budget: max drop vs the teacher on validation, in the task's metric "
                    "(default: 1.0 accuracy point; 0.01 cosine; 10%% of the teacher's MAE)")
-    p.add_argument("--targets", help="comma-separated artifact targets (default: every registered exporter)")
+    p.add_argument("--targets", help="comma-separated artifact targets (default: every registered exporter, plus "
+                                     "teacher-fp32: the uncompressed teacher, the cloud fallback's model)")
     p.add_argument("--train-epochs", type=int, default=0, help="train the model on the data first (it becomes the teacher)")
     p.add_argument("--out", default="out/bundle", help="bundle directory to write")
     p.add_argument("--name", help="model name in the manifest (default: the output directory's name)")
@@ -58,17 +59,8 @@ def config_from_args(args):
     else:
         recipe = recipe_from_flags(prune=args.prune, structured=not args.unstructured, lowrank=args.lowrank,
                                    distill=args.distill, method=args.calibration, weight_bits=args.weight_bits, qat=args.qat)
-    from pathlib import Path
-
-    from edgefleet.keys import key_dir, load_private, project_private_key
-    if args.sign_key:
-        key, key_path = load_private(args.sign_key), Path(args.sign_key)
-    else:
-        found = project_private_key()
-        if found is None:
-            raise ConfigError(f"export signs every bundle, and there is no project key in {key_dir()}: run "
-                              "`edgefleet keys init` once (or pass --sign-key FILE)")
-        key, key_path = found
+    from edgefleet.keys import signing_key
+    key, key_path = signing_key(args.sign_key, "export")
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
     return ExportConfig(model=args.model, weights=args.weights, data=args.data, task=args.task, recipe=recipe, targets=targets,
                         max_drop=args.max_drop, out=args.out, name=args.name, version=args.version, seed=args.seed,

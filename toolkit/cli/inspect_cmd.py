@@ -1,14 +1,41 @@
-"""Show a bundle: model, task, tensors, artifacts with their metrics, fallback chain, signature."""
+"""Show a bundle: model, task, tensors, artifacts with their metrics, fallback chain, signature; or,
+with --audit, what raw data left a coordinator's devices (when, which device, how many bytes, why)."""
 
 from __future__ import annotations
+
+import os
 
 from edgefleet.cli import add_json_argument, emit_json, human_out
 
 
 def add_arguments(p) -> None:
-    p.add_argument("bundle", help="bundle directory")
+    p.add_argument("bundle", nargs="?", help="bundle directory")
     add_json_argument(p)
     p.add_argument("--trusted-key", help="public key to check the signer against (default: the project key)")
+    p.add_argument("--audit", metavar="HOST:PORT", help="show the audit log of the coordinator at HOST:PORT "
+                                                         "(admin token from EDGEFLEET_ADMIN_TOKEN)")
+    p.add_argument("--cohort", default="", help="with --audit: only this cohort")
+
+
+def _audit(args) -> int:
+    from edgefleet._errors import ConfigError
+    from edgefleet.coordinator import AdminClient
+
+    token = os.environ.get("EDGEFLEET_ADMIN_TOKEN", "")
+    if not token:
+        raise ConfigError("inspect --audit: set EDGEFLEET_ADMIN_TOKEN to the coordinator's admin token")
+    admin = AdminClient(args.audit, token)
+    try:
+        entries = admin.list_audit(args.cohort)
+    finally:
+        admin.close()
+    emit_json(args, entries)
+    if args.json == "-":
+        return 0
+    print(f"{len(entries)} transfers of raw data off devices, {sum(e['bytes'] for e in entries)} bytes in all")
+    for e in entries:
+        print(f"{e['created_ms']}  {e['cohort']:<16} {e['device_id']:<22} {e['kind']:<18} {e['bytes']:>9} B  {e['reason']}")
+    return 0
 
 
 def run(args) -> int:
@@ -16,7 +43,12 @@ def run(args) -> int:
 
     from edgefleet import Bundle
     from edgefleet.keys import load_public, project_public_key, status
+    from edgefleet._errors import ConfigError
 
+    if args.audit:
+        return _audit(args)
+    if not args.bundle:
+        raise ConfigError("inspect: give a bundle directory, or --audit HOST:PORT")
     bundle = Bundle.open(args.bundle)
     trusted = load_public(args.trusted_key) if args.trusted_key else project_public_key()
     signature = status(bundle, trusted)

@@ -25,6 +25,15 @@ def _target(t: dict | None) -> dict | None:
     return {"version": t["version"], "digest": t.get("digest", "")} if t and t.get("version") else None
 
 
+def _remedy(r: dict) -> dict:
+    return {"logit_bias": [float(v) for v in r.get("logitBias", [])], "cloud": bool(r.get("cloud", False)),
+            "cloud_confidence_below": float(r.get("cloudConfidenceBelow", 0.0)),
+            "cloud_latency_ms": float(r.get("cloudLatencyMs", 0.0)),
+            "cloud_per_minute": float(r.get("cloudPerMinute", 0.0)),
+            "raw_inputs_allowed": bool(r.get("rawInputsAllowed", False)),
+            "examples_allowed": bool(r.get("examplesAllowed", False)), "max_examples": int(r.get("maxExamples", 0))}
+
+
 class ConnectTransport:
     def __init__(self, base_url: str, *, root_cert: str | None = None, timeout_s: float = 10.0):
         self.base_url = base_url.rstrip("/")
@@ -36,13 +45,13 @@ class ConnectTransport:
         path = method if "/" in method else f"Fleet/{method}"   # "Identity/RotateToken": another service
         return f"{self.base_url}/edgefleet.v1.{path}"
 
-    def _post(self, method: str, body: bytes, ctype: str) -> bytes:
+    def _post(self, method: str, body: bytes, ctype: str, timeout_s: float | None = None) -> bytes:
         headers = {"Content-Type": ctype, "Connect-Protocol-Version": "1"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(self._url(method), data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s, context=self._ssl) as r:
+            with urllib.request.urlopen(req, timeout=timeout_s or self.timeout_s, context=self._ssl) as r:
                 return r.read()
         except urllib.error.HTTPError as e:
             try:
@@ -83,7 +92,17 @@ class ConnectTransport:
                 "baseline": _target(p.get("baseline")), "canary": _target(p.get("canary")),
                 "canary_share": float(p.get("canaryShare", 0.0)), "fallback": _target(p.get("fallback")),
                 "fallback_artifact": p.get("fallbackArtifact", ""), "shadow": _target(p.get("shadow")),
-                "reason": p.get("reason", "")}
+                "reason": p.get("reason", ""), "remedy": _remedy(p.get("remedy") or {})}
+
+    def submit_examples(self, examples: list[dict]) -> int:
+        return int(self._call("SubmitExamples", {"examples": [
+            {"prediction_id": e["prediction_id"], "values": e["values"], "shape": e["shape"], "dtype": e["dtype"],
+             "label": e["label"], "model_version": e["model_version"]} for e in examples]}).get("stored", 0))
+
+    def predict(self, values: list[float], rows: int, model_version: str, timeout_s: float) -> list[float]:
+        """Cloud fallback: logits (rows x classes, flat) from the coordinator's heavier model."""
+        body = json.dumps({"values": values, "rows": rows, "model_version": model_version}).encode()
+        return [float(v) for v in json.loads(self._post("Predict", body, "application/json", timeout_s)).get("logits", [])]
 
     def fetch_bundle(self, digest: str) -> tuple[bytes, str]:
         body = json.dumps({"digest": digest}).encode()

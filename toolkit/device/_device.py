@@ -30,6 +30,7 @@ from edgefleet.bundle import Bundle, unpack
 from ._engine import Engine
 from ._policy import choose
 from ._queue import DiskQueue
+from ._remedy import CloudFallback, biased_top
 from edgefleet.telemetry import Window, projection_space, summarize
 from ._transport import Offline, Rejected
 
@@ -103,7 +104,8 @@ class Device:
         self.queue = DiskQueue(self.state / "queue", queue_bytes)
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
-        self._recent: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
+        self._recent: collections.OrderedDict[str, tuple] = collections.OrderedDict()
+        self.cloud = CloudFallback()
         self.stats = collections.Counter()
         self.identity = self._load_json("identity.json") or {}
         if self.transport is not None and self.identity.get("device_token"):
@@ -126,6 +128,7 @@ class Device:
         self._window: Window | None = None
         self._pending_events: list[dict] = self._load_json("events.json") or []
         self._feedback: list[dict] = self._load_json("feedback.json") or []
+        self._examples: list[dict] = []  # labelled examples waiting for delivery (opt-in; memory only)
 
     # -- state files ---------------------------------------------------------------------------
     def _load_json(self, name):
@@ -218,7 +221,8 @@ class Device:
         return [monitoring.project(row, proj["mean"], proj["components"]) for row in flat]
 
     def predict(self, x) -> list[Prediction]:
-        """Predict a batch (rows of raw inputs; one row is accepted too). Never waits on the network."""
+        """Predict a batch (rows of raw inputs; one row is accepted too). Never waits on the network,
+        except for the cloud fallback of a cohort that opted in (bounded by its deadline)."""
         with self._lock:
             rows, flat = self._prepare(x)
             if len(next(iter(rows.values())) if isinstance(rows, dict) else rows) == 0:
@@ -241,15 +245,27 @@ class Device:
                 window.error(kind)
                 self.stats[kind] += 1
             per_row = latency_ms / n
-            out = []
             logits = logits.tolist() if hasattr(logits, "tolist") else logits
+            remedy = self.policy.get("remedy") or {}
+            bias = remedy.get("logit_bias") or []
+            temperature = self.bundle.manifest["monitoring"]["temperature"]
+            served = []
             for i, (row, z) in enumerate(zip(logits, zs)):
-                cls, conf = window.observe(row, z, per_row)
+                cls, conf = window.observe(row, z, per_row)  # the window sees the model's own answer
                 if shadow_rows is not None:
                     window.shadow(summarize(window.ref, list(shadow_rows[i]))[0] == cls)
+                if len(bias) == len(row):
+                    cls, conf = biased_top(row, bias, temperature)
+                served.append((cls, conf, artifact, list(row)))
+            cloud = self.cloud.answer(self.transport, remedy, rows, [c for _, c, _, _ in served], self.bundle.version)
+            for i, row in cloud.items():
+                served[i] = (*biased_top(row, [0.0] * len(row), temperature), "cloud", list(row))
+            out = []
+            revision = self.policy.get("revision", 0)
+            for cls, conf, source, output in served:
                 pid = uuid.uuid4().hex
-                self._recent[pid] = (cls, self.bundle.version)
-                out.append(Prediction(pid, cls, conf, self.bundle.version, artifact, list(row)))
+                self._recent[pid] = (cls, self.bundle.version, revision, source)
+                out.append(Prediction(pid, cls, conf, self.bundle.version, source, output))
             while len(self._recent) > _RECENT_PREDICTIONS:
                 self._recent.popitem(last=False)
             self.stats["predictions"] += len(out)
@@ -281,14 +297,26 @@ class Device:
             self._close_window()
 
     # -- feedback ------------------------------------------------------------------------------
-    def feedback(self, prediction_id: str, label: int) -> None:
-        """A delayed label for an earlier prediction; delivered on the next :meth:`sync`."""
+    def feedback(self, prediction_id: str, label: int, *, example=None) -> None:
+        """A delayed label for an earlier prediction; delivered on the next :meth:`sync`. ``example``
+        (the prediction's input) is kept for adaptation only when the cohort's policy allows labelled
+        examples to leave the device, and only up to its cap; otherwise it is not kept at all."""
         with self._lock:
             found = self._recent.get(prediction_id)
             if found is None:
                 raise DataError(f"feedback: unknown or expired prediction id {prediction_id!r}")
+            remedy = self.policy.get("remedy") or {}
+            if example is not None and remedy.get("examples_allowed") and \
+                    len(self._examples) + self.stats["examples_sent"] < remedy.get("max_examples", 0):
+                rows, _ = self._prepare(example)
+                row = rows[0]
+                spec = self.bundle.manifest["inputs"][0]
+                values = row.reshape(-1).tolist() if hasattr(row, "reshape") else list(row)
+                self._examples.append({"prediction_id": prediction_id, "values": values,
+                                       "shape": [int(d) for d in spec["shape"][1:]], "dtype": spec["dtype"],
+                                       "label": int(label), "model_version": found[1]})
             self._feedback.append({"prediction_id": prediction_id, "label": int(label), "predicted": found[0],
-                                   "model_version": found[1]})
+                                   "model_version": found[1], "policy_revision": found[2], "artifact": found[3]})
             if len(self._feedback) > _FEEDBACK_CAP:
                 self.stats["feedback_dropped"] += len(self._feedback) - _FEEDBACK_CAP
                 del self._feedback[:-_FEEDBACK_CAP]
@@ -398,7 +426,24 @@ class Device:
         self.stats["windows_delivered"] += delivered
         return delivered, rejected
 
+    def _send_examples(self) -> None:
+        with self._lock:
+            examples, self._examples = self._examples, []
+        if not examples or not hasattr(self.transport, "submit_examples"):
+            return
+        try:
+            self.stats["examples_sent"] += self.transport.submit_examples(examples)
+            self.stats["raw_bytes_sent"] += sum(4 * len(e["values"]) for e in examples)
+        except Rejected as e:  # not allowed (any more), or over the cap: the examples are dropped here
+            self.stats["examples_rejected"] += len(examples)
+            self._event("examples_rejected", str(e))
+        except Offline:
+            with self._lock:
+                self._examples = examples + self._examples
+            raise
+
     def _send_feedback(self) -> None:
+        self._send_examples()
         with self._lock:
             labels = list(self._feedback)
         if not labels:

@@ -129,6 +129,18 @@ class GrpcTransport:
             return b"".join(parts), sha
         return self._call("FetchBundle", run)
 
+    def submit_examples(self, examples: list[dict]) -> int:
+        """Labelled examples for adaptation (the cohort must allow it)."""
+        req = self._pb.ExamplesRequest(examples=[self._pb.Example(**e) for e in examples])
+        return self._call("SubmitExamples", lambda: self._stub.SubmitExamples(req, metadata=self._md(),
+                                                                               timeout=self.timeout_s)).stored
+
+    def predict(self, values: list[float], rows: int, model_version: str, timeout_s: float) -> list[float]:
+        """Cloud fallback: logits (rows x classes, flat) from the coordinator's heavier model."""
+        req = self._pb.PredictRequest(values=values, rows=rows, model_version=model_version)
+        r = self._call("Predict", lambda: self._stub.Predict(req, metadata=self._md(), timeout=timeout_s))
+        return list(r.logits)
+
     def event(self, kind: str, detail: str, digest: str = "") -> None:
         self._call("ReportEvent", lambda: self._stub.ReportEvent(self._pb.EventRequest(
             kind=kind, detail=detail[:4096], digest=digest), metadata=self._md(), timeout=self.timeout_s))

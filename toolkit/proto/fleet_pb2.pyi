@@ -94,16 +94,20 @@ class ReportResponse(_message.Message):
     def __init__(self, acknowledged: _Optional[_Iterable[str]] = ..., duplicates: _Optional[int] = ...) -> None: ...
 
 class Label(_message.Message):
-    __slots__ = ("prediction_id", "label", "predicted", "model_version")
+    __slots__ = ("prediction_id", "label", "predicted", "model_version", "policy_revision", "artifact")
     PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     prediction_id: str
     label: int
     predicted: int
     model_version: str
-    def __init__(self, prediction_id: _Optional[str] = ..., label: _Optional[int] = ..., predicted: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+    policy_revision: int
+    artifact: str
+    def __init__(self, prediction_id: _Optional[str] = ..., label: _Optional[int] = ..., predicted: _Optional[int] = ..., model_version: _Optional[str] = ..., policy_revision: _Optional[int] = ..., artifact: _Optional[str] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("labels",)
@@ -132,7 +136,7 @@ class Target(_message.Message):
     def __init__(self, version: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("revision", "cohort", "baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason")
+    __slots__ = ("revision", "cohort", "baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason", "remedy")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     COHORT_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +146,7 @@ class Policy(_message.Message):
     FALLBACK_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     SHADOW_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    REMEDY_FIELD_NUMBER: _ClassVar[int]
     revision: int
     cohort: str
     baseline: Target
@@ -151,7 +156,8 @@ class Policy(_message.Message):
     fallback_artifact: str
     shadow: Target
     reason: str
-    def __init__(self, revision: _Optional[int] = ..., cohort: _Optional[str] = ..., baseline: _Optional[_Union[Target, _Mapping]] = ..., canary: _Optional[_Union[Target, _Mapping]] = ..., canary_share: _Optional[float] = ..., fallback: _Optional[_Union[Target, _Mapping]] = ..., fallback_artifact: _Optional[str] = ..., shadow: _Optional[_Union[Target, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    remedy: Remedy
+    def __init__(self, revision: _Optional[int] = ..., cohort: _Optional[str] = ..., baseline: _Optional[_Union[Target, _Mapping]] = ..., canary: _Optional[_Union[Target, _Mapping]] = ..., canary_share: _Optional[float] = ..., fallback: _Optional[_Union[Target, _Mapping]] = ..., fallback_artifact: _Optional[str] = ..., shadow: _Optional[_Union[Target, _Mapping]] = ..., reason: _Optional[str] = ..., remedy: _Optional[_Union[Remedy, _Mapping]] = ...) -> None: ...
 
 class FetchBundleRequest(_message.Message):
     __slots__ = ("digest", "offset")
@@ -360,3 +366,167 @@ class RevokeDeviceResponse(_message.Message):
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     revoked: bool
     def __init__(self, revoked: _Optional[bool] = ...) -> None: ...
+
+class Remedy(_message.Message):
+    __slots__ = ("logit_bias", "cloud", "cloud_confidence_below", "cloud_latency_ms", "cloud_per_minute", "raw_inputs_allowed", "examples_allowed", "max_examples")
+    LOGIT_BIAS_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_CONFIDENCE_BELOW_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    RAW_INPUTS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    logit_bias: _containers.RepeatedScalarFieldContainer[float]
+    cloud: bool
+    cloud_confidence_below: float
+    cloud_latency_ms: float
+    cloud_per_minute: float
+    raw_inputs_allowed: bool
+    examples_allowed: bool
+    max_examples: int
+    def __init__(self, logit_bias: _Optional[_Iterable[float]] = ..., cloud: _Optional[bool] = ..., cloud_confidence_below: _Optional[float] = ..., cloud_latency_ms: _Optional[float] = ..., cloud_per_minute: _Optional[float] = ..., raw_inputs_allowed: _Optional[bool] = ..., examples_allowed: _Optional[bool] = ..., max_examples: _Optional[int] = ...) -> None: ...
+
+class PredictRequest(_message.Message):
+    __slots__ = ("values", "rows", "model_version")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    rows: int
+    model_version: str
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., rows: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("logits", "rows", "model")
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    logits: _containers.RepeatedScalarFieldContainer[float]
+    rows: int
+    model: str
+    def __init__(self, logits: _Optional[_Iterable[float]] = ..., rows: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+
+class SetPrivacyRequest(_message.Message):
+    __slots__ = ("cohort", "raw_inputs_allowed", "cloud_per_minute", "examples_allowed", "max_examples")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    RAW_INPUTS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    raw_inputs_allowed: bool
+    cloud_per_minute: float
+    examples_allowed: bool
+    max_examples: int
+    def __init__(self, cohort: _Optional[str] = ..., raw_inputs_allowed: _Optional[bool] = ..., cloud_per_minute: _Optional[float] = ..., examples_allowed: _Optional[bool] = ..., max_examples: _Optional[int] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("cohort",)
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    def __init__(self, cohort: _Optional[str] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("device_id", "cohort", "kind", "bytes", "reason", "created_ms")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    cohort: str
+    kind: str
+    bytes: int
+    reason: str
+    created_ms: int
+    def __init__(self, device_id: _Optional[str] = ..., cohort: _Optional[str] = ..., kind: _Optional[str] = ..., bytes: _Optional[int] = ..., reason: _Optional[str] = ..., created_ms: _Optional[int] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class ListMeasurementsRequest(_message.Message):
+    __slots__ = ("cohort",)
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    def __init__(self, cohort: _Optional[str] = ...) -> None: ...
+
+class Measurement(_message.Message):
+    __slots__ = ("cohort", "decision_id", "phase", "stats_json", "created_ms")
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    STATS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    decision_id: int
+    phase: str
+    stats_json: str
+    created_ms: int
+    def __init__(self, cohort: _Optional[str] = ..., decision_id: _Optional[int] = ..., phase: _Optional[str] = ..., stats_json: _Optional[str] = ..., created_ms: _Optional[int] = ...) -> None: ...
+
+class ListMeasurementsResponse(_message.Message):
+    __slots__ = ("measurements",)
+    MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    measurements: _containers.RepeatedCompositeFieldContainer[Measurement]
+    def __init__(self, measurements: _Optional[_Iterable[_Union[Measurement, _Mapping]]] = ...) -> None: ...
+
+class Example(_message.Message):
+    __slots__ = ("prediction_id", "values", "shape", "dtype", "label", "model_version")
+    PREDICTION_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    prediction_id: str
+    values: _containers.RepeatedScalarFieldContainer[float]
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    dtype: str
+    label: int
+    model_version: str
+    def __init__(self, prediction_id: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ..., label: _Optional[int] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class ExamplesRequest(_message.Message):
+    __slots__ = ("examples",)
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    examples: _containers.RepeatedCompositeFieldContainer[Example]
+    def __init__(self, examples: _Optional[_Iterable[_Union[Example, _Mapping]]] = ...) -> None: ...
+
+class ExamplesResponse(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    def __init__(self, stored: _Optional[int] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("cohort",)
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    cohort: str
+    def __init__(self, cohort: _Optional[str] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("id", "kind", "cohort", "status", "attempts", "result_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    kind: str
+    cohort: str
+    status: str
+    attempts: int
+    result_json: str
+    def __init__(self, id: _Optional[int] = ..., kind: _Optional[str] = ..., cohort: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., result_json: _Optional[str] = ...) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...

@@ -70,6 +70,16 @@ class FleetStub:
                 request_serializer=edgefleet_dot_proto_dot_fleet__pb2.EventRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.EventResponse.FromString,
                 _registered_method=True)
+        self.Predict = channel.unary_unary(
+                '/edgefleet.v1.Fleet/Predict',
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.PredictRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PredictResponse.FromString,
+                _registered_method=True)
+        self.SubmitExamples = channel.unary_unary(
+                '/edgefleet.v1.Fleet/SubmitExamples',
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ExamplesRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ExamplesResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServicer:
@@ -125,6 +135,23 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Predict(self, request, context):
+        """---- fallback ladder ----
+        Cloud fallback: a heavier model answers the device's low-confidence inputs. Only for a cohort
+        whose privacy settings allow raw inputs to leave; rate-limited per device; every call audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitExamples(self, request, context):
+        """Labelled examples for adaptation: only from a cohort that opted in, size-capped per device,
+        deleted once an adaptation job used them; every upload audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +189,16 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.ReportEvent,
                     request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.EventRequest.FromString,
                     response_serializer=edgefleet_dot_proto_dot_fleet__pb2.EventResponse.SerializeToString,
+            ),
+            'Predict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Predict,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.PredictRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.PredictResponse.SerializeToString,
+            ),
+            'SubmitExamples': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitExamples,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ExamplesRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ExamplesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -364,6 +401,60 @@ class Fleet:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Predict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Fleet/Predict',
+            edgefleet_dot_proto_dot_fleet__pb2.PredictRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitExamples(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Fleet/SubmitExamples',
+            edgefleet_dot_proto_dot_fleet__pb2.ExamplesRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ExamplesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminStub:
     """---- admin calls (authenticated by the admin token) ----
@@ -429,6 +520,26 @@ class AdminStub:
                 '/edgefleet.v1.Admin/Evaluate',
                 request_serializer=edgefleet_dot_proto_dot_fleet__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.FromString,
+                _registered_method=True)
+        self.SetPrivacy = channel.unary_unary(
+                '/edgefleet.v1.Admin/SetPrivacy',
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.SetPrivacyRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/edgefleet.v1.Admin/ListAudit',
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
+        self.ListMeasurements = channel.unary_unary(
+                '/edgefleet.v1.Admin/ListMeasurements',
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/edgefleet.v1.Admin/ListJobs',
+                request_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
 
 
@@ -503,6 +614,35 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPrivacy(self, request, context):
+        """---- fallback ladder ----
+        A cohort's privacy settings (default: no raw input leaves a device) and the cloud model's limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """What raw data left devices: when, which device and cohort, how many bytes, and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMeasurements(self, request, context):
+        """Accuracy measurements (labels with a Wilson interval, and the label-free estimate) per cohort.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Adaptation jobs (queued, running, done, failed) with their results or reasons.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -560,6 +700,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.EvaluateRequest.FromString,
                     response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.SerializeToString,
+            ),
+            'SetPrivacy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrivacy,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.SetPrivacyRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.CohortState.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListAuditRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'ListMeasurements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMeasurements,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=edgefleet_dot_proto_dot_fleet__pb2.ListJobsRequest.FromString,
+                    response_serializer=edgefleet_dot_proto_dot_fleet__pb2.ListJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -860,6 +1020,114 @@ class Admin:
             '/edgefleet.v1.Admin/Evaluate',
             edgefleet_dot_proto_dot_fleet__pb2.EvaluateRequest.SerializeToString,
             edgefleet_dot_proto_dot_fleet__pb2.ListDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrivacy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Admin/SetPrivacy',
+            edgefleet_dot_proto_dot_fleet__pb2.SetPrivacyRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.CohortState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Admin/ListAudit',
+            edgefleet_dot_proto_dot_fleet__pb2.ListAuditRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMeasurements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Admin/ListMeasurements',
+            edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListMeasurementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.Admin/ListJobs',
+            edgefleet_dot_proto_dot_fleet__pb2.ListJobsRequest.SerializeToString,
+            edgefleet_dot_proto_dot_fleet__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
