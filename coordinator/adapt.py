@@ -84,6 +84,7 @@ def _adapt(store, job: dict, cfg: WorkerConfig) -> dict:
     import numpy as np
 
     from edgefleet.bundle import pack
+    from edgefleet.compress.adapt import fine_tune_head, save_weights
     from edgefleet.compress.data import load_dataset
     from edgefleet.compress.model_loading import load_model
     from edgefleet.compress.pipeline import ExportConfig, run_export
@@ -106,16 +107,14 @@ def _adapt(store, job: dict, cfg: WorkerConfig) -> dict:
     data = load_dataset(data_spec, seed=prov.get("seed", 0))
     model_spec = cfg.model or prov["model"]
     teacher = load_model(model_spec, cfg.weights)
-    adapted, report = _fine_tune_head(teacher, data, x_ex, y_ex, cfg)
+    adapted, report = fine_tune_head(teacher, data, x_ex, y_ex, epochs=cfg.epochs, example_weight=cfg.example_weight)
     max_drop = float(payload.get("max_drop", prov.get("max_drop", 1.0)))
     if report["val_after"] < report["val_before"] - max_drop:
         raise BudgetError(f"the adapted teacher lost {report['val_before'] - report['val_after']:.2f} points on the "
                           f"original validation data (budget {max_drop}); not published")
     version = f"{base}+adapt.{job['id']}"
     with tempfile.TemporaryDirectory(prefix="edgefleet-adapt-") as tmp:
-        import torch
-        weights = Path(tmp, "adapted.pt")
-        torch.save(adapted.state_dict(), weights)
+        weights = save_weights(adapted, Path(tmp, "adapted.pt"))
         out = Path(tmp, "bundle")
         result = run_export(ExportConfig(
             model=model_spec, weights=str(weights), data=data_spec,
@@ -137,45 +136,6 @@ def _adapt(store, job: dict, cfg: WorkerConfig) -> dict:
     store.add_decision(cohort, "adaptation_canary", version, evidence)
     store.delete_examples([e["id"] for e in examples])  # used: deleted, as the cohort was promised
     return {"version": version, "digest": published, "examples": len(examples), **report}
-
-
-def _fine_tune_head(teacher, data, x_ex, y_ex, cfg: WorkerConfig):
-    """Train only the last linear layer on the original training data plus the examples (weighted)."""
-    import copy
-
-    import numpy as np
-    import torch
-
-    from edgefleet.compress.train import accuracy, fit, predict_logits
-
-    model = copy.deepcopy(teacher).eval()
-    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    if not heads:
-        raise EdgefleetError("the teacher has no linear layer to fine-tune")
-    head = heads[-1]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in head.parameters():
-        p.requires_grad_(True)
-    frozen = [m for m in model.modules() if m is not head and m is not model]
-
-    def train(mode: bool = True):  # the body stays in eval mode: batch norm statistics do not move
-        torch.nn.Module.train(model, mode)
-        for m in frozen:
-            m.train(False)
-        return model
-    model.train = train
-    before = {"val_before": accuracy(predict_logits(model, data.x_val), data.y_val),
-              "examples_before": accuracy(predict_logits(model, x_ex), y_ex)}
-    x = np.concatenate([data.x_train] + [x_ex] * cfg.example_weight).astype(np.float32)
-    y = np.concatenate([data.y_train] + [y_ex] * cfg.example_weight)
-    model = fit(model, x, y, epochs=cfg.epochs, seed=0)
-    del model.train
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.eval()
-    return model, {**before, "val_after": accuracy(predict_logits(model, data.x_val), data.y_val),
-                   "examples_after": accuracy(predict_logits(model, x_ex), y_ex)}
 
 
 def _publish(store, archive: bytes, version: str, cfg: WorkerConfig) -> str:
