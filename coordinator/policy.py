@@ -160,8 +160,12 @@ def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) 
     # both arms over the same stretch; a canary on the whole cohort leaves the baseline only its past
     concurrent = (state.get("canary_share") or 0.0) < 1.0
     acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples, since if concurrent else 0)
-    if src_c.startswith("labels") != src_b.startswith("labels"):
-        return []  # labels on one side only: wait (a shifted model's confidence is no measure of its accuracy)
+    labelled = (src_c.startswith("labels"), src_b.startswith("labels"))
+    drifting = (state.get("ladder") or {}).get("status") in ("measuring", "trying")
+    if labelled[0] != labelled[1] or (drifting and not all(labelled)):
+        # labels on one side only, or none under a detected drift: wait (a shifted model's confidence is
+        # no measure of its accuracy)
+        return []
     evidence = {"canary": {"version": canary, "accuracy": acc_c, "accuracy_source": src_c, "statistics": report},
                 "baseline": {"version": baseline, "accuracy": acc_b, "accuracy_source": src_b,
                              "statistics": base_report},

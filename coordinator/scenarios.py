@@ -4,8 +4,8 @@ runtime, gRPC) on real data, one cohort per scenario plus untouched control coho
 Scenarios (each shifts its own cohort from round ``shift_at``):
 
 - ``quantization``: inputs scaled 6x, beyond the calibration range (int8 activations saturate);
-- ``label``: class priors changed (70 % of inputs from the three classes with the lowest validation
-  recall), each class's inputs unchanged;
+- ``label``: class priors changed (60 % of inputs from the class with the lowest validation recall),
+  each class's inputs unchanged;
 - ``covariate``: a failing sensor (contrast halved, noise, a dead band) the model never saw; this
   cohort opts in to raw inputs leaving its devices (cloud fallback);
 - ``ends``: the covariate shift from ``shift_at`` to ``end_at``, then normal inputs again.
@@ -54,7 +54,7 @@ rollback_margin = 0.05
 """
 
 
-def hardest_classes(monitoring: dict, k: int = 3) -> list[int]:
+def hardest_classes(monitoring: dict, k: int = 1) -> list[int]:
     """The ``k`` classes with the lowest validation recall (from the bundle's confusion matrix), or the
     first ``k`` when the bundle has none: the label shift moves the priors towards them."""
     confusion = monitoring.get("confusion")
@@ -65,10 +65,10 @@ def hardest_classes(monitoring: dict, k: int = 3) -> list[int]:
 
 
 def _label_shift_sample(y_all, rng, n, heavy):
-    """Indices drawn with class priors moved: 70 % of inputs from the ``heavy`` classes."""
+    """Indices drawn with class priors moved: 60 % of inputs from the ``heavy`` classes."""
     import numpy as np
     inside = np.isin(y_all, heavy)
-    weights = np.where(inside, 0.7 / inside.sum(), 0.3 / (~inside).sum())
+    weights = np.where(inside, 0.6 / inside.sum(), 0.4 / (~inside).sum())
     return rng.choice(len(y_all), size=n, replace=False, p=weights / weights.sum())
 
 

@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                       "trust --trusted-key)")
     p.add_argument("--data", help="scenario mode: a .npz data set (the export's) whose validation and test splits "
                                   "are the devices' inputs (default: the digits splits)")
+    p.add_argument("--rules", help="scenario mode: policy rules TOML (default: the benchmark's rules, "
+                                   "edgefleet.coordinator.scenarios.SCENARIO_RULES)")
     p.add_argument("--scenario", help="run the fallback-ladder benchmark instead: comma-separated scenarios "
                                       "(quantization, label, covariate, ends; 'all' for every one), each in its own "
                                       "cohort beside untouched control cohorts (--cohorts minus the scenarios, at least 2); "
@@ -81,7 +83,8 @@ def _scenarios(args, trusted: bytes | None) -> int:
         result = run_scenarios(args.bundle, args.workdir or tmp, names, controls=controls,
                                devices_per_cohort=max(args.devices // (len(names) + controls), 1), rounds=rounds,
                                seed=args.seed, worker=worker, inputs=inputs, log=print, trusted_key=trusted,
-                               allow_unsigned=args.allow_unsigned)
+                               allow_unsigned=args.allow_unsigned,
+                               **({"rules_text": Path(args.rules).read_text()} if args.rules else {}))
     print(format_table(result))
     if args.json:
         keys = ("acc_before", "acc_shifted", "acc_recovered", "rung", "windows_to_detect", "windows_to_recover",
@@ -99,4 +102,5 @@ def _argv(args) -> list[str]:
     return [str(args.bundle), "--scenario", args.scenario, "--devices", str(args.devices), "--cohorts",
             str(args.cohorts), "--rounds", str(args.rounds), "--seed", str(args.seed)] + (
         ["--teacher-weights", args.teacher_weights] if args.teacher_weights else []) + (
-        ["--sign-key", args.sign_key] if args.sign_key else []) + (["--data", args.data] if args.data else [])
+        ["--sign-key", args.sign_key] if args.sign_key else []) + (["--data", args.data] if args.data else []) + (
+        ["--rules", args.rules] if args.rules else [])
