@@ -73,7 +73,6 @@ def _label_shift_sample(y_all, rng, n, heavy):
 
 
 def _inputs(scenario, shifted, x_all, y_all, rng, n, heavy):
-    import numpy as np
     if scenario == "label" and shifted:
         idx = _label_shift_sample(y_all, rng, n, heavy)
     else:

@@ -93,8 +93,7 @@ def _scenarios(args, trusted: bytes | None) -> int:
                **{k: v for k, v in result.items() if k != "scenarios"},
                "scenarios": {name: {**{k: m[k] for k in keys}, **{k: v for k, v in m.items() if k not in keys}}
                              for name, m in result["scenarios"].items()}}
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2, default=str)
+        emit_json(args, doc)
     return 0
 
 
