@@ -132,7 +132,7 @@ def _adapt(store, job: dict, cfg: WorkerConfig) -> dict:
     evidence = {"why": f"adaptation job #{job['id']}: {len(examples)} labelled examples; canary {version} on "
                        f"{share:.0%} of {cohort}", "job": job["id"], "examples": len(examples), **report,
                 "policy_revision": revision, "rung": "adapt",
-                "int8_val_accuracy": result.attempts[-1].int8_val_accuracy}
+                "int8_val_accuracy": result.attempts[-1].int8_val_score}
     store.add_decision(cohort, "adaptation_canary", version, evidence)
     store.delete_examples([e["id"] for e in examples])  # used: deleted, as the cohort was promised
     return {"version": version, "digest": published, "examples": len(examples), **report}

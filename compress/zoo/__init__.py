@@ -7,12 +7,12 @@ build them small, and ``all_minilm_l6_v2`` loads the real pretrained sentence en
 package is installed.
 """
 
-from ._small import INPUT_SHAPES, bert_encoder, digits_cnn, mlp, mobilenet_v2_stack
+from ._small import INPUT_SHAPES, bert_encoder, digits_cnn, fashion_mlp, mlp, mobilenet_v2_stack
 from .cnn import efficientnet_b0, mobilenet_v2, mobilenet_v3_small, resnet18
 from .minilm import all_minilm_l6_v2
 from .vit import vit_tiny
 
-__all__ = ["digits_cnn", "mlp", "mobilenet_v2_stack", "bert_encoder", "INPUT_SHAPES", "mobilenet_v2",
+__all__ = ["digits_cnn", "mlp", "fashion_mlp", "mobilenet_v2_stack", "bert_encoder", "INPUT_SHAPES", "mobilenet_v2",
            "mobilenet_v3_small", "efficientnet_b0", "resnet18", "vit_tiny", "all_minilm_l6_v2", "FAMILIES"]
 
 #: the deployable families: factory name -> input shape (without the batch axis) at full size

@@ -85,7 +85,7 @@ def _scenarios(args, trusted: bytes | None) -> int:
                                seed=args.seed, worker=worker, inputs=inputs, log=print, trusted_key=trusted,
                                allow_unsigned=args.allow_unsigned,
                                **({"rules_text": Path(args.rules).read_text()} if args.rules else {}))
-    print(format_table(result))
+    print(format_table(result), file=human_out(args))
     if args.json:
         keys = ("acc_before", "acc_shifted", "acc_recovered", "rung", "windows_to_detect", "windows_to_recover",
                 "raw_bytes_off_device", "decisions_in_controls")
