@@ -90,6 +90,21 @@ async def _body(request: Request, max_body: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _accept(request: Request, max_body: int, ctypes: tuple[str, ...], refusal: str):
+    """``(content type, body, call context)`` of a Connect request, or the error response refusing it
+    (body over ``max_body``, client gone, a content type not in ``ctypes``)."""
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip()
+    try:
+        body = await _body(request, max_body)
+    except _TooLarge as e:
+        return error(429, "resource_exhausted", str(e), close=True)
+    except ClientDisconnect:
+        return Response(status_code=400)   # nobody to answer
+    if ctype not in ctypes:
+        return error(415, "invalid_argument", refusal)
+    return ctype, body, HttpContext(request.headers.get("authorization", ""), request.client)
+
+
 def _decode(request_cls, raw: bytes, as_json: bool):
     try:
         return json_format.Parse(raw or b"{}", request_cls()) if as_json else request_cls.FromString(raw)
@@ -103,17 +118,12 @@ def _encode(message, as_json: bool) -> bytes:
 
 def _unary(handler, request_cls, max_body: int):
     async def endpoint(request: Request) -> Response:
-        ctype = (request.headers.get("content-type") or "").split(";")[0].strip()
-        try:
-            body = await _body(request, max_body)
-        except _TooLarge as e:
-            return error(429, "resource_exhausted", str(e), close=True)
-        except ClientDisconnect:
-            return Response(status_code=400)   # nobody to answer
-        if ctype not in ("application/json", "application/proto"):
-            return error(415, "invalid_argument", "Content-Type must be application/json or application/proto")
+        accepted = await _accept(request, max_body, ("application/json", "application/proto"),
+                                 "Content-Type must be application/json or application/proto")
+        if isinstance(accepted, Response):
+            return accepted
+        ctype, body, context = accepted
         as_json = ctype == "application/json"
-        context = HttpContext(request.headers.get("authorization", ""), request.client)
         try:
             message = _decode(request_cls, body, as_json)
             response = await run_in_threadpool(handler, message, context)
@@ -128,18 +138,13 @@ def _server_stream(handler, request_cls, max_body: int):
     """Connect server streaming: one enveloped request in; enveloped messages out, then an
     end-of-stream envelope (flag 2) holding ``{}`` or the error."""
     async def endpoint(request: Request) -> Response:
-        ctype = (request.headers.get("content-type") or "").split(";")[0].strip()
-        try:
-            body = await _body(request, max_body)
-        except _TooLarge as e:
-            return error(429, "resource_exhausted", str(e), close=True)
-        except ClientDisconnect:
-            return Response(status_code=400)
-        if ctype not in ("application/connect+json", "application/connect+proto"):
-            return error(415, "invalid_argument", "a streaming call needs Content-Type application/connect+json "
-                                                  "or application/connect+proto")
+        accepted = await _accept(request, max_body, ("application/connect+json", "application/connect+proto"),
+                                 "a streaming call needs Content-Type application/connect+json or "
+                                 "application/connect+proto")
+        if isinstance(accepted, Response):
+            return accepted
+        ctype, body, context = accepted
         as_json = ctype.endswith("json")
-        context = HttpContext(request.headers.get("authorization", ""), request.client)
         frames, end = [], {}
         try:
             if len(body) < 5 or int.from_bytes(body[1:5], "big") != len(body) - 5:
