@@ -173,17 +173,17 @@ def _adaptive_avg_pool(b, n, name, args, kw):
         raise b.refuse(n, "adaptive pooling whose output does not divide the input")
 
 
-@aten("mean")
-def _mean(b, n, name, args, kw):
+@aten("mean", "sum")
+def _reduce(b, n, name, args, kw):
     x = _first_activation(b, n, args, name)
     dims = args[1] if len(args) > 1 else kw.get("dim")
     ndim = len(b.values_shape(args[0]))
     if dims is None or (isinstance(dims, (list, tuple)) and not dims):
-        raise b.refuse(n, "mean over every axis, the batch included; pass dim=")
+        raise b.refuse(n, f"{name} over every axis, the batch included; pass dim=")
     axes = tuple(sorted(d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])))
     if 0 in axes:
-        raise b.refuse(n, "mean over the batch axis")
-    b.add("mean", n, [x], {"axes": axes, "keepdim": bool(_arg(args, kw, 2, "keepdim", False))})
+        raise b.refuse(n, f"{name} over the batch axis")
+    b.add(name, n, [x], {"axes": axes, "keepdim": bool(_arg(args, kw, 2, "keepdim", False))})
 
 
 @aten("add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "rsub")
@@ -198,19 +198,6 @@ def _to_copy(b, n, name, args, kw):
         b.add("cast", n, [src])
     else:
         b.alias[n.name] = src
-
-
-@aten("sum")
-def _sum(b, n, name, args, kw):
-    x = _first_activation(b, n, args, name)
-    dims = args[1] if len(args) > 1 else kw.get("dim")
-    ndim = len(b.values_shape(args[0]))
-    if dims is None or (isinstance(dims, (list, tuple)) and not dims):
-        raise b.refuse(n, "sum over every axis, the batch included; pass dim=")
-    axes = tuple(sorted(d % ndim for d in (dims if isinstance(dims, (list, tuple)) else [dims])))
-    if 0 in axes:
-        raise b.refuse(n, "sum over the batch axis")
-    b.add("sum", n, [x], {"axes": axes, "keepdim": bool(_arg(args, kw, 2, "keepdim", False))})
 
 
 @aten("view", "reshape", "flatten", "unsqueeze", "squeeze", "_unsafe_view", "unflatten")
