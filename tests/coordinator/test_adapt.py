@@ -87,17 +87,28 @@ def _worker(store_url, weights, lease_s, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
 
-def test_adaptation_job_killed_mid_way_runs_again_and_publishes_once(tmp_path, digits_bundle, digits_teacher_weights, public_key):
+def _published(tmp_path, bundle, public_key):
+    """A signed coordinator on a new SQLite store with ``bundle`` published: (store URL, server, admin, version)."""
     from edgefleet.bundle import pack
-    from edgefleet.coordinator.simulate import load_inputs, shift_inputs
-    from edgefleet.bundle import Bundle
 
     store_url = f"sqlite:///{tmp_path / 'fleet.db'}"
     srv = Server(ServerConfig(init=True, store=store_url, admin_token=ADMIN, trusted_key=public_key,
                               evaluate_interval_s=None, http_port=None)).start()
     admin = AdminClient(srv.grpc_target, ADMIN)
     try:
-        version = admin.publish_bundle(pack(digits_bundle, tmp_path / "b.tar.gz").read_bytes())["version"]
+        return store_url, srv, admin, admin.publish_bundle(pack(bundle, tmp_path / "b.tar.gz").read_bytes())["version"]
+    except BaseException:
+        admin.close()
+        srv.stop(0)
+        raise
+
+
+def test_adaptation_job_killed_mid_way_runs_again_and_publishes_once(tmp_path, digits_bundle, digits_teacher_weights, public_key):
+    from edgefleet.coordinator.simulate import load_inputs, shift_inputs
+    from edgefleet.bundle import Bundle
+
+    store_url, srv, admin, version = _published(tmp_path, digits_bundle, public_key)
+    try:
         admin.set_baseline("shifted", version)
         admin.set_baseline("other", version)
         admin.set_privacy("shifted", False, examples_allowed=True, max_examples=100)
@@ -141,15 +152,10 @@ def test_adaptation_job_killed_mid_way_runs_again_and_publishes_once(tmp_path, d
 
 
 def test_adaptation_missing_the_budget_is_not_published(tmp_path, digits_bundle, digits_teacher_weights, public_key):
-    from edgefleet.bundle import pack
     from edgefleet.coordinator.adapt import WorkerConfig, run_worker
 
-    store_url = f"sqlite:///{tmp_path / 'fleet.db'}"
-    srv = Server(ServerConfig(init=True, store=store_url, admin_token=ADMIN, trusted_key=public_key,
-                              evaluate_interval_s=None, http_port=None)).start()
-    admin = AdminClient(srv.grpc_target, ADMIN)
+    store_url, srv, admin, version = _published(tmp_path, digits_bundle, public_key)
     try:
-        version = admin.publish_bundle(pack(digits_bundle, tmp_path / "b.tar.gz").read_bytes())["version"]
         admin.set_baseline("c", version)
         admin.set_privacy("c", False, examples_allowed=True, max_examples=100)
         dev = _enrolled(srv, admin, digits_bundle, tmp_path, "c")
