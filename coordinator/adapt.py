@@ -1,6 +1,6 @@
 """Adaptation jobs: the ladder's last rung. A worker takes a job from the store's queue, fine-tunes the
-teacher's head on the cohort's opted-in labelled examples plus the original training data, runs the
-normal export pipeline (accuracy budget, parity gate, signature), publishes the result as a new
+teacher (every layer by default, or only its head) on the cohort's opted-in labelled examples plus the
+original training data, runs the normal export pipeline (accuracy budget, parity gate, signature), publishes the result as a new
 version and starts it as a canary on that cohort only; the policy engine's canary rule promotes or
 rolls it back on realized accuracy.
 
@@ -44,6 +44,8 @@ class WorkerConfig:
     max_attempts: int = 3
     epochs: int = 15
     example_weight: int = 5            # each example counts this many times against the original data
+    layers: str = "all"                # "all" layers or only the "head" (edgefleet.compress.adapt.fine_tune)
+    augment: int = 5                   # jittered copies of each image example (0: none)
     worker_id: str = ""
 
 
@@ -84,7 +86,7 @@ def _adapt(store, job: dict, cfg: WorkerConfig) -> dict:
     import numpy as np
 
     from edgefleet.bundle import pack
-    from edgefleet.compress.adapt import fine_tune_head, save_weights
+    from edgefleet.compress.adapt import fine_tune, save_weights
     from edgefleet.compress.data import load_dataset
     from edgefleet.compress.model_loading import load_model
     from edgefleet.compress.pipeline import ExportConfig, run_export
@@ -107,7 +109,8 @@ def _adapt(store, job: dict, cfg: WorkerConfig) -> dict:
     data = load_dataset(data_spec, seed=prov.get("seed", 0))
     model_spec = cfg.model or prov["model"]
     teacher = load_model(model_spec, cfg.weights)
-    adapted, report = fine_tune_head(teacher, data, x_ex, y_ex, epochs=cfg.epochs, example_weight=cfg.example_weight)
+    adapted, report = fine_tune(teacher, data, x_ex, y_ex, layers=cfg.layers, epochs=cfg.epochs,
+                                example_weight=cfg.example_weight, augment=cfg.augment, seed=prov.get("seed", 0))
     max_drop = float(payload.get("max_drop", prov.get("max_drop", 1.0)))
     if report["val_after"] < report["val_before"] - max_drop:
         raise BudgetError(f"the adapted teacher lost {report['val_before'] - report['val_after']:.2f} points on the "

@@ -287,6 +287,12 @@ class Monitor:
         self.state = state or {"status": "ok", "looks": 0, "blocks": [], "since_alarm": 0, "clean": 0,
                                "alarm_look": None}
 
+    def alarmed(self) -> "Monitor":
+        """Start in the alarm state: a fallback version inherits the primary's alarm, and its monitor
+        then says ``recovered`` after ``recover_looks`` unremarkable looks (the shift is over)."""
+        self.state.update(status="drift", since_alarm=0, clean=0, alarm_look=0, blocks=[])
+        return self
+
     def look(self, block: dict, reference: dict) -> dict:
         """Test one new block (a pooled sketch of windows not seen before); return the verdict."""
         s, st = self.settings, self.state

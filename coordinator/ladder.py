@@ -80,7 +80,10 @@ class PreviousVersionRung:
         found = ctx.store.bundle_by_version(previous)
         if found is None:
             raise Skip(f"previous version {previous} is not published")
-        return {"fallback": {"version": previous, "digest": found[0]}}, f"serve version {previous}"
+        # since_ms: the fallback version's drift monitor starts in the primary's alarm from then on, so
+        # the end of the shift is seen on its windows and the cohort released as from an artifact
+        return ({"fallback": {"version": previous, "digest": found[0], "since_ms": _now_ms()}},
+                f"serve version {previous}")
 
 
 class LabelShiftRung:
@@ -135,8 +138,10 @@ def _confidence_quantile(ctx, share: float) -> float:
 
 class AdaptRung:
     """Queue an adaptation job (``edgefleet.coordinator.adapt``); the primary serves meanwhile. The job
-    starts the adapted version as a canary on the cohort; the canary rule promotes or rolls it back,
-    and that outcome is this rung's measurement."""
+    starts the adapted version as a canary on the cohort (``adapt_canary_share``); the ladder judges
+    that canary like every rung, on the labels of its predictions against *before*, and promotes it
+    (the cohort's new baseline) or rolls it back. Only examples labelled after the detection are used
+    (those held from before are deleted at detection: they show the data before the shift)."""
 
     name = "adapt"
 
@@ -236,6 +241,10 @@ def _detect(store, rules, cohort, version, verdict, ladder, decide):
                 "thresholds": {"alpha": rules.drift.alpha, "horizon": rules.drift.horizon,
                                "min_accuracy_drop": rule.min_accuracy_drop, "eval_labels": rules.ladder.eval_labels,
                                "eval_windows": rules.ladder.eval_windows}}
+    stale = [e["id"] for e in store.list_examples(cohort)]
+    if stale:  # labelled examples from before the shift would teach an adaptation the old data
+        store.delete_examples(stale)
+        evidence["examples_deleted"] = len(stale)
     made = decide("drift_detected", version, evidence, {"ladder": measuring})
     measuring["revision"] = made["evidence"]["policy_revision"]
     store.update_cohort(cohort, {"ladder": measuring})
@@ -311,54 +320,41 @@ def _arm_estimate(store, cohort, state, version, ladder, manifest) -> tuple[floa
     return (found["estimate"] if found else None), len(windows)
 
 
-def _adapt_outcome(store, cohort, state, ladder) -> dict | None:
-    """None while the adaptation job or its canary is still running; else the measured outcome."""
+def _adapt_arm(store, cohort, state) -> tuple[str, dict]:
+    """Where the adapt rung stands: ("wait", {}) while its job runs; ("failed", {reason}); ("canary",
+    the canary target) while the adapted version serves as a canary; ("promoted" | "ended", {reason})
+    when something outside the ladder ended the canary."""
     jobs = store.list_jobs(cohort)
     if not jobs or jobs[-1]["status"] in ("queued", "running"):
-        return None
+        return "wait", {}
     job = jobs[-1]
     if job["status"] == "failed":
-        return {"kept": False, "reason": f"adaptation job #{job['id']} failed: {job['result'].get('reason', '')}"}
+        return "failed", {"reason": f"adaptation job #{job['id']} failed: {job['result'].get('reason', '')}"}
     adapted = job["result"]["version"]
-    if (state.get("canary") or {}).get("version") == adapted:
-        return None  # the canary is being evaluated
-    outcome = [d for d in store.list_decisions(cohort) if d["model_version"] == adapted
-               and d["kind"] in ("canary_promote", "canary_rollback")]
-    if not outcome:
-        return None
-    return {"kept": outcome[-1]["kind"] == "canary_promote", "reason": outcome[-1]["evidence"].get("why", ""),
-            "version": adapted, "canary_evidence": outcome[-1]["evidence"]}
+    canary = state.get("canary") or {}
+    if canary.get("version") == adapted:
+        return "canary", canary
+    if (state.get("baseline") or {}).get("version") == adapted:
+        return "promoted", {"reason": f"{adapted} was promoted outside the ladder"}
+    return "ended", {"reason": f"the canary of {adapted} was ended outside the ladder"}
 
 
 def _judge(store, rules, cohort, state, version, manifest, ladder, decide):
     lad = rules.ladder
+    since, arm = ladder["revision"], ""
     if ladder["rung"] == "adapt":
-        outcome = _adapt_outcome(store, cohort, state, ladder)
-        if outcome is None:
+        where, detail = _adapt_arm(store, cohort, state)
+        if where == "wait":
             return []
-        canary = (outcome.get("canary_evidence") or {}).get("canary") or {}
-        after = {"accuracy": canary.get("accuracy"), "source": canary.get("accuracy_source", "job"),
-                 "labels": 0, "interval": [0.0, 1.0], "reason": outcome["reason"]}
-        result = {"rung": "adapt", "action": {}, "after": after, "gain": None, "z": None, "kept": outcome["kept"],
-                  "decision": ladder["decision"]}
-        ladder["results"].append(result)
-        store.add_measurement(cohort, ladder["decision"], "after", after)
-        kind = "rung_kept" if outcome["kept"] else "rung_reverted"
-        evidence = {"why": f"rung adapt: {outcome['reason']}", "rung": "adapt", "before": ladder["before"],
-                    "after": after, "decision": ladder["decision"], "policy_revision": ladder["revision"]}
-        made = store.add_decision(cohort, kind, version, evidence)
-        recorded = {"id": made, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
-        if outcome["kept"]:  # promoted: the adapted version is the cohort's baseline now
-            ladder.update(status="settled", rung="adapt", action={}, started_ms=_now_ms())
-            store.update_cohort(cohort, {"ladder": ladder})
-            return [recorded]
-        return [recorded] + _try_next(store, rules, cohort, state, version, manifest, ladder,
-                                      _recent(store, cohort, version, ladder), decide)
-    n, _ = store.label_stats_between(cohort, ladder["revision"])
-    estimate, windows = _arm_estimate(store, cohort, state, version, ladder, manifest)
-    if n < lad.eval_labels and windows < lad.eval_windows:
+        if where != "canary":
+            return _adapt_ended(store, rules, cohort, state, version, manifest, ladder, decide, where, detail)
+        since, arm = detail.get("since_revision", ladder["revision"]), detail["version"]
+    n, _ = store.label_stats_between(cohort, since, model_version=arm)
+    # an adapted canary is judged on labels only (a shifted model's confidence is no measure of it)
+    estimate, windows = _arm_estimate(store, cohort, state, version, ladder, manifest) if not arm else (None, 0)
+    if n < lad.eval_labels and (arm or windows < lad.eval_windows):
         return []
-    after = accuracy_between(store, cohort, ladder["revision"], None, estimate=estimate)
+    after = accuracy_between(store, cohort, since, None, estimate=estimate, model_version=arm)
     before = ladder["before"]
     gain = (after["accuracy"] - before["accuracy"]) if None not in (after["accuracy"], before["accuracy"]) else None
     z = _z(before, after)
@@ -375,12 +371,49 @@ def _judge(store, rules, cohort, state, version, manifest, ladder, decide):
     kind = "rung_kept" if kept else "rung_reverted"
     evidence = {"why": why, "rung": ladder["rung"], "before": before, "after": after, "gain": gain, "z": z,
                 "decision": ladder["decision"]}
+    if arm:
+        return _adapt_judged(store, rules, cohort, state, version, manifest, ladder, decide, kept, evidence, detail)
     target = _expected_accuracy(manifest)
     if kept and target is not None and after["accuracy"] >= target - lad.good_enough:
         store.add_decision(cohort, kind, version, {**evidence, "policy_revision": ladder["revision"]})
         return [_settle(store, rules, cohort, version, ladder, decide)]
     made = store.add_decision(cohort, kind, version, {**evidence, "policy_revision": ladder["revision"]})
     recorded = {"id": made, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
+    return [recorded] + _try_next(store, rules, cohort, state, version, manifest, ladder,
+                                  _recent(store, cohort, version, ladder), decide)
+
+
+def _adapt_judged(store, rules, cohort, state, version, manifest, ladder, decide, kept, evidence, canary):
+    """The adapted canary measured: promoted to the cohort's baseline (kept), or rolled back and the
+    ladder goes on."""
+    if kept:
+        ladder.update(status="settled", rung="adapt", action={}, started_ms=_now_ms())
+        target = {"version": canary["version"], "digest": canary["digest"]}
+        return [decide("rung_kept", version, evidence, {"baseline": target, "previous": state.get("baseline"),
+                                                        "canary": None, "canary_share": None, "ladder": ladder})]
+    made = decide("rung_reverted", version, evidence, {"canary": None, "canary_share": None})
+    return [made] + _try_next(store, rules, cohort, state, version, manifest, ladder,
+                              _recent(store, cohort, version, ladder), decide)
+
+
+def _adapt_ended(store, rules, cohort, state, version, manifest, ladder, decide, where, detail):
+    """The adapt rung ended without a canary to judge: its job failed, or the canary was promoted or
+    rolled back outside the ladder."""
+    kept = where == "promoted"
+    after = {"accuracy": None, "source": "job" if where == "failed" else "outside the ladder", "labels": 0,
+             "interval": [0.0, 1.0], "reason": detail["reason"]}
+    ladder["results"].append({"rung": "adapt", "action": {}, "after": after, "gain": None, "z": None, "kept": kept,
+                              "decision": ladder["decision"]})
+    store.add_measurement(cohort, ladder["decision"], "after", after)
+    kind = "rung_kept" if kept else "rung_reverted"
+    evidence = {"why": f"rung adapt: {detail['reason']}", "rung": "adapt", "before": ladder["before"],
+                "after": after, "decision": ladder["decision"], "policy_revision": ladder["revision"]}
+    made = store.add_decision(cohort, kind, version, evidence)
+    recorded = {"id": made, "cohort": cohort, "kind": kind, "model_version": version, "evidence": evidence}
+    if kept:
+        ladder.update(status="settled", rung="adapt", action={}, started_ms=_now_ms())
+        store.update_cohort(cohort, {"ladder": ladder})
+        return [recorded]
     return [recorded] + _try_next(store, rules, cohort, state, version, manifest, ladder,
                                   _recent(store, cohort, version, ladder), decide)
 

@@ -33,11 +33,12 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def accuracy_between(store, cohort: str, from_revision: int, to_revision: int | None = None,
-                     estimate: float | None = None, last: int | None = None) -> dict:
+                     estimate: float | None = None, last: int | None = None, model_version: str = "") -> dict:
     """The cohort's accuracy on predictions served under revisions ``[from, to)``: from labels when
     there are at least ``MIN_LABELS_FOR_ACCURACY`` of them (with their interval), else ``estimate``
-    (the label-free one) with ``source = "estimate"``. ``last``: only the most recent labels."""
-    n, correct = store.label_stats_between(cohort, from_revision, to_revision, last)
+    (the label-free one) with ``source = "estimate"``. ``last``: only the most recent labels;
+    ``model_version``: only predictions that version served (one arm of a canary)."""
+    n, correct = store.label_stats_between(cohort, from_revision, to_revision, last, model_version=model_version)
     lo, hi = wilson(correct, n)
     out = {"labels": n, "correct": correct, "label_accuracy": round(correct / n, 6) if n else None,
            "interval": [round(lo, 6), round(hi, 6)], "estimate": estimate,

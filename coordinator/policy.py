@@ -52,8 +52,9 @@ def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict],
         baseline = (state.get("baseline") or {}).get("version")
         if not baseline:
             continue
-        serving = (state.get("fallback") or {}).get("version") or baseline  # what the monitor watches
-        report = _stats(store, rules, cohort, serving, monitoring_for)
+        fallback = state.get("fallback") or {}
+        serving = fallback.get("version") or baseline  # what the monitor watches
+        report = _stats(store, rules, cohort, serving, monitoring_for, fallback.get("since_ms"))
         looked.append((cohort, state, revision, baseline, serving, report))
     _mark_fdr([r[-1] for r in looked if r[-1] is not None], rules.drift.alpha)
     for cohort, state, revision, baseline, serving, report in looked:
@@ -62,7 +63,11 @@ def evaluate(store, rules: Rules, monitoring_for: Callable[[str], dict],
         if rules.fallback and manifest_for is not None:
             decide = lambda kind, version, evidence, changes, c=cohort: _decide(store, c, kind, version, evidence,
                                                                                changes)
-            decisions += ladder.step(store, rules, cohort, state, baseline, manifest_for(baseline), report, decide)
+            made = ladder.step(store, rules, cohort, state, baseline, manifest_for(baseline), report, decide)
+            if made:  # the ladder may have promoted or ended a canary: the rules below see what it left
+                state, revision = store.get_cohort(cohort)
+                baseline = (state.get("baseline") or {}).get("version") or baseline
+            decisions += made
         if (state.get("canary") or {}).get("version"):
             decisions += _canary(store, rules, cohort, state, baseline, report, monitoring_for)
         if (state.get("shadow") or {}).get("version"):
@@ -98,14 +103,20 @@ def _timeline(store, cohort, version, report, revision) -> None:
         "verdict": (report.get("verdict") or {}).get("state")})
 
 
-def _stats(store, rules, cohort, version, monitoring_for) -> dict | None:
-    windows = store.recent_windows(cohort, version, rules.drift.lookback_windows)
+def _stats(store, rules, cohort, version, monitoring_for, fallback_since: int | None = None) -> dict | None:
+    """The drift report and the monitor's verdict on ``version``'s windows. ``fallback_since``: the
+    cohort falls back to this version since then; its monitor starts in the primary's alarm on the
+    windows from then on, so the end of the shift releases the cohort as it does from an artifact."""
+    saved = _last_monitor(store, cohort, version) or {}
+    if fallback_since is not None and saved.get("fallback_since") != fallback_since:
+        saved = {"cursor_ms": fallback_since, "state": Monitor(monitor_settings(rules)).alarmed().state}
+    windows = [w for w in store.recent_windows(cohort, version, rules.drift.lookback_windows)
+               if fallback_since is None or w.get("received_ms", 0) > fallback_since]
     if not windows:
         return None
     reference = monitoring_for(version)
     report = drift_report(merge_windows(windows), reference, alpha=rules.drift.alpha,
                           min_samples=rules.drift.min_samples)
-    saved = _last_monitor(store, cohort, version) or {}
     cursor, seen = saved.get("cursor_ms", -1), set(saved.get("cursor_ids", []))
     monitor = Monitor(monitor_settings(rules), saved.get("state"))
     ident = lambda w: f"{w.get('device_id', '')}/{w['report_id']}"  # noqa: E731
@@ -117,7 +128,8 @@ def _stats(store, rules, cohort, version, monitoring_for) -> dict | None:
         seen = (seen if last == cursor else set()) | {ident(w) for w in fresh if w.get("received_ms", 0) == last}
         cursor = last
     report["verdict"] = _summary(verdict, report)
-    report["monitor"] = {"cursor_ms": cursor, "cursor_ids": sorted(seen), "state": monitor.state}
+    report["monitor"] = {"cursor_ms": cursor, "cursor_ids": sorted(seen), "state": monitor.state,
+                         **({"fallback_since": fallback_since} if fallback_since is not None else {})}
     return report
 
 
@@ -161,7 +173,10 @@ def _canary(store, rules, cohort, state, baseline, base_report, monitoring_for) 
     concurrent = (state.get("canary_share") or 0.0) < 1.0
     acc_b, src_b = _accuracy(store, cohort, baseline, base_report, rule.min_samples, since if concurrent else 0)
     labelled = (src_c.startswith("labels"), src_b.startswith("labels"))
-    drifting = (state.get("ladder") or {}).get("status") in ("measuring", "trying")
+    ladder_state = state.get("ladder") or {}
+    if ladder_state.get("status") == "trying" and ladder_state.get("rung") == "adapt":
+        return []  # the ladder's adapt rung judges its canary against the accuracy before it
+    drifting = ladder_state.get("status") in ("measuring", "trying")
     if labelled[0] != labelled[1] or (drifting and not all(labelled)):
         # labels on one side only, or none under a detected drift: wait (a shifted model's confidence is
         # no measure of its accuracy)
