@@ -2,7 +2,7 @@
 ``dataset-fashion-mnist`` package, listed in requirements/apt.txt).
 
     python benchmarks/fashion_bundle.py --out out/fashion
-    edgefleet simulate out/fashion/bundle --scenario all --devices 24 --cohorts 6 --data out/fashion/fashion.npz \\
+    edgefleet simulate out/fashion/bundle --scenario all --devices 28 --cohorts 7 --data out/fashion/fashion.npz \\
         --teacher-weights out/fashion/teacher.pt --sign-key out/fashion/sign.key --json bench-results/ladder_fashion.json
 
 Writes ``fashion.npz`` (a seeded subset: 12,000 training images, 2,000 validation and 2,000 test from

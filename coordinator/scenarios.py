@@ -40,7 +40,8 @@ SCENARIO_MAX_EXAMPLES = 150
 #: the label shift: this share of inputs comes from the hardest class
 LABEL_SHIFT_SHARE = 0.85
 
-#: rules of the benchmark: the default drift engine and ladder, rungs judged on 60 labels or 12 windows
+#: rules of the benchmark: the default drift engine and ladder, rungs judged on 60 labels or 12 windows;
+#: the adapted version serves the whole cohort while it is judged, as every other rung does
 SCENARIO_RULES = """
 [drift]
 alpha = 0.05
@@ -56,6 +57,7 @@ eval_windows = 12
 min_gain = 0.02
 good_enough = 0.03
 adapt_max_drop = 2.0
+adapt_canary_share = 1.0
 [canary]
 promote_after_windows = 8
 min_samples = 60

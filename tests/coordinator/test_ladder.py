@@ -88,6 +88,47 @@ def test_previous_known_good_version_wins_and_an_offline_device_catches_up(teach
     assert m["undelivered_windows"] == 0 and m["raw_bytes_off_device"] == 0
 
 
+def test_a_fallback_to_the_previous_version_is_released_when_the_shift_ends(teacher_bundle, tmp_path, signing_key):
+    """The previous version's monitor inherits the primary's alarm while the cohort falls back to it,
+    so the end of the shift is seen on its windows: the cohort returns to 1.0."""
+    from bundle_factory import make_bundle
+    previous = make_bundle(tmp_path / "v0.9", version="0.9", signing_key=signing_key, quality="robust")
+    rules = FAST.replace('rungs = ["artifact", "previous_version", "label_shift", "cloud", "adapt"]',
+                         'rungs = ["previous_version"]')
+    m = _run(teacher_bundle, tmp_path, "ends", rounds=22, end_at=11, previous_bundle=previous, rules_text=rules)
+    assert "rung_kept:previous_version" in kinds(m), kinds(m)
+    assert kinds(m).index("release:") > kinds(m).index("rung_kept:previous_version"), kinds(m)
+    assert m["returned_to_primary"] and m["serving"] == ["1.0/onnx-int8"], m["serving"]
+    assert m["acc_after_release"] > 0.85
+
+
+def test_rotation_climbs_to_adaptation_and_the_adapted_canary_is_measured_then_promoted(
+        digits_bundle, digits_teacher_weights, tmp_path):
+    """The adapt rung inside the ladder: the cohort opted in to labelled examples; a worker fine-tunes
+    the teacher on examples labelled after the detection, exports and publishes it as a canary; the
+    ladder measures the canary's labels against *before* and promotes it."""
+    from edgefleet.coordinator.adapt import WorkerConfig
+    from edgefleet.coordinator.store_sqlite import SqliteStore
+    from edgefleet.keys import project_private_key
+    rules = FAST.replace('rungs = ["artifact", "previous_version", "label_shift", "cloud", "adapt"]',
+                         'rungs = ["adapt"]')
+    worker = WorkerConfig(store="", weights=str(digits_teacher_weights), signing_key=project_private_key()[0], epochs=5)
+    m = _run(digits_bundle, tmp_path, "rotation", rounds=10, rules_text=rules, worker=worker)
+    k = kinds(m)
+    assert k[:4] == ["drift_detected:", "fallback:adapt", "adaptation_canary:adapt", "rung_kept:adapt"], k
+    assert m["rung"] == "adapt" and m["acc_recovered"] > m["acc_shifted"] + 0.3, m
+    assert len(m["serving"]) == 1 and "+adapt." in m["serving"][0], m["serving"]
+    assert m["raw_bytes_off_device"] > 0 and m["raw_bytes_off_device"] == m["audited_bytes"]  # the examples
+    store = SqliteStore(next(tmp_path.glob("scenarios-*.db")))
+    try:
+        kept = next(d for d in store.list_decisions("scenario-rotation") if d["kind"] == "rung_kept")
+        assert kept["evidence"]["after"]["source"] == "labels" and kept["evidence"]["gain"] > 0.3, kept["evidence"]
+        detected = next(d for d in store.list_decisions("scenario-rotation") if d["kind"] == "drift_detected")
+        assert detected["evidence"].get("examples_deleted", 0) > 0  # examples from before the shift are not used
+    finally:
+        store.close()
+
+
 def test_scenarios_refuse_a_bundle_not_signed_by_the_trusted_key(teacher_bundle, tmp_path):
     from edgefleet._errors import BundleError
     from edgefleet._signing import generate_key, public_key

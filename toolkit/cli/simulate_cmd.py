@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json_argument(p)
     p.add_argument("--trusted-key", help="public key the bundle must be signed with (default: the project key)")
     p.add_argument("--allow-unsigned", action="store_true", help="run an unsigned or untrusted bundle anyway")
-    p.add_argument("--teacher-weights", help="scenario mode: the teacher's state dict; the covariate cohort then also "
-                                             "opts in to labelled examples and adaptation jobs run after each round")
+    p.add_argument("--teacher-weights", help="scenario mode: the teacher's state dict; the covariate and rotation cohorts "
+                                             "then opt in to labelled examples and adaptation jobs run after each round")
     p.add_argument("--sign-key", help="scenario mode, with --teacher-weights: the raw ed25519 private key that signs "
                                       "adapted bundles (default: the project key; devices and the coordinator "
                                       "trust --trusted-key)")
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", help="scenario mode: policy rules TOML (default: the benchmark's rules, "
                                    "edgefleet.coordinator.scenarios.SCENARIO_RULES)")
     p.add_argument("--scenario", help="run the fallback-ladder benchmark instead: comma-separated scenarios "
-                                      "(quantization, label, covariate, ends; 'all' for every one), each in its own "
+                                      "(quantization, label, covariate, rotation, ends; 'all' for every one), each in its own "
                                       "cohort beside untouched control cohorts (--cohorts minus the scenarios, at least 2); "
                                       "--devices is shared out evenly; --rounds defaults to 40 there")
 
