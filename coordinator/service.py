@@ -194,7 +194,7 @@ class Coordinator:
         if not np.isfinite(x).all():
             raise InvalidRequest("values: NaN or infinity in the inputs")
         per_minute = privacy.get("cloud_per_minute") or self.DEFAULT_CLOUD_PER_MINUTE
-        if not self.cloud.admit(device_id, per_minute, rows):
+        if not self.cloud.admit(device_id, per_minute):
             raise RateLimited(f"device {device_id}: more than {per_minute:g} Predict calls per minute")
         self.store.add_audit(device_id, cohort, "predict_inputs", 4 * len(values),
                              f"cloud fallback: {rows} low-confidence input(s) sent to {name}")

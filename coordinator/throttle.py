@@ -3,11 +3,15 @@
 - :class:`AuthThrottle`: failed authentications per client address. The first ``free`` failures cost
   nothing; each further one doubles a lockout (``base_s`` · 2^k, capped at ``max_s``) during which
   every call from that address is refused before any token is looked up. A success clears it.
-- :class:`RateLimit`: a token bucket per device (``rate`` calls/s, ``burst`` at once).
+- :class:`RateLimit`: a token bucket per key (``rate`` calls/s, ``burst`` at once, never less than one
+  call: a limit below one call per second still lets a caller through, once per ``1/rate`` seconds).
 
 >>> t = AuthThrottle(free=1, base_s=1.0); t.failed("10.0.0.1", now=0.0); t.failed("10.0.0.1", now=0.0)
 >>> t.locked_for("10.0.0.1", now=0.5)
 0.5
+>>> slow = RateLimit(rate=0.2, burst=0.4)          # the burst is raised to one call
+>>> [slow.allow("d", now=t) for t in (0.0, 1.0, 5.0)]
+[True, False, True]
 """
 
 from __future__ import annotations
@@ -59,11 +63,14 @@ class AuthThrottle:
 
 class RateLimit:
     def __init__(self, rate: float = 20.0, burst: float = 40.0):
-        self.rate, self.burst = rate, burst
+        if not rate > 0:
+            raise ValueError(f"rate limit: {rate} calls/s must be above 0")
+        self.rate, self.burst = float(rate), max(1.0, float(burst))
         self._buckets: dict[str, tuple[float, float]] = {}   # key -> (tokens, last refill)
         self._lock = threading.Lock()
 
     def allow(self, key: str, now: float | None = None) -> bool:
+        """Take one call from ``key``'s bucket; False (nothing taken) when it is empty."""
         now = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._buckets.get(key, (self.burst, now))

@@ -424,3 +424,27 @@ def test_one_device_cannot_take_every_watch_slot_or_flood_calls(tmp_path, public
         assert "RESOURCE_EXHAUSTED" in codes and codes.count("OK") < 30
         assert fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(b.device_token)).cohort == "eu"
         admin.close()
+
+
+def test_a_device_rate_below_one_call_per_second_still_lets_a_device_call(tmp_path, public_key):
+    """`--device-rate 0.2` (burst 2 x 0.2 = 0.4 calls) once refused every call: the burst is at least
+    one call, so a device makes one call, is refused until its bucket refills, and is never locked out."""
+    import grpc
+    from edgefleet.coordinator.throttle import RateLimit
+    from edgefleet.proto import fleet_pb2 as pb
+    limit = RateLimit(0.2, 0.4)
+    assert limit.burst == 1.0
+    assert [limit.allow("d", now=t) for t in (0.0, 0.1, 4.9, 5.0, 5.1)] == [True, False, False, True, False]
+    with pytest.raises(ValueError, match="above 0"):
+        RateLimit(0.0, 0.0)
+    with pytest.raises(ConfigError, match="--device-rate 0"):
+        Server(_config(tmp_path, device_rate=0.0))
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False, device_rate=0.2)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        d = _enroll(srv, admin)
+        fleet, _ = _stub(srv)
+        assert fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(d.device_token)).cohort == "eu"
+        with pytest.raises(grpc.RpcError) as info:
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(d.device_token))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "burst 1" in info.value.details()
+        admin.close()
