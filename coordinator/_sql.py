@@ -59,25 +59,27 @@ def schema(auto: str, blob: str) -> list[str]:
 
 
 class _Pending:
-    __slots__ = ("rows", "done", "new", "error")
+    __slots__ = ("work", "done", "value", "error")
 
-    def __init__(self, rows):
-        self.rows, self.done, self.new, self.error = rows, False, 0, None
+    def __init__(self, work):
+        self.work, self.done, self.value, self.error = work, False, None, None
 
-    def result(self) -> int:
+    def result(self):
         if self.error is not None:
             raise self.error
-        return self.new
+        return self.value
 
 
 class GroupCommit:
-    """Concurrent ``ingest_windows`` calls share one transaction (and one fsync).
+    """Concurrent small writes share one transaction (and one fsync): reports (``ingest_windows``)
+    and audit rows (``add_audit``, one per admitted Predict call) alike.
 
-    No thread of its own: the first caller that finds no commit running becomes the leader, takes
-    every request queued so far, writes them in one transaction and wakes their callers with their
-    own results; callers that arrive meanwhile queue for the next round. Each caller still returns
-    only after the transaction holding its rows committed (the durability contract is unchanged). If
-    a shared transaction fails, each request is retried alone, so one bad request fails only itself.
+    A caller submits ``work(cursor) -> value``. No thread of its own: the first caller that finds no
+    commit running becomes the leader, takes every request queued so far, runs them in one
+    transaction and wakes their callers with their own values; callers that arrive meanwhile queue
+    for the next round. Each caller still returns only after the transaction holding its rows
+    committed (the durability contract is unchanged). If a shared transaction fails, each request is
+    retried alone, so one bad request fails only itself.
     """
 
     def __init__(self, store):
@@ -87,8 +89,8 @@ class GroupCommit:
         self._busy = False
         self.rounds = 0   # transactions committed (a measure of the sharing)
 
-    def submit(self, rows) -> int:
-        item = _Pending(rows)
+    def submit(self, work):
+        item = _Pending(work)
         with self._cv:
             self._pending.append(item)
             while not item.done:
@@ -112,7 +114,7 @@ class GroupCommit:
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self._store._tx() as cur:
-                counts = [self._store._insert_windows(cur, it.rows) for it in batch]
+                values = [it.work(cur) for it in batch]
             self.rounds += 1
         except Exception as e:
             if len(batch) > 1:
@@ -121,8 +123,8 @@ class GroupCommit:
                 return
             batch[0].error, batch[0].done = e, True
             return
-        for it, n in zip(batch, counts):
-            it.new, it.done = n, True
+        for it, value in zip(batch, values):
+            it.value, it.done = value, True
 
 
 class SqlStore:
@@ -215,7 +217,7 @@ class SqlStore:
         received = now_ms()
         rows = [(device_id, w["report_id"], cohort, w["model_version"], w["artifact"], w["count"], received,
                  json.dumps(w, separators=(",", ":"))) for w in windows]
-        return self._group_commit().submit(rows)
+        return self._group_commit().submit(lambda cur: self._insert_windows(cur, rows))
 
     def _group_commit(self) -> GroupCommit:
         committer = getattr(self, "_committer", None)
@@ -383,9 +385,11 @@ class SqlStore:
                      "created_ms": int(r[4])} for r in cur.fetchall()]
 
     def add_audit(self, device_id, cohort, kind, nbytes, reason):
-        with self._tx() as cur:
-            cur.execute("INSERT INTO audit (device_id, cohort, kind, bytes, reason, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                        (device_id, cohort, kind, nbytes, reason, now_ms()))
+        """Committed before it returns, in a transaction shared with concurrent audit rows and reports
+        (one per admitted Predict call: a synced transaction each would cap the call rate)."""
+        row = (device_id, cohort, kind, nbytes, reason, now_ms())
+        self._group_commit().submit(lambda cur: cur.execute(
+            "INSERT INTO audit (device_id, cohort, kind, bytes, reason, created_ms) VALUES (?, ?, ?, ?, ?, ?)", row))
 
     def list_audit(self, cohort=""):
         with self._tx() as cur:
