@@ -45,6 +45,7 @@ def schema(auto: str, blob: str) -> list[str]:
         "CREATE INDEX IF NOT EXISTS labels_by_revision ON labels (cohort, policy_revision)",
         f"CREATE TABLE IF NOT EXISTS scores (id {auto}, cohort TEXT NOT NULL, model_version TEXT NOT NULL,"
         " stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS scores_by_version ON scores (cohort, model_version, id)",
         f"CREATE TABLE IF NOT EXISTS measurements (id {auto}, cohort TEXT NOT NULL, decision_id BIGINT NOT NULL,"
         " phase TEXT NOT NULL, stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS audit (id {auto}, device_id TEXT NOT NULL, cohort TEXT NOT NULL,"
@@ -475,6 +476,14 @@ class SqlStore:
             cur.execute(f"SELECT {', '.join(self._JOB_COLUMNS)} FROM jobs WHERE ? = '' OR cohort = ? ORDER BY id",
                         (cohort, cohort))
             return [self._job(r) for r in cur.fetchall()]
+
+    def last_score(self, cohort, model_version):
+        """The newest score of ``model_version`` in ``cohort`` (one row, by index), or None."""
+        with self._tx() as cur:
+            cur.execute("SELECT model_version, stats, created_ms FROM scores WHERE cohort = ? AND model_version = ?"
+                        " ORDER BY id DESC LIMIT 1", (cohort, model_version))
+            r = cur.fetchone()
+        return {"model_version": r[0], "stats": json.loads(r[1]), "created_ms": r[2]} if r else None
 
     def list_scores(self, cohort):
         with self._tx() as cur:
