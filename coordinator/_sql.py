@@ -1,15 +1,36 @@
 """SQL shared by the SQLite and PostgreSQL stores. Statements use ``?`` placeholders; the
 PostgreSQL backend rewrites them to ``%s``. A backend provides ``_tx()`` (a context manager yielding a
-cursor inside one committed transaction) and the DDL differences (``_AUTO``, ``_BLOB``)."""
+cursor inside one committed transaction), ``_columns()`` and the DDL differences (``auto``, ``blob``).
+
+The schema has a version (table ``schema_version``). Opening a store made by an older coordinator
+migrates it in place, in the same transaction that creates missing tables: each column added since
+(:data:`ADDED_COLUMNS`) is added when absent, so running it twice changes nothing. A store written by
+a newer coordinator is refused, naming both versions."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 
 from .errors import StoreError
+
+log = logging.getLogger("edgefleet.coordinator")
+
+#: the schema this code reads and writes; version 1 is the first release's (no ``schema_version`` table)
+SCHEMA_VERSION = 2
+
+#: (table, column, declaration) added to tables that existed in schema 1; tables that are new since
+#: then are created whole by :func:`schema`
+ADDED_COLUMNS = (
+    ("enrollment_tokens", "expires_ms", "BIGINT NOT NULL DEFAULT 0"),
+    ("devices", "token_expires_ms", "BIGINT NOT NULL DEFAULT 0"),
+    ("devices", "revoked_ms", "BIGINT NOT NULL DEFAULT 0"),
+    ("labels", "policy_revision", "BIGINT NOT NULL DEFAULT 0"),
+    ("labels", "artifact", "TEXT NOT NULL DEFAULT ''"),
+)
 
 _STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason",
                "previous", "ladder", "remedy", "privacy")
@@ -42,7 +63,6 @@ def schema(auto: str, blob: str) -> list[str]:
         " cohort TEXT NOT NULL, model_version TEXT NOT NULL, label INTEGER NOT NULL, predicted INTEGER NOT NULL,"
         " created_ms BIGINT NOT NULL, policy_revision BIGINT NOT NULL DEFAULT 0, artifact TEXT NOT NULL DEFAULT '',"
         " PRIMARY KEY (device_id, prediction_id))",
-        "CREATE INDEX IF NOT EXISTS labels_by_revision ON labels (cohort, policy_revision)",
         f"CREATE TABLE IF NOT EXISTS scores (id {auto}, cohort TEXT NOT NULL, model_version TEXT NOT NULL,"
         " stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS scores_by_version ON scores (cohort, model_version, id)",
@@ -56,7 +76,39 @@ def schema(auto: str, blob: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS jobs (id {auto}, kind TEXT NOT NULL, cohort TEXT NOT NULL, payload TEXT NOT NULL,"
         " status TEXT NOT NULL, attempts INTEGER NOT NULL, worker TEXT NOT NULL, lease_until_ms BIGINT NOT NULL,"
         " result TEXT NOT NULL, created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
     ]
+
+
+#: indexes on columns a schema-1 table gains only by migration: created after it
+_INDEXES = ("CREATE INDEX IF NOT EXISTS labels_by_revision ON labels (cohort, policy_revision)",)
+
+
+def create_or_migrate(cur, auto: str, blob: str, columns, where: str) -> None:
+    """Bring the store ``cur`` is in to :data:`SCHEMA_VERSION` inside the caller's transaction.
+    ``columns(cur, table)`` gives a table's column names; ``where`` names the store in messages."""
+    fresh = not columns(cur, "devices")
+    for stmt in schema(auto, blob):
+        cur.execute(stmt)
+    cur.execute("SELECT MAX(version) FROM schema_version")
+    found = cur.fetchone()[0]
+    version = SCHEMA_VERSION if fresh else (found or 1)
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{where}: the store has schema version {version}, newer than this coordinator's "
+                         f"{SCHEMA_VERSION}; run the edgefleet release that wrote it (or a newer one)")
+    added = []
+    for table, column, declaration in ADDED_COLUMNS:
+        if column not in columns(cur, table):
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            added.append(f"{table}.{column}")
+    for stmt in _INDEXES:
+        cur.execute(stmt)
+    if found != SCHEMA_VERSION:
+        cur.execute("DELETE FROM schema_version")
+        cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    if not fresh and version < SCHEMA_VERSION:
+        log.warning(json.dumps({"event": "store_migrated", "store": where, "from": version, "to": SCHEMA_VERSION,
+                                "added_columns": added}))
 
 
 class _Pending:
@@ -136,6 +188,11 @@ class SqlStore:
     _SKIP_LOCKED = ""
 
     def _tx(self):  # pragma: no cover - provided by the backend
+        raise NotImplementedError
+
+    @staticmethod
+    def _columns(cur, table: str) -> set[str]:  # pragma: no cover - provided by the backend
+        """The column names of ``table`` (empty when it does not exist)."""
         raise NotImplementedError
 
     @contextlib.contextmanager
@@ -261,8 +318,9 @@ class SqlStore:
         with self._tx() as cur:
             new = 0
             for lab in labels:
-                cur.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id,"
-                            " prediction_id) DO NOTHING", (device_id, lab["prediction_id"], cohort,
+                cur.execute("INSERT INTO labels (device_id, prediction_id, cohort, model_version, label, predicted,"
+                            " created_ms, policy_revision, artifact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                            " ON CONFLICT (device_id, prediction_id) DO NOTHING", (device_id, lab["prediction_id"], cohort,
                                                            lab["model_version"], lab["label"], lab["predicted"],
                                                            created, lab.get("policy_revision", 0),
                                                            lab.get("artifact", "")))
