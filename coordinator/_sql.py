@@ -112,10 +112,11 @@ def create_or_migrate(cur, auto: str, blob: str, columns, where: str) -> None:
 
 
 class _Pending:
-    __slots__ = ("work", "done", "value", "error")
+    __slots__ = ("work", "done", "value", "error", "wake")
 
     def __init__(self, work):
         self.work, self.done, self.value, self.error = work, False, None, None
+        self.wake = threading.Event()   # set when its round committed, or when it is to lead the next round
 
     def result(self):
         if self.error is not None:
@@ -130,38 +131,43 @@ class GroupCommit:
     A caller submits ``work(cursor) -> value``. No thread of its own: the first caller that finds no
     commit running becomes the leader, takes every request queued so far, runs them in one
     transaction and wakes their callers with their own values; callers that arrive meanwhile queue
-    for the next round. Each caller still returns only after the transaction holding its rows
-    committed (the durability contract is unchanged). If a shared transaction fails, each request is
-    retried alone, so one bad request fails only itself.
+    for the next round, whose leader is the first of them (woken alone: the others sleep on). Each
+    caller still returns only after the transaction holding its rows committed (the durability
+    contract is unchanged). If a shared transaction fails, each request is retried alone, so one bad
+    request fails only itself.
     """
 
     def __init__(self, store):
         self._store = store
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
         self._pending: list[_Pending] = []
         self._busy = False
         self.rounds = 0   # transactions committed (a measure of the sharing)
 
     def submit(self, work):
         item = _Pending(work)
-        with self._cv:
+        with self._lock:
             self._pending.append(item)
-            while not item.done:
-                if not self._busy:
-                    batch, self._pending, self._busy = self._pending, [], True
-                    break
-                self._cv.wait()
-            else:
+            lead, self._busy = not self._busy, True
+        if not lead:
+            item.wake.wait()
+            if item.done:
                 return item.result()
+        with self._lock:   # leading this round: everything queued so far, this caller's request included
+            batch, self._pending = self._pending, []
         try:
             self._commit(batch)
         finally:
-            with self._cv:
-                for it in batch:   # interrupted mid-commit: nobody may take silence for an acknowledgement
-                    if not it.done:
-                        it.error, it.done = StoreError("the shared commit was interrupted; retry"), True
-                self._busy = False
-                self._cv.notify_all()
+            for it in batch:   # interrupted mid-commit: nobody may take silence for an acknowledgement
+                if not it.done:
+                    it.error, it.done = StoreError("the shared commit was interrupted; retry"), True
+            with self._lock:
+                leader = self._pending[0] if self._pending else None
+                self._busy = leader is not None
+            for it in batch:
+                it.wake.set()
+            if leader is not None:
+                leader.wake.set()
         return item.result()
 
     def _commit(self, batch: list[_Pending]) -> None:

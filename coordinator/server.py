@@ -53,7 +53,7 @@ class ServerConfig:
     trusted_key: bytes | None = None     # require bundles signed by this ed25519 public key
     max_message_bytes: int = 8 * 1024 * 1024
     max_concurrent_rpcs: int = 512
-    workers: int = 16
+    workers: int = 64                    # gRPC worker threads; a Predict or Report holds one until its commit
     evaluate_interval_s: float | None = 10.0   # None: only on the Evaluate call
     watch_interval_s: float = 1.0
     max_watches: int | None = None       # open WatchPolicy streams (each holds a worker); default workers // 4

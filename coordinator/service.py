@@ -60,6 +60,7 @@ class Coordinator:
         # token hash -> (device_id, cohort, expiry): saves a store round trip per call; a cohort change
         # made on another replica is seen within TOKEN_CACHE_S
         self._tokens: dict[str, tuple[str, str, float]] = {}
+        self._cohorts: dict[str, tuple[dict, float]] = {}   # cohort -> (state, expiry): see cohort_state
         self._lock = threading.Lock()
         self.policy_changed = threading.Condition()
         self.cloud = CloudModels(store)
@@ -167,6 +168,21 @@ class Coordinator:
         state, revision = self.store.get_cohort(cohort)
         return {**state, "revision": revision, "cohort": cohort}
 
+    #: how long Predict trusts a cohort's state it read (privacy opt-in, baseline): a change made on this
+    #: replica applies at once, one made on another replica within this many seconds
+    COHORT_CACHE_S = 2.0
+
+    def cohort_state(self, cohort: str) -> dict:
+        """The cohort's state for per-call checks, without a store round trip on every call (which
+        would also wait behind the commit in progress)."""
+        now = time.monotonic()
+        cached = self._cohorts.get(cohort)
+        if cached is None or cached[1] <= now:
+            if len(self._cohorts) > 100_000:
+                self._cohorts.clear()
+            cached = self._cohorts[cohort] = (self.store.get_cohort(cohort)[0], now + self.COHORT_CACHE_S)
+        return cached[0]
+
     #: Predict calls per device per minute when the cohort's privacy settings do not say
     DEFAULT_CLOUD_PER_MINUTE = 600.0
 
@@ -178,7 +194,7 @@ class Coordinator:
 
         import numpy as np
 
-        state, _ = self.store.get_cohort(cohort)
+        state = self.cohort_state(cohort)
         privacy = state.get("privacy") or {}
         if not privacy.get("raw_inputs_allowed"):
             raise PermissionDenied(f"cohort {cohort!r} does not allow raw inputs to leave its devices; "
@@ -439,6 +455,7 @@ class Coordinator:
         return manifest["monitoring"]
 
     def _notify(self) -> None:
+        self._cohorts.clear()   # a policy changed here: the next Predict reads it again
         with self.policy_changed:
             self.policy_changed.notify_all()
 

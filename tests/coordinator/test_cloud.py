@@ -50,6 +50,23 @@ def test_predict_answers_an_opted_in_device_and_audits_it(cloud, bundles, tmp_pa
     dev.close()
 
 
+def test_withdrawing_the_opt_in_stops_predict_at_once(cloud, bundles, tmp_path, public_key):
+    """Predict keeps the cohort's privacy settings between calls (no store read per call), yet an
+    opt-out made on this coordinator applies to the very next call; opting in again works at once too."""
+    server, admin, tokens = cloud
+    dev = _device(server, bundles["1.0"], tmp_path, tokens["open"], public_key, "d")
+    row = digits()[2][0].tolist()
+    assert len(dev.transport.predict(row, 1, "1.0", 5.0)) == 10
+    admin.set_privacy("open", False)
+    with pytest.raises(Rejected, match="PERMISSION_DENIED.*does not allow raw inputs"):
+        dev.transport.predict(row, 1, "1.0", 5.0)
+    assert len(admin.list_audit("open")) == 1
+    admin.set_privacy("open", True, cloud_per_minute=120)
+    assert len(dev.transport.predict(row, 1, "1.0", 5.0)) == 10
+    assert len(admin.list_audit("open")) == 2
+    dev.close()
+
+
 def test_predict_refuses_bad_callers_and_bad_inputs(cloud, bundles, tmp_path, public_key):
     server, admin, tokens = cloud
     closed = _device(server, bundles["1.0"], tmp_path, tokens["closed"], public_key, "c")
