@@ -138,9 +138,9 @@ class Coordinator:
         if cohort is None:
             raise Unauthenticated("enrollment token unknown, used up or expired")
         device_id, token = f"dev-{uuid.uuid4().hex[:16]}", secrets.token_urlsafe(32)
-        self.store.add_device(device_id, _hash(token), cohort, hardware,
-                              token_expires_ms=int((time.time() + self.token_ttl_s) * 1000))
-        return {"device_id": device_id, "device_token": token, "cohort": cohort}
+        expires_ms = int((time.time() + self.token_ttl_s) * 1000)
+        self.store.add_device(device_id, _hash(token), cohort, hardware, token_expires_ms=expires_ms)
+        return {"device_id": device_id, "device_token": token, "cohort": cohort, "expires_ms": expires_ms}
 
     def manifest_for(self, version: str) -> dict | None:
         """The manifest of a published version (cached: a version's bundle never changes)."""

@@ -448,3 +448,36 @@ def test_a_device_rate_below_one_call_per_second_still_lets_a_device_call(tmp_pa
             fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(d.device_token))
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "burst 1" in info.value.details()
         admin.close()
+
+
+@pytest.mark.parametrize("kind", ["grpc", "connect"])
+def test_devices_rotate_before_their_token_expires(tmp_path, bundles, archives, public_key, kind):
+    """The coordinator states the token's expiry at enrollment; the SDK rotates once half its life has
+    passed (one rule for every transport), long before ``rotate_after_s``: with 4 s tokens a device
+    syncing every ~2 s stays online past its first token's expiry, and each old token is refused."""
+    import time
+
+    import grpc
+    from edgefleet.device import ConnectTransport, Device, GrpcTransport
+    from edgefleet.proto import fleet_pb2 as pb
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False, token_ttl_s=4.0)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        admin.publish_bundle(archives["1.0"])
+        admin.set_baseline("eu", "1.0")
+        transport = GrpcTransport(srv.grpc_target) if kind == "grpc" else ConnectTransport(srv.http_url)
+        dev = Device(bundles["1.0"], tmp_path / "dev", transport=transport, trusted_key=public_key,
+                     enrollment_token=admin.create_enrollment_token("eu"))
+        assert dev.sync()["online"]
+        first = dict(dev.identity)
+        assert 3000 <= first["token_expires_ms"] - first["token_issued_ms"] <= 4500
+        time.sleep(max(0.0, (first["token_issued_ms"] + 2100) / 1000 - time.time()))
+        assert dev.sync()["online"] and dev.stats["token_rotations"] == 1
+        fleet, _ = _stub(srv)
+        with pytest.raises(grpc.RpcError) as info:   # the old token stopped at once
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(first["device_token"]))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        time.sleep(max(0.0, (first["token_expires_ms"] + 300) / 1000 - time.time()))
+        assert dev.sync()["online"]   # past the first token's expiry: still a valid identity
+        assert dev.stats["token_rotations"] >= 1 and dev.identity["token_expires_ms"] > time.time() * 1000
+        dev.close()
+        admin.close()
