@@ -3,21 +3,20 @@
 - :class:`AuthThrottle`: failed authentications per client address. The first ``free`` failures cost
   nothing; each further one doubles a lockout (``base_s`` · 2^k, capped at ``max_s``) during which
   every call from that address is refused before any token is looked up. A success clears it.
-- :class:`RateLimit`: a token bucket per key (``rate`` calls/s, ``burst`` at once, never less than one
-  call: a limit below one call per second still lets a caller through, once per ``1/rate`` seconds).
+- :class:`RateLimit` (:mod:`edgefleet._ratelimit`): a token bucket per device (``rate`` calls/s,
+  ``burst`` at once, never less than one call).
 
 >>> t = AuthThrottle(free=1, base_s=1.0); t.failed("10.0.0.1", now=0.0); t.failed("10.0.0.1", now=0.0)
 >>> t.locked_for("10.0.0.1", now=0.5)
 0.5
->>> slow = RateLimit(rate=0.2, burst=0.4)          # the burst is raised to one call
->>> [slow.allow("d", now=t) for t in (0.0, 1.0, 5.0)]
-[True, False, True]
 """
 
 from __future__ import annotations
 
 import threading
 import time
+
+from edgefleet._ratelimit import RateLimit
 
 __all__ = ["AuthThrottle", "RateLimit", "client_address"]
 
@@ -59,26 +58,3 @@ class AuthThrottle:
         if address in self._state:
             with self._lock:
                 self._state.pop(address, None)
-
-
-class RateLimit:
-    def __init__(self, rate: float = 20.0, burst: float = 40.0):
-        if not rate > 0:
-            raise ValueError(f"rate limit: {rate} calls/s must be above 0")
-        self.rate, self.burst = float(rate), max(1.0, float(burst))
-        self._buckets: dict[str, tuple[float, float]] = {}   # key -> (tokens, last refill)
-        self._lock = threading.Lock()
-
-    def allow(self, key: str, now: float | None = None) -> bool:
-        """Take one call from ``key``'s bucket; False (nothing taken) when it is empty."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._buckets[key] = (tokens, now)
-                return False
-            if len(self._buckets) > 200_000:
-                self._buckets.clear()
-            self._buckets[key] = (tokens - 1.0, now)
-            return True
