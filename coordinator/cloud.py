@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from .throttle import RateLimit

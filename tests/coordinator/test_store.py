@@ -48,6 +48,23 @@ def _old_schema(auto: str, blob: str) -> list[str]:
     ]
 
 
+def _on_threads(n: int, fn) -> list[Exception]:
+    """Run ``fn(0) ... fn(n - 1)`` on n threads at once; the exceptions they raised."""
+    errors = []
+
+    def run(d):
+        try:
+            fn(d)
+        except Exception as e:   # noqa: BLE001 - returned to the test
+            errors.append(e)
+    threads = [threading.Thread(target=run, args=(d,)) for d in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def _sha(token: str) -> str:
     import hashlib
     return hashlib.sha256(token.encode()).hexdigest()
@@ -144,22 +161,13 @@ class StoreContract:
     def test_concurrent_reports_share_commits_exactly_once(self, store):
         """Group commit: 16 threads x 25 single-window reports, every 5th a replay of an earlier one;
         each report's count is its own, nothing is lost or doubled, and commits are shared."""
-        import threading
-        results, errors = {}, []
+        results = {}
 
         def device(d):
-            try:
-                for i in range(25):
-                    rid = f"r{i - 1}" if i % 5 == 4 else f"r{i}"
-                    results[(d, i)] = store.ingest_windows(f"d{d}", "eu", [window(rid)])
-            except Exception as e:   # noqa: BLE001 - reported below
-                errors.append(e)
-        threads = [threading.Thread(target=device, args=(d,)) for d in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
+            for i in range(25):
+                rid = f"r{i - 1}" if i % 5 == 4 else f"r{i}"
+                results[(d, i)] = store.ingest_windows(f"d{d}", "eu", [window(rid)])
+        assert _on_threads(16, device) == []
         assert all(results[(d, i)] == (0 if i % 5 == 4 else 1) for d in range(16) for i in range(25))
         assert store.count_windows() == 16 * 20 == len(set(store.window_ids()))
         assert store._group_commit().rounds < 16 * 25   # some reports shared a transaction
@@ -167,22 +175,12 @@ class StoreContract:
     def test_concurrent_audit_rows_share_commits_and_none_is_lost(self, store):
         """One audit row per admitted Predict call: 16 threads x 20 rows beside reports, every row
         stored once with its own values, in fewer transactions than rows."""
-        errors = []
-
         def device(d):
-            try:
-                for i in range(20):
-                    store.add_audit(f"d{d}", "eu", "predict_inputs", 4 * (i + 1), f"call {i}")
-                    if i % 10 == 0:
-                        store.ingest_windows(f"d{d}", "eu", [window(f"r{i}")])
-            except Exception as e:   # noqa: BLE001 - reported below
-                errors.append(e)
-        threads = [threading.Thread(target=device, args=(d,)) for d in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
+            for i in range(20):
+                store.add_audit(f"d{d}", "eu", "predict_inputs", 4 * (i + 1), f"call {i}")
+                if i % 10 == 0:
+                    store.ingest_windows(f"d{d}", "eu", [window(f"r{i}")])
+        assert _on_threads(16, device) == []
         rows = store.list_audit("eu")
         assert sorted((a["device_id"], a["reason"], a["bytes"]) for a in rows) == sorted(
             (f"d{d}", f"call {i}", 4 * (i + 1)) for d in range(16) for i in range(20))
