@@ -7,9 +7,11 @@ privacy state (cached); the inputs as an array (shape, NaN check); the per-devic
 audit row, committed alone (one synced SQLite transaction, ``synchronous=FULL``) and shared by 16
 concurrent calls (group commit: per row); the model (``teacher-fp32``, one intra-op thread); the
 encoded answer; and the whole ``Coordinator.predict`` (one caller: its audit commit is not shared).
-Prints min and median µs per step (wall and CPU) and writes JSON.
+Prints min and median µs per step (wall and CPU); then, for ``--probe-seconds``, commits one audit
+row after another and prints the distribution of a commit's wall time (its tail is what every call
+waiting on that commit waits too). Writes JSON.
 
-    python benchmarks/predict_steps.py out/digits [--rounds 7] [--calls 300]
+    python benchmarks/predict_steps.py out/digits [--rounds 7] [--calls 300] [--probe-seconds 5]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import platform
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("bundle", help="a bundle directory with teacher-fp32 or onnx-fp32")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--calls", type=int, default=300, help="calls per step per round")
+    p.add_argument("--probe-seconds", type=float, default=5.0, help="commit one audit row after another this long")
     p.add_argument("--out", default=str(REPO / "bench-results" / "predict_steps.json"))
     args = p.parse_args(argv)
     import numpy as np
@@ -88,6 +92,14 @@ def main(argv=None) -> int:
     for metric in shared.values():   # per row, not per burst of SHARED
         for k in metric:
             metric[k] = round(metric[k] / SHARED, 2)
+    commits, end = [], time.perf_counter() + args.probe_seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        audit(None)
+        commits.append((time.perf_counter() - t0) * 1000)
+    commits.sort()
+    probe = {"commits": len(commits), **{f"p{q}_ms": round(commits[min(len(commits) - 1, int(q / 100 * len(commits)))], 2)
+                                          for q in (50, 90, 99)}, "max_ms": round(commits[-1], 2) if commits else None}
     pool.shutdown()
     store.close()
     c.cloud.close()
@@ -96,9 +108,11 @@ def main(argv=None) -> int:
     print_steps(rows, f"µs per call (audit_shared_{SHARED}: per row); audit wall time includes the fsync; 'predict' "
                       "is the whole call with an unshared commit; shares: one call with a shared commit",
                 apart=("audit_alone", "predict"))
+    print(f"one audit commit after another for {args.probe_seconds:g} s: {probe['commits']} commits, wall ms p50 "
+          f"{probe['p50_ms']}, p90 {probe['p90_ms']}, p99 {probe['p99_ms']}, max {probe['max_ms']}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "model": name, "steps_us": rows}, indent=2))
+    out.write_text(json.dumps({"args": vars(args), "model": name, "steps_us": rows, "commit_probe": probe}, indent=2))
     print(f"wrote {out}")
     return 0
 
