@@ -6,8 +6,8 @@ nothing), enrols ``--devices`` devices and sends one-row Predict calls open loop
 requests/s for ``--seconds`` (send times fixed in advance, so a slow answer does not slow the offered
 load; grpc asyncio client, requests encoded beforehand). Per rate: the answered rate, the latency
 percentiles (what a device adds to a low-confidence prediction), refused and timed-out calls, the CPU
-time the coordinator process and the load generator spent per call (both share this machine's
-cores: where the time goes), and the load average before the run.
+time the coordinator process and the load generator spent per answered call (both share this
+machine's cores: where the time goes), and the load average before the run.
 
 ``--against REV`` starts a second coordinator running git revision ``REV`` of this repository (its
 files from ``git archive``) and measures both interleaved, round by round (``--rounds``): each figure
@@ -86,8 +86,8 @@ class Coordinator:
                 "refused": sum(codes.values()), "refused_codes": codes, "timed_out": timed_out,
                 "p50_ms": round(pct(lat, 0.5), 2), "p99_ms": round(pct(lat, 0.99), 2),
                 "max_ms": round(max(lat) * 1000, 2) if lat else None,
-                "server_cpu_ms_per_call": round(server_cpu / max(n, 1) * 1000, 3),
-                "client_cpu_ms_per_call": round(client_cpu / max(n, 1) * 1000, 3), "load_avg_1m": round(load, 2)}
+                "server_cpu_ms_per_call": round(server_cpu / max(len(acked), 1) * 1000, 3),
+                "client_cpu_ms_per_call": round(client_cpu / max(len(acked), 1) * 1000, 3), "load_avg_1m": round(load, 2)}
 
     def close(self) -> int:
         """Stop; return the number of audit rows (one per answered call)."""
@@ -170,7 +170,7 @@ def main() -> None:
     summary = {label: [_summary(rs) for rs in by_rate.values()] for label, by_rate in runs.items()}
     mm = lambda v: "-" if v is None else f"{v['min']:g} / {v['median']:g}"   # noqa: E731
     print_table(["coordinator", "offered/s", "answered/s", "p50 ms", "p99 ms", "max ms", "ok", "refused", "timed out",
-                 "server CPU ms/call", "client CPU ms/call", "load avg"],
+                 "server CPU ms/answer", "client CPU ms/answer", "load avg"],
                 [[label, r["offered_rps"], mm(r["answered_rps"]), mm(r["p50_ms"]), mm(r["p99_ms"]), mm(r["max_ms"]),
                   r["ok"], r["refused"], r["timed_out"], mm(r["server_cpu_ms_per_call"]),
                   mm(r["client_cpu_ms_per_call"]), mm(r["load_avg_1m"])]
