@@ -61,6 +61,7 @@ class Coordinator:
         # made on another replica is seen within TOKEN_CACHE_S
         self._tokens: dict[str, tuple[str, str, float]] = {}
         self._cohorts: dict[str, tuple[dict, float]] = {}   # cohort -> (state, expiry): see cohort_state
+        self._cohorts_gen = 0   # +1 at each local policy change: a read that raced one is not cached
         self._lock = threading.Lock()
         self.policy_changed = threading.Condition()
         self.cloud = CloudModels(store)
@@ -177,11 +178,16 @@ class Coordinator:
         would also wait behind the commit in progress)."""
         now = time.monotonic()
         cached = self._cohorts.get(cohort)
-        if cached is None or cached[1] <= now:
-            if len(self._cohorts) > 100_000:
-                self._cohorts.clear()
-            cached = self._cohorts[cohort] = (self.store.get_cohort(cohort)[0], now + self.COHORT_CACHE_S)
-        return cached[0]
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        generation = self._cohorts_gen
+        state = self.store.get_cohort(cohort)[0]
+        with self._lock:
+            if generation == self._cohorts_gen:   # no change was made while the store was read
+                if len(self._cohorts) > 100_000:
+                    self._cohorts.clear()
+                self._cohorts[cohort] = (state, now + self.COHORT_CACHE_S)
+        return state
 
     #: Predict calls per device per minute when the cohort's privacy settings do not say
     DEFAULT_CLOUD_PER_MINUTE = 600.0
@@ -455,7 +461,9 @@ class Coordinator:
         return manifest["monitoring"]
 
     def _notify(self) -> None:
-        self._cohorts.clear()   # a policy changed here: the next Predict reads it again
+        with self._lock:   # a policy changed here: the next Predict reads it again
+            self._cohorts_gen += 1
+            self._cohorts.clear()
         with self.policy_changed:
             self.policy_changed.notify_all()
 
