@@ -47,3 +47,34 @@ def write_json(name: str, payload: dict) -> Path:
     path.write_text(json.dumps(payload, indent=2, default=float))
     print(f"\nwrote {path}")
     return path
+
+
+def time_steps(steps: dict, make_inputs, rounds: int) -> dict:
+    """Per-call wall and CPU time (µs) of each step, interleaved round by round so a busy machine slows
+    all alike: ``steps`` maps a name to ``fn(item)``; ``make_inputs()`` gives each round's
+    ``{name: items}``. Returns ``{name: {"wall"|"cpu": {"min", "median"}}}`` over rounds."""
+    per = {k: {"wall": [], "cpu": []} for k in steps}
+    for _ in range(rounds):
+        inputs = make_inputs()
+        for name, fn in steps.items():
+            items = inputs[name]
+            t0, c0 = time.perf_counter(), time.process_time()
+            for x in items:
+                fn(x)
+            per[name]["wall"].append((time.perf_counter() - t0) / len(items) * 1e6)
+            per[name]["cpu"].append((time.process_time() - c0) / len(items) * 1e6)
+    return {k: {m: {"min": round(min(v), 2), "median": round(statistics.median(v), 2)} for m, v in d.items()}
+            for k, d in per.items()}
+
+
+def print_steps(rows: dict, unit: str, apart: tuple = ()) -> None:
+    """The table of :func:`time_steps`, with each step's share of the summed median CPU time; steps
+    named in ``apart`` (alternatives or sums of the others) are left out of the shares."""
+    cpu_total = sum(r["cpu"]["median"] for k, r in rows.items() if k not in apart) or 1.0
+    width = max(10, *(len(k) + 2 for k in rows))
+    print(f"{'step':<{width}}{'wall min':>10}{'wall med':>10}{'cpu min':>10}{'cpu med':>10}{'cpu share':>11}")
+    for k, r in rows.items():
+        share = "-" if k in apart else f"{r['cpu']['median'] / cpu_total:.0%}"
+        print(f"{k:<{width}}{r['wall']['min']:>10.1f}{r['wall']['median']:>10.1f}{r['cpu']['min']:>10.1f}"
+              f"{r['cpu']['median']:>10.1f}{share:>11}")
+    print(unit)

@@ -99,9 +99,10 @@ def register_devices(store_url, n):
     return tokens
 
 
-def start_server(store_url, workers, trusted_key, extra=()):
+def start_server(store_url, workers, trusted_key, extra=(), launcher=(sys.executable, "-m", "edgefleet")):
+    """``edgefleet serve`` in its own process; ``launcher`` is the command that runs the CLI."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "serve", "--store", store_url, "--port", str(port),
+    proc = subprocess.Popen([*launcher, "serve", "--store", store_url, "--port", str(port),
                              "--http-port", "-1", "--admin-token", ADMIN, "--evaluate-interval", "0", "--init",
                              "--trusted-key", trusted_key, "--log-level", "warning", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -198,9 +199,11 @@ def run_closed(targets, method, requests, concurrency, seconds):
     return asyncio.run(go())
 
 
-def run_open(targets, method, requests, rate_rps, seconds):
+def run_open(targets, method, requests, rate_rps, seconds, timeout_s=30.0):
     """Open loop: send at a fixed rate without waiting for replies; latency at that load and the rate
-    actually achieved (completed calls / wall time)."""
+    actually achieved (completed calls / wall time). Returns (latencies, acked indices, failed
+    indices, elapsed, {status code name: failed calls})."""
+    import collections
     import asyncio
 
     import grpc
@@ -208,18 +211,20 @@ def run_open(targets, method, requests, rate_rps, seconds):
     async def go():
         channels = [grpc.aio.insecure_channel(t) for t in targets]
         calls = [c.unary_unary(method) for c in channels]
-        lat, acked, failed = [], [], []
+        lat, acked, failed, codes = [], [], [], collections.Counter()
         n = min(len(requests), int(rate_rps * seconds))
 
         async def one(i):
             token, body = requests[i]
             t0 = time.perf_counter()
             try:
-                await calls[i % len(targets)](body, metadata=(("authorization", f"Bearer {token}"),), timeout=30)
+                await calls[i % len(targets)](body, metadata=(("authorization", f"Bearer {token}"),),
+                                              timeout=timeout_s)
                 lat.append(time.perf_counter() - t0)
                 acked.append(i)
-            except grpc.RpcError:
+            except grpc.RpcError as e:
                 failed.append(i)
+                codes[e.code().name] += 1
         start, tasks = time.perf_counter(), []
         for i in range(n):
             delay = start + i / rate_rps - time.perf_counter()
@@ -230,7 +235,7 @@ def run_open(targets, method, requests, rate_rps, seconds):
         elapsed = time.perf_counter() - start
         for c in channels:
             await c.close()
-        return lat, acked, failed, elapsed
+        return lat, acked, failed, elapsed, dict(codes)
     return asyncio.run(go())
 
 
@@ -284,7 +289,7 @@ def bench_one(store_name, store_url, bundle_dir, archive, devices, args, rng, re
         rps = len(acked) / elapsed
         half_target = max(rps / 2, 1.0)
         reqs2 = make_requests(bundle_dir, tokens, int(half_target * args.seconds) + 1, args.batch, rng)
-        lat2, acked2, failed2, elapsed2 = run_open(targets, "/edgefleet.v1.Fleet/Report", reqs2, half_target,
+        lat2, acked2, failed2, elapsed2, _ = run_open(targets, "/edgefleet.v1.Fleet/Report", reqs2, half_target,
                                                    args.seconds)
         # exactly once: every acknowledged window stored once; anything else stored was in flight
         from edgefleet.coordinator.store import open_store

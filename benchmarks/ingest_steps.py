@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "coordinator"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import print_steps, time_steps  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -64,31 +64,19 @@ def main(argv=None) -> int:
         "validate": lambda ws: validate_windows(ws, lambda v: manifest),
         "store": lambda ws: store.ingest_windows("dev-1", "eu", ws),
     }
-    per = {k: {"wall": [], "cpu": []} for k in steps}
-    for _ in range(args.rounds):
+
+    def make_inputs():
         raw = bodies(args.calls)
         inputs = {"decode": raw}
         inputs["to_dict"] = [steps["decode"](b) for b in raw]
         inputs["validate"] = [steps["to_dict"](r) for r in inputs["to_dict"]]
         inputs["store"] = inputs["validate"]
-        for name, fn in steps.items():   # interleaved: every step once per round
-            items = inputs[name]
-            t0, c0 = time.perf_counter(), time.process_time()
-            for x in items:
-                fn(x)
-            per[name]["wall"].append((time.perf_counter() - t0) / len(items) * 1e6)
-            per[name]["cpu"].append((time.process_time() - c0) / len(items) * 1e6)
+        return inputs
+    rows = time_steps(steps, make_inputs, args.rounds)
     store.close()
-    rows = {k: {m: {"min": round(min(v), 2), "median": round(statistics.median(v), 2)} for m, v in d.items()}
-            for k, d in per.items()}
-    cpu_total = sum(r["cpu"]["median"] for r in rows.values())
     print(f"single-window Report, coordinator steps in-process ({args.rounds} rounds x {args.calls} calls, "
           f"{platform.machine()}, kernel {platform.release()}):")
-    print(f"{'step':<10}{'wall min':>10}{'wall med':>10}{'cpu min':>10}{'cpu med':>10}{'cpu share':>11}")
-    for k, r in rows.items():
-        print(f"{k:<10}{r['wall']['min']:>10.1f}{r['wall']['median']:>10.1f}{r['cpu']['min']:>10.1f}"
-              f"{r['cpu']['median']:>10.1f}{r['cpu']['median'] / cpu_total:>11.0%}")
-    print("µs per report; 'store' wall time includes the fsync (its CPU time does not)")
+    print_steps(rows, "µs per report; 'store' wall time includes the fsync (its CPU time does not)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "steps_us": rows}, indent=2))

@@ -1,15 +1,36 @@
 """SQL shared by the SQLite and PostgreSQL stores. Statements use ``?`` placeholders; the
 PostgreSQL backend rewrites them to ``%s``. A backend provides ``_tx()`` (a context manager yielding a
-cursor inside one committed transaction) and the DDL differences (``_AUTO``, ``_BLOB``)."""
+cursor inside one committed transaction), ``_columns()`` and the DDL differences (``auto``, ``blob``).
+
+The schema has a version (table ``schema_version``). Opening a store made by an older coordinator
+migrates it in place, in the same transaction that creates missing tables: each column added since
+(:data:`ADDED_COLUMNS`) is added when absent, so running it twice changes nothing. A store written by
+a newer coordinator is refused, naming both versions."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 
 from .errors import StoreError
+
+log = logging.getLogger("edgefleet.coordinator")
+
+#: the schema this code reads and writes; version 1 is the first release's (no ``schema_version`` table)
+SCHEMA_VERSION = 2
+
+#: (table, column, declaration) added to tables that existed in schema 1; tables that are new since
+#: then are created whole by :func:`schema`
+ADDED_COLUMNS = (
+    ("enrollment_tokens", "expires_ms", "BIGINT NOT NULL DEFAULT 0"),
+    ("devices", "token_expires_ms", "BIGINT NOT NULL DEFAULT 0"),
+    ("devices", "revoked_ms", "BIGINT NOT NULL DEFAULT 0"),
+    ("labels", "policy_revision", "BIGINT NOT NULL DEFAULT 0"),
+    ("labels", "artifact", "TEXT NOT NULL DEFAULT ''"),
+)
 
 _STATE_KEYS = ("baseline", "canary", "canary_share", "fallback", "fallback_artifact", "shadow", "reason",
                "previous", "ladder", "remedy", "privacy")
@@ -42,9 +63,9 @@ def schema(auto: str, blob: str) -> list[str]:
         " cohort TEXT NOT NULL, model_version TEXT NOT NULL, label INTEGER NOT NULL, predicted INTEGER NOT NULL,"
         " created_ms BIGINT NOT NULL, policy_revision BIGINT NOT NULL DEFAULT 0, artifact TEXT NOT NULL DEFAULT '',"
         " PRIMARY KEY (device_id, prediction_id))",
-        "CREATE INDEX IF NOT EXISTS labels_by_revision ON labels (cohort, policy_revision)",
         f"CREATE TABLE IF NOT EXISTS scores (id {auto}, cohort TEXT NOT NULL, model_version TEXT NOT NULL,"
         " stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS scores_by_version ON scores (cohort, model_version, id)",
         f"CREATE TABLE IF NOT EXISTS measurements (id {auto}, cohort TEXT NOT NULL, decision_id BIGINT NOT NULL,"
         " phase TEXT NOT NULL, stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS audit (id {auto}, device_id TEXT NOT NULL, cohort TEXT NOT NULL,"
@@ -55,64 +76,104 @@ def schema(auto: str, blob: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS jobs (id {auto}, kind TEXT NOT NULL, cohort TEXT NOT NULL, payload TEXT NOT NULL,"
         " status TEXT NOT NULL, attempts INTEGER NOT NULL, worker TEXT NOT NULL, lease_until_ms BIGINT NOT NULL,"
         " result TEXT NOT NULL, created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
     ]
 
 
+#: indexes on columns a schema-1 table gains only by migration: created after it
+_INDEXES = ("CREATE INDEX IF NOT EXISTS labels_by_revision ON labels (cohort, policy_revision)",)
+
+
+def create_or_migrate(cur, auto: str, blob: str, columns, where: str) -> None:
+    """Bring the store ``cur`` is in to :data:`SCHEMA_VERSION` inside the caller's transaction.
+    ``columns(cur, table)`` gives a table's column names; ``where`` names the store in messages."""
+    fresh = not columns(cur, "devices")
+    for stmt in schema(auto, blob):
+        cur.execute(stmt)
+    cur.execute("SELECT MAX(version) FROM schema_version")
+    found = cur.fetchone()[0]
+    version = SCHEMA_VERSION if fresh else (found or 1)
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{where}: the store has schema version {version}, newer than this coordinator's "
+                         f"{SCHEMA_VERSION}; run the edgefleet release that wrote it (or a newer one)")
+    added = []
+    for table, column, declaration in ADDED_COLUMNS:
+        if column not in columns(cur, table):
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            added.append(f"{table}.{column}")
+    for stmt in _INDEXES:
+        cur.execute(stmt)
+    if found != SCHEMA_VERSION:
+        cur.execute("DELETE FROM schema_version")
+        cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    if not fresh and version < SCHEMA_VERSION:
+        log.warning(json.dumps({"event": "store_migrated", "store": where, "from": version, "to": SCHEMA_VERSION,
+                                "added_columns": added}))
+
+
 class _Pending:
-    __slots__ = ("rows", "done", "new", "error")
+    __slots__ = ("work", "done", "value", "error", "wake")
 
-    def __init__(self, rows):
-        self.rows, self.done, self.new, self.error = rows, False, 0, None
+    def __init__(self, work):
+        self.work, self.done, self.value, self.error = work, False, None, None
+        self.wake = threading.Event()   # set when its round committed, or when it is to lead the next round
 
-    def result(self) -> int:
+    def result(self):
         if self.error is not None:
             raise self.error
-        return self.new
+        return self.value
 
 
 class GroupCommit:
-    """Concurrent ``ingest_windows`` calls share one transaction (and one fsync).
+    """Concurrent small writes share one transaction (and one fsync): reports (``ingest_windows``)
+    and audit rows (``add_audit``, one per admitted Predict call) alike.
 
-    No thread of its own: the first caller that finds no commit running becomes the leader, takes
-    every request queued so far, writes them in one transaction and wakes their callers with their
-    own results; callers that arrive meanwhile queue for the next round. Each caller still returns
-    only after the transaction holding its rows committed (the durability contract is unchanged). If
-    a shared transaction fails, each request is retried alone, so one bad request fails only itself.
+    A caller submits ``work(cursor) -> value``. No thread of its own: the first caller that finds no
+    commit running becomes the leader, takes every request queued so far, runs them in one
+    transaction and wakes their callers with their own values; callers that arrive meanwhile queue
+    for the next round, whose leader is the first of them (woken alone: the others sleep on). Each
+    caller still returns only after the transaction holding its rows committed (the durability
+    contract is unchanged). If a shared transaction fails, each request is retried alone, so one bad
+    request fails only itself.
     """
 
     def __init__(self, store):
         self._store = store
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
         self._pending: list[_Pending] = []
         self._busy = False
         self.rounds = 0   # transactions committed (a measure of the sharing)
 
-    def submit(self, rows) -> int:
-        item = _Pending(rows)
-        with self._cv:
+    def submit(self, work):
+        item = _Pending(work)
+        with self._lock:
             self._pending.append(item)
-            while not item.done:
-                if not self._busy:
-                    batch, self._pending, self._busy = self._pending, [], True
-                    break
-                self._cv.wait()
-            else:
+            lead, self._busy = not self._busy, True
+        if not lead:
+            item.wake.wait()
+            if item.done:
                 return item.result()
+        with self._lock:   # leading this round: everything queued so far, this caller's request included
+            batch, self._pending = self._pending, []
         try:
             self._commit(batch)
         finally:
-            with self._cv:
-                for it in batch:   # interrupted mid-commit: nobody may take silence for an acknowledgement
-                    if not it.done:
-                        it.error, it.done = StoreError("the shared commit was interrupted; retry"), True
-                self._busy = False
-                self._cv.notify_all()
+            for it in batch:   # interrupted mid-commit: nobody may take silence for an acknowledgement
+                if not it.done:
+                    it.error, it.done = StoreError("the shared commit was interrupted; retry"), True
+            with self._lock:
+                leader = self._pending[0] if self._pending else None
+                self._busy = leader is not None
+            for it in batch:
+                it.wake.set()
+            if leader is not None:
+                leader.wake.set()
         return item.result()
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self._store._tx() as cur:
-                counts = [self._store._insert_windows(cur, it.rows) for it in batch]
+                values = [it.work(cur) for it in batch]
             self.rounds += 1
         except Exception as e:
             if len(batch) > 1:
@@ -121,8 +182,8 @@ class GroupCommit:
                 return
             batch[0].error, batch[0].done = e, True
             return
-        for it, n in zip(batch, counts):
-            it.new, it.done = n, True
+        for it, value in zip(batch, values):
+            it.value, it.done = value, True
 
 
 class SqlStore:
@@ -133,6 +194,11 @@ class SqlStore:
     _SKIP_LOCKED = ""
 
     def _tx(self):  # pragma: no cover - provided by the backend
+        raise NotImplementedError
+
+    @staticmethod
+    def _columns(cur, table: str) -> set[str]:  # pragma: no cover - provided by the backend
+        """The column names of ``table`` (empty when it does not exist)."""
         raise NotImplementedError
 
     @contextlib.contextmanager
@@ -215,7 +281,7 @@ class SqlStore:
         received = now_ms()
         rows = [(device_id, w["report_id"], cohort, w["model_version"], w["artifact"], w["count"], received,
                  json.dumps(w, separators=(",", ":"))) for w in windows]
-        return self._group_commit().submit(rows)
+        return self._group_commit().submit(lambda cur: self._insert_windows(cur, rows))
 
     def _group_commit(self) -> GroupCommit:
         committer = getattr(self, "_committer", None)
@@ -258,8 +324,9 @@ class SqlStore:
         with self._tx() as cur:
             new = 0
             for lab in labels:
-                cur.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id,"
-                            " prediction_id) DO NOTHING", (device_id, lab["prediction_id"], cohort,
+                cur.execute("INSERT INTO labels (device_id, prediction_id, cohort, model_version, label, predicted,"
+                            " created_ms, policy_revision, artifact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                            " ON CONFLICT (device_id, prediction_id) DO NOTHING", (device_id, lab["prediction_id"], cohort,
                                                            lab["model_version"], lab["label"], lab["predicted"],
                                                            created, lab.get("policy_revision", 0),
                                                            lab.get("artifact", "")))
@@ -383,9 +450,11 @@ class SqlStore:
                      "created_ms": int(r[4])} for r in cur.fetchall()]
 
     def add_audit(self, device_id, cohort, kind, nbytes, reason):
-        with self._tx() as cur:
-            cur.execute("INSERT INTO audit (device_id, cohort, kind, bytes, reason, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                        (device_id, cohort, kind, nbytes, reason, now_ms()))
+        """Committed before it returns, in a transaction shared with concurrent audit rows and reports
+        (one per admitted Predict call: a synced transaction each would cap the call rate)."""
+        row = (device_id, cohort, kind, nbytes, reason, now_ms())
+        self._group_commit().submit(lambda cur: cur.execute(
+            "INSERT INTO audit (device_id, cohort, kind, bytes, reason, created_ms) VALUES (?, ?, ?, ?, ?, ?)", row))
 
     def list_audit(self, cohort=""):
         with self._tx() as cur:
@@ -471,6 +540,14 @@ class SqlStore:
             cur.execute(f"SELECT {', '.join(self._JOB_COLUMNS)} FROM jobs WHERE ? = '' OR cohort = ? ORDER BY id",
                         (cohort, cohort))
             return [self._job(r) for r in cur.fetchall()]
+
+    def last_score(self, cohort, model_version):
+        """The newest score of ``model_version`` in ``cohort`` (one row, by index), or None."""
+        with self._tx() as cur:
+            cur.execute("SELECT model_version, stats, created_ms FROM scores WHERE cohort = ? AND model_version = ?"
+                        " ORDER BY id DESC LIMIT 1", (cohort, model_version))
+            r = cur.fetchone()
+        return {"model_version": r[0], "stats": json.loads(r[1]), "created_ms": r[2]} if r else None
 
     def list_scores(self, cohort):
         with self._tx() as cur:

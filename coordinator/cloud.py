@@ -2,44 +2,26 @@
 
 The model is the published bundle's ``teacher-fp32`` artifact when it has one (the uncompressed
 teacher, exported as its own artifact), else its ``onnx-fp32`` artifact; it runs on the
-coordinator's runtimes (``edgefleet.runtimes``). Calls are admitted per device by a token bucket
-(``per_minute``, burst of one second's worth, at least 1), so one device cannot starve the others.
-
->>> bucket = TokenBucket(per_minute=60, clock=lambda: 0.0)
->>> bucket.take(1), bucket.take(1)
-(True, False)
+coordinator's runtimes (``edgefleet.runtimes``), one intra-op thread per call: concurrent calls
+already run on the server's worker threads, and a thread pool per call would fight them for the
+cores. Calls are admitted per device by a token bucket (:class:`~.throttle.RateLimit`:
+``per_minute``, a burst of one second's worth, at least one call), so one device cannot starve the
+others.
 """
 
 from __future__ import annotations
 
 import tempfile
 import threading
-import time
 from pathlib import Path
 
-__all__ = ["CloudModels", "TokenBucket", "CLOUD_TARGETS", "MAX_ROWS"]
+from .throttle import RateLimit
+
+__all__ = ["CloudModels", "CLOUD_TARGETS", "MAX_ROWS"]
 
 #: artifact targets that may answer Predict, best first
 CLOUD_TARGETS = ("teacher-fp32", "onnx-fp32")
 MAX_ROWS = 256
-
-
-class TokenBucket:
-    def __init__(self, per_minute: float, *, clock=time.monotonic):
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
-        self.tokens = self.capacity
-        self.clock = clock
-        self.at = clock()
-
-    def take(self, n: int) -> bool:
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        return False
 
 
 class CloudModels:
@@ -48,17 +30,20 @@ class CloudModels:
     def __init__(self, store):
         self.store = store
         self._models: dict[str, tuple] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._limits: dict[float, RateLimit] = {}   # per_minute -> that rate's bucket per device
         self._lock = threading.Lock()
         self._loading = threading.Lock()
         self._dir = tempfile.TemporaryDirectory(prefix="edgefleet-cloud-")
 
-    def admit(self, device_id: str, per_minute: float, rows: int) -> bool:
+    def admit(self, device_id: str, per_minute: float) -> bool:
+        """Take one Predict call from the device's bucket at its cohort's ``per_minute``."""
         with self._lock:
-            bucket = self._buckets.get(device_id)
-            if bucket is None or bucket.rate != per_minute / 60.0:
-                bucket = self._buckets[device_id] = TokenBucket(per_minute)
-            return bucket.take(1) if rows else True
+            limit = self._limits.get(per_minute)
+            if limit is None:
+                if len(self._limits) > 64:   # rates an admin no longer uses
+                    self._limits.clear()
+                limit = self._limits[per_minute] = RateLimit(per_minute / 60.0, per_minute / 60.0)
+        return limit.allow(device_id)
 
     def model(self, version: str):
         """(run(array) -> logits array, "<version>/<target>", input shape without batch) for ``version``."""
@@ -91,7 +76,7 @@ class CloudModels:
         archive.write_bytes(self.store.get_bundle(digest)[1])
         bundle = unpack(archive, Path(self._dir.name, digest))
         name = next(n for n in runtimes.for_target(target) if runtimes.get(n).is_available())
-        runtime = runtimes.load(name, bundle.artifact_path(target))
+        runtime = runtimes.load(name, bundle.artifact_path(target), threads=1)
         output = runtime.output_names[0]
         return (lambda x: runtime.run(x)[output], f"{version}/{target}", tuple(manifest["inputs"][0]["shape"][1:]))
 

@@ -82,10 +82,10 @@ def monitor_settings(rules: Rules) -> MonitorSettings:
 
 
 def _last_monitor(store, cohort: str, version: str) -> dict | None:
-    for score in reversed(store.list_scores(cohort)):
-        if score["model_version"] == version and "monitor" in score["stats"]:
-            return score["stats"]["monitor"]
-    return None
+    """The monitor's saved state (its last 16 blocks, cursor and status): one score row, whatever the
+    length of the cohort's history. Every score :func:`_timeline` writes carries it."""
+    score = store.last_score(cohort, version)
+    return score["stats"].get("monitor") if score else None
 
 
 def _timeline(store, cohort, version, report, revision) -> None:

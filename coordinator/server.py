@@ -53,7 +53,7 @@ class ServerConfig:
     trusted_key: bytes | None = None     # require bundles signed by this ed25519 public key
     max_message_bytes: int = 8 * 1024 * 1024
     max_concurrent_rpcs: int = 512
-    workers: int = 16
+    workers: int = 64                    # gRPC worker threads; a Predict or Report holds one until its commit
     evaluate_interval_s: float | None = 10.0   # None: only on the Evaluate call
     watch_interval_s: float = 1.0
     max_watches: int | None = None       # open WatchPolicy streams (each holds a worker); default workers // 4
@@ -67,7 +67,7 @@ class ServerConfig:
     allow_unsigned: bool = False         # accept unsigned or foreign-signed bundles (else trusted_key is required)
     token_ttl_s: float = 30 * 86400      # device tokens expire (devices rotate before)
     enrollment_ttl_s: float = 7 * 86400  # enrollment tokens expire
-    device_rate: float = 20.0            # calls per second per device (burst twice that)
+    device_rate: float = 20.0            # calls per second per device (burst twice that, at least one call)
     watches_per_device: int = 1          # open WatchPolicy streams per device
 
 
@@ -101,6 +101,8 @@ def _check(config: ServerConfig) -> None:
     if config.read_token:
         check_token_strength("read", config.read_token)
     check_cors_origins(config.cors_origins)
+    if not config.device_rate > 0:
+        raise ConfigError(f"serve: --device-rate {config.device_rate:g}: a device must be allowed some calls (> 0 per s)")
     if config.trusted_key is None and not config.allow_unsigned:
         raise ConfigError("serve: no trusted key for bundles: pass --trusted-key, run `edgefleet keys init` in this "
                           "directory, or --allow-unsigned to accept bundles nobody vouches for")

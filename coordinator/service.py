@@ -60,6 +60,8 @@ class Coordinator:
         # token hash -> (device_id, cohort, expiry): saves a store round trip per call; a cohort change
         # made on another replica is seen within TOKEN_CACHE_S
         self._tokens: dict[str, tuple[str, str, float]] = {}
+        self._cohorts: dict[str, tuple[dict, float]] = {}   # cohort -> (state, expiry): see cohort_state
+        self._cohorts_gen = 0   # +1 at each local policy change: a read that raced one is not cached
         self._lock = threading.Lock()
         self.policy_changed = threading.Condition()
         self.cloud = CloudModels(store)
@@ -137,9 +139,9 @@ class Coordinator:
         if cohort is None:
             raise Unauthenticated("enrollment token unknown, used up or expired")
         device_id, token = f"dev-{uuid.uuid4().hex[:16]}", secrets.token_urlsafe(32)
-        self.store.add_device(device_id, _hash(token), cohort, hardware,
-                              token_expires_ms=int((time.time() + self.token_ttl_s) * 1000))
-        return {"device_id": device_id, "device_token": token, "cohort": cohort}
+        expires_ms = int((time.time() + self.token_ttl_s) * 1000)
+        self.store.add_device(device_id, _hash(token), cohort, hardware, token_expires_ms=expires_ms)
+        return {"device_id": device_id, "device_token": token, "cohort": cohort, "expires_ms": expires_ms}
 
     def manifest_for(self, version: str) -> dict | None:
         """The manifest of a published version (cached: a version's bundle never changes)."""
@@ -167,6 +169,26 @@ class Coordinator:
         state, revision = self.store.get_cohort(cohort)
         return {**state, "revision": revision, "cohort": cohort}
 
+    #: how long Predict trusts a cohort's state it read (privacy opt-in, baseline): a change made on this
+    #: replica applies at once, one made on another replica within this many seconds
+    COHORT_CACHE_S = 2.0
+
+    def cohort_state(self, cohort: str) -> dict:
+        """The cohort's state for per-call checks, without a store round trip on every call (which
+        would also wait behind the commit in progress)."""
+        now = time.monotonic()
+        cached = self._cohorts.get(cohort)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        generation = self._cohorts_gen
+        state = self.store.get_cohort(cohort)[0]
+        with self._lock:
+            if generation == self._cohorts_gen:   # no change was made while the store was read
+                if len(self._cohorts) > 100_000:
+                    self._cohorts.clear()
+                self._cohorts[cohort] = (state, now + self.COHORT_CACHE_S)
+        return state
+
     #: Predict calls per device per minute when the cohort's privacy settings do not say
     DEFAULT_CLOUD_PER_MINUTE = 600.0
 
@@ -178,7 +200,7 @@ class Coordinator:
 
         import numpy as np
 
-        state, _ = self.store.get_cohort(cohort)
+        state = self.cohort_state(cohort)
         privacy = state.get("privacy") or {}
         if not privacy.get("raw_inputs_allowed"):
             raise PermissionDenied(f"cohort {cohort!r} does not allow raw inputs to leave its devices; "
@@ -194,7 +216,7 @@ class Coordinator:
         if not np.isfinite(x).all():
             raise InvalidRequest("values: NaN or infinity in the inputs")
         per_minute = privacy.get("cloud_per_minute") or self.DEFAULT_CLOUD_PER_MINUTE
-        if not self.cloud.admit(device_id, per_minute, rows):
+        if not self.cloud.admit(device_id, per_minute):
             raise RateLimited(f"device {device_id}: more than {per_minute:g} Predict calls per minute")
         self.store.add_audit(device_id, cohort, "predict_inputs", 4 * len(values),
                              f"cloud fallback: {rows} low-confidence input(s) sent to {name}")
@@ -439,6 +461,9 @@ class Coordinator:
         return manifest["monitoring"]
 
     def _notify(self) -> None:
+        with self._lock:   # a policy changed here: the next Predict reads it again
+            self._cohorts_gen += 1
+            self._cohorts.clear()
         with self.policy_changed:
             self.policy_changed.notify_all()
 

@@ -10,7 +10,7 @@ import contextlib
 import threading
 import zlib
 
-from ._sql import SqlStore, schema
+from ._sql import SqlStore, create_or_migrate
 from .errors import StoreError
 
 __all__ = ["PostgresStore"]
@@ -54,8 +54,13 @@ class PostgresStore(SqlStore):
             if not create and not cur.fetchone()[0]:
                 raise StoreError("postgres store: the database holds no edgefleet tables; if this is a new "
                                  "coordinator pass --init to create them (a restart must find its state)")
-            for stmt in schema("BIGSERIAL PRIMARY KEY", "BYTEA"):
-                cur.execute(stmt)
+            create_or_migrate(cur, "BIGSERIAL PRIMARY KEY", "BYTEA", self._columns, "postgres store")
+
+    @staticmethod
+    def _columns(cur, table):
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+                    " AND table_name = ?", (table,))
+        return {row[0] for row in cur.fetchall()}
 
     def _conn(self):
         conn = getattr(self._local, "conn", None)

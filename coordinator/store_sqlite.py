@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from ._sql import SqlStore, schema
+from ._sql import SqlStore, create_or_migrate
 from .errors import StoreError
 
 __all__ = ["SqliteStore"]
@@ -39,8 +39,12 @@ class SqliteStore(SqlStore):
         self._lock = threading.Lock()
         self._identity = self._file_identity()
         with self._tx() as cur:
-            for stmt in schema("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"):
-                cur.execute(stmt)
+            create_or_migrate(cur, "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", self._columns, f"sqlite store {self.path}")
+
+    @staticmethod
+    def _columns(cur, table):
+        cur.execute(f"PRAGMA table_info({table})")
+        return {row[1] for row in cur.fetchall()}
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:

@@ -3,7 +3,8 @@
 - :class:`AuthThrottle`: failed authentications per client address. The first ``free`` failures cost
   nothing; each further one doubles a lockout (``base_s`` · 2^k, capped at ``max_s``) during which
   every call from that address is refused before any token is looked up. A success clears it.
-- :class:`RateLimit`: a token bucket per device (``rate`` calls/s, ``burst`` at once).
+- :class:`RateLimit` (:mod:`edgefleet._ratelimit`): a token bucket per device (``rate`` calls/s,
+  ``burst`` at once, never less than one call).
 
 >>> t = AuthThrottle(free=1, base_s=1.0); t.failed("10.0.0.1", now=0.0); t.failed("10.0.0.1", now=0.0)
 >>> t.locked_for("10.0.0.1", now=0.5)
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
+
+from edgefleet._ratelimit import RateLimit
 
 __all__ = ["AuthThrottle", "RateLimit", "client_address"]
 
@@ -55,23 +58,3 @@ class AuthThrottle:
         if address in self._state:
             with self._lock:
                 self._state.pop(address, None)
-
-
-class RateLimit:
-    def __init__(self, rate: float = 20.0, burst: float = 40.0):
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, tuple[float, float]] = {}   # key -> (tokens, last refill)
-        self._lock = threading.Lock()
-
-    def allow(self, key: str, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._buckets[key] = (tokens, now)
-                return False
-            if len(self._buckets) > 200_000:
-                self._buckets.clear()
-            self._buckets[key] = (tokens - 1.0, now)
-            return True

@@ -50,6 +50,23 @@ def test_predict_answers_an_opted_in_device_and_audits_it(cloud, bundles, tmp_pa
     dev.close()
 
 
+def test_withdrawing_the_opt_in_stops_predict_at_once(cloud, bundles, tmp_path, public_key):
+    """Predict keeps the cohort's privacy settings between calls (no store read per call), yet an
+    opt-out made on this coordinator applies to the very next call; opting in again works at once too."""
+    server, admin, tokens = cloud
+    dev = _device(server, bundles["1.0"], tmp_path, tokens["open"], public_key, "d")
+    row = digits()[2][0].tolist()
+    assert len(dev.transport.predict(row, 1, "1.0", 5.0)) == 10
+    admin.set_privacy("open", False)
+    with pytest.raises(Rejected, match="PERMISSION_DENIED.*does not allow raw inputs"):
+        dev.transport.predict(row, 1, "1.0", 5.0)
+    assert len(admin.list_audit("open")) == 1
+    admin.set_privacy("open", True, cloud_per_minute=120)
+    assert len(dev.transport.predict(row, 1, "1.0", 5.0)) == 10
+    assert len(admin.list_audit("open")) == 2
+    dev.close()
+
+
 def test_predict_refuses_bad_callers_and_bad_inputs(cloud, bundles, tmp_path, public_key):
     server, admin, tokens = cloud
     closed = _device(server, bundles["1.0"], tmp_path, tokens["closed"], public_key, "c")
@@ -96,6 +113,31 @@ def test_device_answers_locally_when_the_cloud_is_down_or_refuses(cloud, bundles
     preds = dev.predict(x[5:10])
     assert len(preds) == 5 and {p.artifact for p in preds} == {"onnx-int8"}
     assert dev.cloud.stats["cloud_local"] == 5
+    dev.close()
+
+
+def test_device_answers_locally_within_its_deadline_when_the_cloud_is_slow(cloud, bundles, tmp_path, public_key):
+    """A coordinator that cannot commit (another writer holds its SQLite store) answers nothing in
+    time: the device gives up at its latency budget and answers locally, instead of waiting or failing."""
+    import sqlite3
+    import time
+    server, admin, tokens = cloud
+    dev = _device(server, bundles["1.0"], tmp_path, tokens["open"], public_key, "d")
+    dev.policy = {**dev.policy, "remedy": {"cloud": True, "raw_inputs_allowed": True, "cloud_confidence_below": 1.01,
+                                           "cloud_latency_ms": 200, "cloud_per_minute": 6000}}
+    _, _, x, _ = digits()
+    assert {p.artifact for p in dev.predict(x[:2])} == {"cloud"}
+    blocker = sqlite3.connect(str(server.store.path), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")   # every coordinator transaction now waits for this writer
+    try:
+        start = time.monotonic()
+        preds = dev.predict(x[2:5])
+        waited = time.monotonic() - start
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert len(preds) == 3 and {p.artifact for p in preds} == {"onnx-int8"} and dev.cloud.stats["cloud_local"] == 3
+    assert waited < 5.0, waited   # the budget (0.2 s) plus the local run, not the coordinator's 30 s lock wait
     dev.close()
 
 

@@ -122,3 +122,41 @@ def test_shadow_agreement_is_reported(fleet):
 def test_rules_errors_name_the_key(text, message):
     with pytest.raises(PolicyError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
         parse_rules(text)
+
+
+def test_the_monitor_reads_one_score_row_and_its_verdicts_are_unchanged(fleet, monkeypatch):
+    """Each evaluation restores the drift monitor from the newest score of the serving version (one
+    row by index), not from the cohort's whole score history: at every look the state it restores is
+    the one the whole-history scan finds, so the verdicts are those of before (ok, then drift once the
+    inputs shift), and the history is never listed while evaluating."""
+    from edgefleet.coordinator import policy
+    srv, admin, devices = fleet
+    store = srv.store
+
+    def whole_history_scan(cohort, version):   # what each evaluation used to read
+        for score in reversed(store.list_scores(cohort)):
+            if score["model_version"] == version and "monitor" in score["stats"]:
+                return score["stats"]["monitor"]
+        return None
+
+    def not_while_evaluating(cohort):
+        raise AssertionError("the evaluation listed the whole score history")
+
+    _, _, x, _ = digits()
+    rng = np.random.default_rng(1)
+    verdicts = []
+    for r in range(7):
+        for d in devices[:4]:
+            d.sync()
+            rows = x[rng.choice(len(x), 50, replace=False)]
+            d.predict(1.0 - rows if r >= 3 else rows)   # inverted digits from round 3 on
+            d.sync(close_window=True)
+        store.add_score("eu", "1.1", {"monitor": {"state": {"status": "another version's"}}})
+        assert policy._last_monitor(store, "eu", "1.0") == whole_history_scan("eu", "1.0")
+        with monkeypatch.context() as m:
+            m.setattr(store, "list_scores", not_while_evaluating)
+            admin.evaluate()
+        verdicts.append(store.last_score("eu", "1.0")["stats"]["verdict"]["state"])
+    assert policy._last_monitor(store, "eu", "1.0") == whole_history_scan("eu", "1.0")
+    assert verdicts[:3] == ["ok"] * 3 and "drift" in verdicts[3:], verdicts
+    assert store.last_score("eu", "nope") is None

@@ -424,3 +424,60 @@ def test_one_device_cannot_take_every_watch_slot_or_flood_calls(tmp_path, public
         assert "RESOURCE_EXHAUSTED" in codes and codes.count("OK") < 30
         assert fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(b.device_token)).cohort == "eu"
         admin.close()
+
+
+def test_a_device_rate_below_one_call_per_second_still_lets_a_device_call(tmp_path, public_key):
+    """`--device-rate 0.2` (burst 2 x 0.2 = 0.4 calls) once refused every call: the burst is at least
+    one call, so a device makes one call, is refused until its bucket refills, and is never locked out."""
+    import grpc
+    from edgefleet.coordinator.throttle import RateLimit
+    from edgefleet.proto import fleet_pb2 as pb
+    limit = RateLimit(0.2, 0.4)
+    assert limit.burst == 1.0
+    assert [limit.allow("d", now=t) for t in (0.0, 0.1, 4.9, 5.0, 5.1)] == [True, False, False, True, False]
+    with pytest.raises(ValueError, match="above 0"):
+        RateLimit(0.0, 0.0)
+    with pytest.raises(ConfigError, match="--device-rate 0"):
+        Server(_config(tmp_path, device_rate=0.0))
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False, device_rate=0.2)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        d = _enroll(srv, admin)
+        fleet, _ = _stub(srv)
+        assert fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(d.device_token)).cohort == "eu"
+        with pytest.raises(grpc.RpcError) as info:
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(d.device_token))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "burst 1" in info.value.details()
+        admin.close()
+
+
+@pytest.mark.parametrize("kind", ["grpc", "connect"])
+def test_devices_rotate_before_their_token_expires(tmp_path, bundles, archives, public_key, kind):
+    """The coordinator states the token's expiry at enrollment; the SDK rotates once half its life has
+    passed (one rule for every transport), long before ``rotate_after_s``: with 4 s tokens a device
+    syncing every ~2 s stays online past its first token's expiry, and each old token is refused."""
+    import time
+
+    import grpc
+    from edgefleet.device import ConnectTransport, Device, GrpcTransport
+    from edgefleet.proto import fleet_pb2 as pb
+    with Server(_config(tmp_path, trusted_key=public_key, allow_unsigned=False, token_ttl_s=4.0)) as srv:
+        admin = AdminClient(srv.grpc_target, ADMIN)
+        admin.publish_bundle(archives["1.0"])
+        admin.set_baseline("eu", "1.0")
+        transport = GrpcTransport(srv.grpc_target) if kind == "grpc" else ConnectTransport(srv.http_url)
+        dev = Device(bundles["1.0"], tmp_path / "dev", transport=transport, trusted_key=public_key,
+                     enrollment_token=admin.create_enrollment_token("eu"))
+        assert dev.sync()["online"]
+        first = dict(dev.identity)
+        assert 3000 <= first["token_expires_ms"] - first["token_issued_ms"] <= 4500
+        time.sleep(max(0.0, (first["token_issued_ms"] + 2100) / 1000 - time.time()))
+        assert dev.sync()["online"] and dev.stats["token_rotations"] == 1
+        fleet, _ = _stub(srv)
+        with pytest.raises(grpc.RpcError) as info:   # the old token stopped at once
+            fleet.GetPolicy(pb.PolicyRequest(), metadata=_md(first["device_token"]))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        time.sleep(max(0.0, (first["token_expires_ms"] + 300) / 1000 - time.time()))
+        assert dev.sync()["online"]   # past the first token's expiry: still a valid identity
+        assert dev.stats["token_rotations"] >= 1 and dev.identity["token_expires_ms"] > time.time() * 1000
+        dev.close()
+        admin.close()

@@ -16,8 +16,125 @@ def window(rid, version="1.0", n=3):
             "shadow_agree": 0}
 
 
+def _old_schema(auto: str, blob: str) -> list[str]:
+    """The DDL of the first release (schema 1): before token expiry and revocation, labels by policy
+    revision and artifact, and the measurements, audit, examples, jobs and schema_version tables."""
+    return [
+        "CREATE TABLE enrollment_tokens (token_hash TEXT PRIMARY KEY, cohort TEXT NOT NULL,"
+        " uses_left INTEGER NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE devices (device_id TEXT PRIMARY KEY, token_hash TEXT UNIQUE NOT NULL,"
+        " cohort TEXT NOT NULL, hardware TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE windows (seq {auto}, device_id TEXT NOT NULL, report_id TEXT NOT NULL,"
+        " cohort TEXT NOT NULL, model_version TEXT NOT NULL, artifact TEXT NOT NULL, n BIGINT NOT NULL,"
+        " received_ms BIGINT NOT NULL, payload TEXT NOT NULL, UNIQUE (device_id, report_id))",
+        "CREATE INDEX windows_by_cohort ON windows (cohort, model_version, seq)",
+        f"CREATE TABLE bundles (digest TEXT PRIMARY KEY, version TEXT UNIQUE NOT NULL,"
+        f" manifest TEXT NOT NULL, archive {blob} NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE cohorts (cohort TEXT PRIMARY KEY, state TEXT NOT NULL, revision BIGINT NOT NULL)",
+        f"CREATE TABLE decisions (id {auto}, cohort TEXT NOT NULL, kind TEXT NOT NULL,"
+        " model_version TEXT NOT NULL, evidence TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        f"CREATE TABLE events (id {auto}, device_id TEXT NOT NULL, kind TEXT NOT NULL,"
+        " detail TEXT NOT NULL, digest TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        "CREATE TABLE labels (device_id TEXT NOT NULL, prediction_id TEXT NOT NULL,"
+        " cohort TEXT NOT NULL, model_version TEXT NOT NULL, label INTEGER NOT NULL, predicted INTEGER NOT NULL,"
+        " created_ms BIGINT NOT NULL, PRIMARY KEY (device_id, prediction_id))",
+        f"CREATE TABLE scores (id {auto}, cohort TEXT NOT NULL, model_version TEXT NOT NULL,"
+        " stats TEXT NOT NULL, created_ms BIGINT NOT NULL)",
+        # what the first release had written
+        "INSERT INTO enrollment_tokens VALUES ('enroll-hash', 'eu', 2, 1)",
+        f"INSERT INTO devices VALUES ('d-old', '{_sha('old-device-token')}', 'eu', 'x86', 1)",
+        "INSERT INTO labels VALUES ('d-old', 'p1', 'eu', '1.0', 3, 3, 1)",
+        "INSERT INTO cohorts VALUES ('eu', '{\"reason\": \"old\"}', 7)",
+    ]
+
+
+def _on_threads(n: int, fn) -> list[Exception]:
+    """Run ``fn(0) ... fn(n - 1)`` on n threads at once; the exceptions they raised."""
+    errors = []
+
+    def run(d):
+        try:
+            fn(d)
+        except Exception as e:   # noqa: BLE001 - returned to the test
+            errors.append(e)
+    threads = [threading.Thread(target=run, args=(d,)) for d in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def _sha(token: str) -> str:
+    import hashlib
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _run_sql(url: str, statements: list[str]) -> None:
+    """Statements run straight on the database behind ``url``, outside any edgefleet code."""
+    if url.startswith("postgresql://"):
+        import psycopg
+        with psycopg.connect(url, autocommit=True) as conn:
+            for stmt in statements:
+                conn.execute(stmt)
+        return
+    import sqlite3
+    conn = sqlite3.connect(url[len("sqlite://"):])
+    with conn:
+        for stmt in statements:
+            conn.execute(stmt)
+    conn.close()
+
+
 class StoreContract:
-    """Every backend must pass these. Subclasses provide the ``store`` fixture."""
+    """Every backend must pass these. Subclasses provide the ``store`` fixture, and ``empty_url`` (a
+    store URL where nothing exists yet) with the DDL types of their engine (``ddl_types``)."""
+
+    def test_a_store_from_the_first_schema_is_migrated_in_place(self, empty_url, public_key):
+        """``serve`` on a store made before token expiry, audit, jobs...: every column and table is
+        added in place, old rows keep working (an old device calls with its old token), opening it
+        again changes nothing, and a store from a newer schema is refused with both versions named."""
+        import grpc
+
+        from edgefleet.coordinator import Server, ServerConfig
+        from edgefleet.coordinator._sql import ADDED_COLUMNS, SCHEMA_VERSION
+        from edgefleet.coordinator.errors import StoreError
+        from edgefleet.coordinator.store import open_store
+        from edgefleet.proto import fleet_pb2 as pb
+        from edgefleet.proto.fleet_pb2_grpc import FleetStub
+
+        from bundle_factory import ADMIN
+        _run_sql(empty_url, _old_schema(*self.ddl_types))
+        store = open_store(empty_url, create=False)
+        try:
+            with store._tx() as cur:
+                for table, column, _ in ADDED_COLUMNS:
+                    assert column in store._columns(cur, table), (table, column)
+                cur.execute("SELECT version FROM schema_version")
+                assert [r[0] for r in cur.fetchall()] == [SCHEMA_VERSION]
+            assert store.device_auth(_sha("old-device-token")) == ("d-old", "eu", 0, 0)  # never expires
+            assert store.consume_enrollment_token("enroll-hash") == "eu"
+            assert store.label_stats_between("eu", 0) == (1, 1)   # old labels count under revision 0
+            store.add_labels("d-old", "eu", [{"prediction_id": "p2", "model_version": "1.0", "label": 1,
+                                              "predicted": 2, "policy_revision": 8, "artifact": "onnx-fp32"}])
+            assert store.label_stats_between("eu", 8) == (1, 0)
+            store.add_audit("d-old", "eu", "predict_inputs", 256, "cloud fallback")
+            assert [a["bytes"] for a in store.list_audit("eu")] == [256]
+            assert store.enqueue_job("adapt", "eu", {}) >= 1
+            _, revision = store.update_cohort("eu", {"reason": "new"})
+            assert revision == 8
+        finally:
+            store.close()
+        with Server(ServerConfig(store=empty_url, init=False, admin_token=ADMIN, trusted_key=public_key,
+                                 evaluate_interval_s=None, http_port=None)) as srv:   # migrated again: nothing to do
+            channel = grpc.insecure_channel(srv.grpc_target)
+            policy = FleetStub(channel).GetPolicy(
+                pb.PolicyRequest(), metadata=(("authorization", "Bearer old-device-token"),), timeout=10)
+            assert policy.cohort == "eu" and policy.revision == 8
+            channel.close()
+        _run_sql(empty_url, ["UPDATE schema_version SET version = 99"])
+        with pytest.raises(StoreError, match=f"schema version 99, newer than this coordinator's {SCHEMA_VERSION}"):
+            open_store(empty_url, create=False)
 
     def test_enrollment_token_uses(self, store):
         store.create_enrollment_token("h1", "eu", 2)
@@ -44,25 +161,41 @@ class StoreContract:
     def test_concurrent_reports_share_commits_exactly_once(self, store):
         """Group commit: 16 threads x 25 single-window reports, every 5th a replay of an earlier one;
         each report's count is its own, nothing is lost or doubled, and commits are shared."""
-        import threading
-        results, errors = {}, []
+        results = {}
 
         def device(d):
-            try:
-                for i in range(25):
-                    rid = f"r{i - 1}" if i % 5 == 4 else f"r{i}"
-                    results[(d, i)] = store.ingest_windows(f"d{d}", "eu", [window(rid)])
-            except Exception as e:   # noqa: BLE001 - reported below
-                errors.append(e)
-        threads = [threading.Thread(target=device, args=(d,)) for d in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
+            for i in range(25):
+                rid = f"r{i - 1}" if i % 5 == 4 else f"r{i}"
+                results[(d, i)] = store.ingest_windows(f"d{d}", "eu", [window(rid)])
+        assert _on_threads(16, device) == []
         assert all(results[(d, i)] == (0 if i % 5 == 4 else 1) for d in range(16) for i in range(25))
         assert store.count_windows() == 16 * 20 == len(set(store.window_ids()))
         assert store._group_commit().rounds < 16 * 25   # some reports shared a transaction
+
+    def test_concurrent_audit_rows_share_commits_and_none_is_lost(self, store):
+        """One audit row per admitted Predict call: 16 threads x 20 rows beside reports, every row
+        stored once with its own values, in fewer transactions than rows."""
+        def device(d):
+            for i in range(20):
+                store.add_audit(f"d{d}", "eu", "predict_inputs", 4 * (i + 1), f"call {i}")
+                if i % 10 == 0:
+                    store.ingest_windows(f"d{d}", "eu", [window(f"r{i}")])
+        assert _on_threads(16, device) == []
+        rows = store.list_audit("eu")
+        assert sorted((a["device_id"], a["reason"], a["bytes"]) for a in rows) == sorted(
+            (f"d{d}", f"call {i}", 4 * (i + 1)) for d in range(16) for i in range(20))
+        assert store.count_windows() == 32
+        assert store._group_commit().rounds < 16 * 22   # some calls shared a transaction
+
+    def test_last_score_is_the_newest_of_that_version(self, store):
+        assert store.last_score("eu", "1.0") is None
+        for i in range(3):
+            store.add_score("eu", "1.0", {"i": i})
+            store.add_score("eu", "1.1", {"i": 10 + i})
+            store.add_score("us", "1.0", {"i": 20 + i})
+        assert store.last_score("eu", "1.0")["stats"] == {"i": 2}
+        assert store.last_score("eu", "1.1")["stats"] == {"i": 12}
+        assert store.last_score("us", "1.1") is None
 
     def test_devices_can_be_revoked_and_their_tokens_rotated(self, store):
         store.add_device("d1", "t1", "eu", "x86", token_expires_ms=123)
@@ -219,11 +352,17 @@ class StoreContract:
 
 
 class TestSqliteStore(StoreContract):
+    ddl_types = ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB")
+
     @pytest.fixture
     def store(self, tmp_path):
         s = SqliteStore(tmp_path / "fleet.db")
         yield s
         s.close()
+
+    @pytest.fixture
+    def empty_url(self, tmp_path):
+        return f"sqlite:///{tmp_path / 'old.db'}"
 
     def test_wal_and_full_sync(self, store):
         with store._tx() as cur:
@@ -242,6 +381,12 @@ class TestSqliteStore(StoreContract):
 
 
 class TestPostgresStore(StoreContract):
+    ddl_types = ("BIGSERIAL PRIMARY KEY", "BYTEA")
+
+    @pytest.fixture
+    def empty_url(self, pg_database):
+        return pg_database
+
     @pytest.fixture
     def store(self, pg_database):
         from edgefleet.coordinator.store_postgres import PostgresStore

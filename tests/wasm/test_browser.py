@@ -61,8 +61,8 @@ class Browser:
 class Fleet:
     """A coordinator on fixed ports (so it can be stopped and started again on the same store)."""
 
-    def __init__(self, root: Path, app_dir: Path, public_key: bytes):
-        self.root, self.app_dir, self.public_key = root, app_dir, public_key
+    def __init__(self, root: Path, app_dir: Path, public_key: bytes, token_ttl_s: float = 30 * 86400):
+        self.root, self.app_dir, self.public_key, self.token_ttl_s = root, app_dir, public_key, token_ttl_s
         self.grpc_port, self.http_port = free_port(), free_port()
         self.server = None
 
@@ -70,7 +70,8 @@ class Fleet:
         from edgefleet.coordinator import Server, ServerConfig
         self.server = Server(ServerConfig(init=init, store=f"sqlite:///{self.root / 'fleet.db'}", admin_token=ADMIN,
                                           port=self.grpc_port, http_port=self.http_port, app_dir=str(self.app_dir),
-                                          trusted_key=self.public_key, evaluate_interval_s=None)).start()
+                                          trusted_key=self.public_key, evaluate_interval_s=None,
+                                          token_ttl_s=self.token_ttl_s)).start()
         return self
 
     def stop(self):
@@ -133,7 +134,8 @@ def setup(tmp_path_factory, digits_export, digits_data):
     corrupt.write_bytes(bytes(head))
 
     browser = Browser()
-    yield {"fleet": fleet, "admin": admin, "browser": browser, "expected": expected, "y": y, "corrupt": corrupt}
+    yield {"fleet": fleet, "admin": admin, "browser": browser, "expected": expected, "y": y, "corrupt": corrupt,
+           "bundle": bundle, "public_key": pub, "samples": samples}
     browser.close()
     admin.close()
     if fleet.server:
@@ -223,6 +225,61 @@ def test_bundle_with_a_flipped_byte_is_refused_visibly(setup):
     assert "failed verification" in text and "sha256" in text, text
     assert b("eval", js="return document.getElementById('status').textContent") == "bundle refused"
     b("screenshot", path=str(ARTIFACTS / "browser-refused.png"))
+
+
+def test_the_page_rotates_its_token_before_it_expires_and_asks_the_cloud(setup, tmp_path):
+    """FetchTransport in the page follows the SDK's one rotation rule (half the token's life): against
+    a coordinator whose device tokens live 10 s, the page's device rotates on the first sync past 5 s
+    (its old token is refused at once) and is still online after the first token's expiry; a cloud
+    Predict over fetch answers with the model's logits."""
+    import time
+
+    import grpc
+
+    from edgefleet._webapp import write_browser_app
+    from edgefleet.bundle import Bundle, pack
+    from edgefleet.coordinator import AdminClient
+    from edgefleet.proto import fleet_pb2 as pb
+    from edgefleet.proto.fleet_pb2_grpc import FleetStub
+
+    b = setup["browser"]
+    fleet = Fleet(tmp_path, tmp_path / "app", setup["public_key"], token_ttl_s=10.0)
+    (tmp_path / "app").mkdir()
+    fleet.start(init=True)
+    admin = AdminClient(f"127.0.0.1:{fleet.grpc_port}", ADMIN)
+    channel = grpc.insecure_channel(f"127.0.0.1:{fleet.grpc_port}")
+    try:
+        version = Bundle.open(setup["bundle"]).version
+        admin.publish_bundle(pack(setup["bundle"], tmp_path / "bundle.tar.gz").read_bytes())
+        admin.set_baseline("web", version)
+        admin.set_privacy("web", True)
+        write_browser_app(tmp_path / "app", setup["bundle"], enrollment_token=admin.create_enrollment_token("web"),
+                          trusted_key=setup["public_key"], samples=setup["samples"], sync_ms=600000, window_size=5)
+        b("goto", url=fleet.url)   # another origin: its own IndexedDB, so a new identity
+        wait_ready(b)
+        py = "return JSON.parse(await window.edgefleetApp.py.runPythonAsync({!r}))".format
+        sync = lambda: b("eval", js="return await window.edgefleetApp.sync()")   # noqa: E731
+        identity = lambda: b("eval", js=py("import json; json.dumps({**dev.identity, **dev.stats})"))   # noqa: E731
+        assert sync()["sync"]["online"]
+        first = identity()
+        assert 9000 <= first["token_expires_ms"] - first["token_issued_ms"] <= 10500
+        time.sleep(max(0.0, (first["token_issued_ms"] + 5200) / 1000 - time.time()))
+        assert sync()["sync"]["online"]
+        second = identity()
+        assert second["token_rotations"] == 1 and second["device_token"] != first["device_token"]
+        with pytest.raises(grpc.RpcError) as info:   # the old token stopped at once
+            FleetStub(channel).GetPolicy(pb.PolicyRequest(), metadata=(("authorization", f"Bearer {first['device_token']}"),))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        time.sleep(max(0.0, (first["token_expires_ms"] + 300) / 1000 - time.time()))
+        assert sync()["sync"]["online"]   # past the first token's expiry: the rotated one still works
+        row = json.dumps(setup["samples"]["x"][0])
+        logits = b("eval", js=py(f"import json; json.dumps(dev.transport.predict({row}, 1, {version!r}, 5.0))"))
+        assert len(logits) == 10 and int(np.argmax(logits)) == setup["expected"][0]
+        assert [a["kind"] for a in admin.list_audit("web")] == ["predict_inputs"]
+    finally:
+        channel.close()
+        admin.close()
+        fleet.stop()
 
 
 def test_demo_serves_the_page_and_a_working_enrollment_token(digits_export, tmp_path):

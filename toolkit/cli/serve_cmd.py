@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow a non-loopback --host without TLS (tokens and telemetry travel in the clear)")
     p.add_argument("--token-ttl", type=float, default=30 * 86400, help="seconds a device token lives (rotated by devices)")
     p.add_argument("--enrollment-ttl", type=float, default=7 * 86400, help="seconds an enrollment token lives")
-    p.add_argument("--device-rate", type=float, default=20.0, help="calls per second one device may make (burst 2x)")
+    p.add_argument("--device-rate", type=float, default=20.0, help="calls per second one device may make (burst 2x, at least one call)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                    help="JSON-lines log on stderr at this level")
 

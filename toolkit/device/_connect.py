@@ -74,7 +74,8 @@ class ConnectTransport:
 
     def enroll(self, enrollment_token: str, hardware: str = "") -> dict:
         r = self._call("Enroll", {"enrollment_token": enrollment_token, "hardware": hardware})
-        return {"device_id": r["deviceId"], "device_token": r["deviceToken"], "cohort": r["cohort"]}
+        return {"device_id": r["deviceId"], "device_token": r["deviceToken"], "cohort": r["cohort"],
+                "expires_ms": int(r.get("expiresMs", 0))}
 
     def rotate_token(self) -> dict:
         r = self._call("Identity/RotateToken", {})

@@ -28,6 +28,7 @@ from edgefleet._errors import BundleError, ConfigError, DataError, EdgefleetErro
 from edgefleet.bundle import Bundle, unpack
 
 from ._engine import Engine
+from ._identity import rotation_due
 from ._policy import choose
 from ._queue import DiskQueue
 from ._remedy import CloudFallback, biased_top
@@ -75,6 +76,8 @@ class Device:
       ``edgefleet.runtimes`` (e.g. wasm under Pyodide);
     - ``threads``: intra-op threads of the runtimes it loads (default: each runtime's own; the native
       runtime's is the physical cores; outputs do not depend on it);
+    - ``rotate_after_s``: the device token is swapped for a new one once half its life has passed, and
+      at the latest this long after it was issued (:func:`~edgefleet.device._identity.rotation_due`);
     - ``clock``: seconds since the epoch (tests pass a fake one).
     """
 
@@ -369,17 +372,18 @@ class Device:
             return
         if not self.enrollment_token:
             raise Rejected("UNAUTHENTICATED", "device is not enrolled and has no enrollment token")
-        self.identity = {**self.transport.enroll(self.enrollment_token, self.hardware),
-                         "token_issued_ms": int(self.clock() * 1000)}
+        enrolled = dict(self.transport.enroll(self.enrollment_token, self.hardware))
+        expires_ms = enrolled.pop("expires_ms", 0)
+        self.identity = {**enrolled, "token_issued_ms": int(self.clock() * 1000), "token_expires_ms": expires_ms}
         _write_json(self.state / "identity.json", self.identity)
         self.transport.token = self.identity["device_token"]
 
     def _rotate_if_due(self) -> None:
-        """Swap the device token for a new one every ``rotate_after_s`` (tokens expire on the
+        """Swap the device token for a new one when :func:`rotation_due` says so (tokens expire on the
         coordinator). The new token is on disk before it is used; the old one stops working at once."""
         now = int(self.clock() * 1000)
-        issued = self.identity.setdefault("token_issued_ms", now)
-        if now - issued < self.rotate_after_s * 1000 or not hasattr(self.transport, "rotate_token"):
+        self.identity.setdefault("token_issued_ms", now)
+        if not rotation_due(self.identity, now, self.rotate_after_s) or not hasattr(self.transport, "rotate_token"):
             return
         fresh = self.transport.rotate_token()
         self.identity = {**self.identity, "device_token": fresh["device_token"], "token_issued_ms": now,

@@ -22,7 +22,7 @@ class FetchTransport(ConnectTransport):
     def __init__(self, base_url: str = "", *, timeout_s: float = 10.0):
         super().__init__(base_url, timeout_s=timeout_s)
 
-    async def apost(self, method: str, body: bytes, ctype: str) -> bytes:
+    async def apost(self, method: str, body: bytes, ctype: str, timeout_s: float | None = None) -> bytes:
         from js import AbortSignal  # type: ignore[import-not-found]  # Pyodide only
         from pyodide.http import pyfetch  # type: ignore[import-not-found]
 
@@ -31,7 +31,7 @@ class FetchTransport(ConnectTransport):
             headers["Authorization"] = f"Bearer {self.token}"
         try:
             r = await pyfetch(self._url(method), method="POST", headers=headers,
-                              body=body, signal=AbortSignal.timeout(int(self.timeout_s * 1000)))
+                              body=body, signal=AbortSignal.timeout(int((timeout_s or self.timeout_s) * 1000)))
             data = await r.bytes()
         except Exception as e:  # noqa: BLE001 - fetch rejects with a JS TypeError/AbortError when unreachable
             raise Offline(f"{method}: coordinator unreachable ({e})") from e
@@ -43,7 +43,7 @@ class FetchTransport(ConnectTransport):
             raise self._error(method, err)
         return data
 
-    def _post(self, method: str, body: bytes, ctype: str) -> bytes:
+    def _post(self, method: str, body: bytes, ctype: str, timeout_s: float | None = None) -> bytes:
         from pyodide.ffi import run_sync  # type: ignore[import-not-found]
 
-        return run_sync(self.apost(method, body, ctype))
+        return run_sync(self.apost(method, body, ctype, timeout_s))

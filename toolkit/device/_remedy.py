@@ -18,6 +18,7 @@ import time
 
 from edgefleet import monitoring
 from edgefleet._errors import EdgefleetError
+from edgefleet._ratelimit import RateLimit
 
 __all__ = ["biased_top", "CloudFallback"]
 
@@ -34,19 +35,14 @@ class CloudFallback:
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
-        self._tokens, self._at = 0.0, None
+        self._limit: RateLimit | None = None   # at the policy's cloud_per_minute
         self.stats = {"cloud_rows": 0, "cloud_local": 0, "raw_bytes_sent": 0}
 
     def _admit(self, per_minute: float) -> bool:
-        now = self.clock()
         rate = per_minute / 60.0
-        capacity = max(1.0, rate)
-        self._tokens = capacity if self._at is None else min(capacity, self._tokens + (now - self._at) * rate)
-        self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
+        if self._limit is None or self._limit.rate != rate:
+            self._limit = RateLimit(rate, rate)
+        return self._limit.allow("cloud", now=self.clock())
 
     def answer(self, transport, remedy: dict, rows, confidences, model_version: str) -> dict[int, list[float]]:
         """{row index: cloud logits} for the rows under the threshold; {} when not allowed or failed."""

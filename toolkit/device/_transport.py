@@ -76,7 +76,8 @@ class GrpcTransport:
     def enroll(self, enrollment_token: str, hardware: str = "") -> dict:
         r = self._call("Enroll", lambda: self._stub.Enroll(self._pb.EnrollRequest(
             enrollment_token=enrollment_token, hardware=hardware), timeout=self.timeout_s))
-        return {"device_id": r.device_id, "device_token": r.device_token, "cohort": r.cohort}
+        return {"device_id": r.device_id, "device_token": r.device_token, "cohort": r.cohort,
+                "expires_ms": r.expires_ms}
 
     def rotate_token(self) -> dict:
         from edgefleet.proto import fleet_pb2_grpc

@@ -15,14 +15,16 @@ class EnrollRequest(_message.Message):
     def __init__(self, enrollment_token: _Optional[str] = ..., hardware: _Optional[str] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("device_id", "device_token", "cohort")
+    __slots__ = ("device_id", "device_token", "cohort", "expires_ms")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     COHORT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_MS_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     device_token: str
     cohort: str
-    def __init__(self, device_id: _Optional[str] = ..., device_token: _Optional[str] = ..., cohort: _Optional[str] = ...) -> None: ...
+    expires_ms: int
+    def __init__(self, device_id: _Optional[str] = ..., device_token: _Optional[str] = ..., cohort: _Optional[str] = ..., expires_ms: _Optional[int] = ...) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("counts",)
