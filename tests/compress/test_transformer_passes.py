@@ -91,6 +91,15 @@ def test_factorised_embedding_keeps_ids_and_shrinks_the_table(state):
     _runs_and_captures(state)
 
 
+def test_lowrank_on_the_linear_layers_keeps_the_encoder_exportable(state):
+    changed = get_pass("lowrank")(layers="linear", param_budget=0.3, min_params=0).run(state).changed
+    assert {f"layers.{i}.{p}" for i in range(4) for p in ("attention.query", "intermediate", "out")} <= set(changed["layers"])
+    assert changed["params_after"] < changed["params_before"]
+    _runs_and_captures(state)
+    with pytest.raises(ModelError, match="run transformer passes before lowrank"):
+        get_pass("prune_heads")(heads=1).run(state)
+
+
 def test_shallow_student_distilled_from_hidden_states_gets_closer_to_the_teacher(state):
     changed = get_pass("distill_hidden")(layers=2, epochs=3, lr=3e-3, batch=16).run(state).changed
     assert len(state.model.layers) == 2 and changed["teacher_layers_kept"] == [1, 3]
