@@ -290,10 +290,11 @@ def bench_minilm(args, workdir: Path) -> list[dict]:
             small, stages = _compressed_minilm(model, tok, tr_text, te_text, args)
             graph = capture_model(small, specs)
             qgraph = quantize_graph(graph, calib)
+            recipe_name = Path(args.recipe).stem
             for target in ("onnx-int8", "efm-int8"):
-                variant = f"edgefleet {args.recipe} {target}"
+                variant = f"edgefleet {recipe_name} {target}"
                 exporter = exporters.get(target)()
-                paths[variant] = exporter.export(qgraph, workdir / f"minilm.{args.recipe}.{target}")
+                paths[variant] = exporter.export(qgraph, workdir / f"minilm.{recipe_name}.{target}")
                 rt = runtimes.load(exporter.runtime, paths[variant], threads=1)
                 runners[variant] = lambda x, rt=rt: rt.run({"input_ids": x[0], "attention_mask": x[1]})[rt.output_names[0]]
             info["recipe"] = {"name": args.recipe, "stages": stages}
