@@ -11,7 +11,10 @@ same graph) and onnxruntime ``quantize_static`` (QDQ, per-channel, 7-bit weights
 are exact, calibrated on the same samples). For all-MiniLM-L6-v2 (when its package is installed) the
 peer is ``quantize_dynamic`` (per-channel, 7-bit weights) and the fidelity is the cosine to the fp32
 embeddings, plus the F1 of a logistic regression on frozen embeddings of Reuters-21578 Grain (weka's
-ARFF examples; see ``edgefleet.compress.data.load_reuters``).
+ARFF examples; see ``edgefleet.compress.data.load_reuters``). With ``--recipe`` (default ``transformer``)
+MiniLM is also run through that recipe's passes (attention heads and FFN neurons pruned, factorised
+word embedding, a shallower student distilled from hidden states on unlabelled Reuters training
+texts) and quantized like the other int8 rows; its bytes are given as a percentage of fp32.
 
 Columns: bytes; fidelity (top-1 agreement with torch fp32 on the test images, and test accuracy;
 cosine for MiniLM); latency at batch 1 and 32 (single thread; min and median of per-call wall time,
@@ -193,6 +196,37 @@ def _ort_fp32_minilm(model, ids, mask, path: Path) -> Path:
     return path
 
 
+def _compressed_minilm(model, tok, tr_text: list[str], te_text: list[str], args):
+    """MiniLM through ``--recipe``'s passes before quantization (heads/FFN pruning, factorised embedding,
+    shallower student distilled from hidden states) on unlabelled Reuters *training* texts (never the
+    test texts); returns the float model and each pass's report."""
+    import copy
+
+    from edgefleet.compress.data import Dataset
+    from edgefleet.compress.passes import get_pass
+    from edgefleet.compress.recipe import Recipe
+    from edgefleet.compress.state import State
+    from edgefleet.compress.zoo import minilm
+
+    rng = np.random.default_rng(1)
+    pick = rng.permutation(len(tr_text))[:args.distill_texts + 64]
+    ids, mask = tok.encode([tr_text[i] for i in pick], minilm.SEQ_LEN)
+    x = {"input_ids": ids[64:], "attention_mask": mask[64:]}
+    val = {"input_ids": ids[:64], "attention_mask": mask[:64]}
+    state = State.start(copy.deepcopy(model), Dataset("reuters-grain-train", x, None, val, None, val, None, task="embedding"))
+    stages = []
+    for p in Recipe.from_toml(args.recipe).passes:
+        if p.name == "quantize":
+            continue  # quantized below like the other int8 rows, on the same calibration texts
+        if p.name == "distill_hidden" and args.distill_epochs:
+            p = get_pass(p.name)(**{**p.params_dict(), "epochs": args.distill_epochs})
+        print(f"   pass {p!r}", file=sys.stderr, flush=True)
+        result = p.run(state)
+        stages.append({"pass": repr(p), "seconds": result.seconds,
+                       **{k: v for k, v in result.changed.items() if k != "layers"}})
+    return state.model, stages
+
+
 def bench_minilm(args, workdir: Path) -> list[dict]:
     """all-MiniLM-L6-v2 (real weights) on Reuters Grain: cosine to torch fp32, downstream F1 of a
     logistic regression on frozen embeddings, bytes, latency."""
@@ -251,6 +285,21 @@ def bench_minilm(args, workdir: Path) -> list[dict]:
             runners[f"edgefleet {target}"] = lambda x, rt=rt: rt.run({"input_ids": x[0], "attention_mask": x[1]})[rt.output_names[0]]
     except Exception as e:
         rows.append({**info, "variant": "edgefleet", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
+    if args.recipe:
+        try:
+            small, stages = _compressed_minilm(model, tok, tr_text, te_text, args)
+            graph = capture_model(small, specs)
+            qgraph = quantize_graph(graph, calib)
+            recipe_name = Path(args.recipe).stem
+            for target in ("onnx-int8", "efm-int8"):
+                variant = f"edgefleet {recipe_name} {target}"
+                exporter = exporters.get(target)()
+                paths[variant] = exporter.export(qgraph, workdir / f"minilm.{recipe_name}.{target}")
+                rt = runtimes.load(exporter.runtime, paths[variant], threads=1)
+                runners[variant] = lambda x, rt=rt: rt.run({"input_ids": x[0], "attention_mask": x[1]})[rt.output_names[0]]
+            info["recipe"] = {"name": args.recipe, "stages": stages}
+        except Exception as e:
+            rows.append({**info, "variant": f"edgefleet {args.recipe}", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
 
     def embed(fn, ids, mask):
         return np.concatenate([fn((ids[i:i + 32], mask[i:i + 32])) for i in range(0, len(ids), 32)])
@@ -265,7 +314,9 @@ def bench_minilm(args, workdir: Path) -> list[dict]:
         norm = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
         head = LogisticRegression(max_iter=2000, C=10.0).fit(norm(e_tr), tr_y)
         path = paths.get(variant)
+        fp32 = paths.get("ort fp32")
         rows.append({**info, "variant": variant, "bytes": path.stat().st_size if path else None,
+                     "bytes_pct_fp32": 100.0 * path.stat().st_size / fp32.stat().st_size if path and fp32 else None,
                      "fidelity": float(cos.mean()), "fidelity_p1": float(np.percentile(cos, 1)),
                      "fidelity_kind": "cosine to torch fp32",
                      "f1": float(f1_score(te_y, head.predict(norm(e_te))) * 100),
@@ -288,13 +339,18 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, help="timing budget per variant and batch (default 2; 0.2 with --smoke)")
     ap.add_argument("--text-train", type=int, help="Reuters training texts for the F1 head (default 400; 48 with --smoke)")
     ap.add_argument("--text-test", type=int, help="Reuters test texts (default 200; 32 with --smoke)")
+    ap.add_argument("--recipe", default="transformer",
+                    help="MiniLM: also the recipe's pruned, distilled student in int8 ('' to skip)")
+    ap.add_argument("--distill-texts", type=int, help="MiniLM: unlabelled Reuters training texts to distil on "
+                    "(default 1000; 32 with --smoke)")
+    ap.add_argument("--distill-epochs", type=int, help="MiniLM: distillation epochs (default: the recipe's)")
     ap.add_argument("--kernels", default="best", help="native kernel table: best, portable, avx2, avxvnni, avx512vnni")
     ap.add_argument("--out", help="JSON file to write (default: bench-results/real_models[_smoke].json)")
     args = ap.parse_args(argv)
     smoke = args.smoke
     for key, full, small in (("width", 1.0, 0.25), ("image", 64, 32), ("epochs", 2, 1), ("train_samples", 6000, 256),
                              ("test_samples", 1000, 64), ("rounds", 5, 2), ("seconds", 2.0, 0.2),
-                             ("text_train", 400, 48), ("text_test", 200, 32)):
+                             ("text_train", 400, 48), ("text_test", 200, 32), ("distill_texts", 1000, 32)):
         if getattr(args, key) is None:
             setattr(args, key, small if smoke else full)
 
@@ -317,12 +373,13 @@ def main(argv=None) -> int:
         lat = r.get("latency", {})
         fmt = lambda b, k: f"{lat[f'batch{b}'][k]:.3f}" if lat else "-"  # noqa: E731
         table.append([r["model"], r["variant"], f"{r['bytes']:,}" if r.get("bytes") else "-",
+                      f"{r['bytes_pct_fp32']:.1f}" if r.get("bytes_pct_fp32") else "-",
                       (f"{r['fidelity']:.4f}/{r['fidelity_p1']:.4f}" if "fidelity_p1" in r else f"{r['fidelity']:.1f}")
                       if "fidelity" in r else "-",
                       f"{r['test_accuracy']:.1f}" if "test_accuracy" in r else (f"F1 {r['f1']:.1f}" if "f1" in r else "-"),
                       fmt(1, "min_ms"), fmt(1, "median_ms"), fmt(32, "min_ms"), fmt(32, "median_ms"),
                       r.get("error", "")[:70]])
-    print_table(["model", "variant", "bytes", "agree % | cos mean/p1", "acc % | F1", "b1 min", "b1 med", "b32 min", "b32 med", "note"], table)
+    print_table(["model", "variant", "bytes", "% fp32", "agree % | cos mean/p1", "acc % | F1", "b1 min", "b1 med", "b32 min", "b32 med", "note"], table)
     payload = {"machine": machine, "native_kernels": kernels, "threads": 1, "args": vars(args), "results": rows}
     if args.out:
         Path(args.out).write_text(json.dumps(payload, indent=2, default=float))

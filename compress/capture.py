@@ -18,13 +18,14 @@ import numpy as np
 
 from edgefleet._errors import ModelError, UnsupportedOpError
 
+from . import capture_masks  # noqa: F401  (registers comparisons, where and masked_fill)
 from .capture_aten import ATEN, SUGGEST, aten
 from .ir.graph import Graph, Node, Value
 
 _IDENTITY = {"dropout", "dropout_", "clone", "contiguous", "alias", "detach", "lift_fresh_copy",
              "feature_dropout", "alpha_dropout", "identity"}
 _SKIP = {"sym_size", "_assert_scalar", "_assert_tensor_metadata", "sym_constrain_range_for_size",
-         "_assert_async", "le", "ge", "eq", "scalar_tensor", "sym_constrain_range"}
+         "_assert_async", "scalar_tensor", "sym_constrain_range"}
 #: ops that read only their operand's shape (folded to a constant with batch 1, which broadcasts)
 _LIKE = {"zeros_like", "ones_like", "full_like", "empty_like"}
 #: ops without tensor operands that create a constant (folded)
@@ -134,6 +135,7 @@ class _Builder:
         self.counts: dict[str, int] = {}
         self.permuted: dict[str, tuple] = {}  # batch-moving permute consumed by select(0): (input, perm)
         self.pieces: dict[str, tuple] = {}  # split/chunk/unbind node -> (input, axis, [(start, stop)], squeeze)
+        self.predicates: set[str] = set()   # float 0/1 values standing in for booleans (capture_masks)
         self.poisoned: set[str] = set()     # outputs of refused ops (and what depends on them)
         self.refusals: list[_Refusal] = []
 
@@ -431,6 +433,7 @@ def capture(model_or_program, example_shape: Sequence | None = None, *, name: st
     for value in graph.values.values():
         if value.shape and value.shape[0] is not None and value.name not in input_names:
             value.shape = (None, *value.shape[1:])
+    capture_masks.cast_before_shape_ops(graph)
     fuse_activations(graph)
     return graph.validate()
 

@@ -28,8 +28,6 @@ SUGGEST = {
     "log_softmax": "softmax (take the log outside the model)",
     "amax": "max_pool2d over the spatial axes", "max": "max_pool2d over the spatial axes",
     "addmm": "linear", "baddbmm": "matmul then add",
-    "where": "an additive mask (add a large negative constant before softmax)",
-    "masked_fill": "an additive mask (add a large negative constant before softmax)",
     "sub": "add of a negated constant (subtraction of two activations is not in the op set)",
     "pad": "constant padding (mode 'constant')",
     "reflection_pad2d": "constant padding (F.pad(..., mode='constant'))",
@@ -189,15 +187,6 @@ def _reduce(b, n, name, args, kw):
 @aten("add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "rsub")
 def _binary(b, n, name, args, kw):
     b.binary(n, name.rstrip("_"), args, kw)
-
-
-@aten("_to_copy", "to")
-def _to_copy(b, n, name, args, kw):
-    src = b.value_name(args[0])
-    if src in b.values and b.values[src].dtype == "int64" and str(n.meta["val"].dtype) == "torch.float32":
-        b.add("cast", n, [src])
-    else:
-        b.alias[n.name] = src
 
 
 @aten("view", "reshape", "flatten", "unsqueeze", "squeeze", "_unsafe_view", "unflatten")

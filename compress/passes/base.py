@@ -142,4 +142,4 @@ def pass_names() -> list[str]:
 
 def _load_builtin() -> None:
     # one module per pass; importing registers it
-    from . import distill, lowrank, prune, quantize  # noqa: F401
+    from . import distill, heads, lowrank, prune, quantize, shallow  # noqa: F401

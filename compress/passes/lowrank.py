@@ -13,7 +13,7 @@ from edgefleet._errors import ModelError
 from ..state import count_parameters
 from .base import Param, Pass, register_pass
 
-_LAYERS = ("linear", "conv", "all")
+_LAYERS = ("linear", "conv", "all", "embedding")
 
 
 class Factorized(nn.Sequential):
@@ -31,6 +31,10 @@ class LowRank(Pass):
     singular values, or — with ``param_budget`` — the largest rank within that fraction of the
     layer's weights. A layer is changed only when this saves parameters; grouped convs and layers
     under ``min_params`` weights are left alone.
+
+    ``layers="embedding"`` factorises ``nn.Embedding`` tables instead (ALBERT's factorised
+    embedding): ``Embedding(vocab, r)`` then ``Linear(r -> dim, no bias)``. Token ids, the vocabulary
+    and the tokenizer stay exactly as they were; only the table's rank shrinks.
     """
 
     name = "lowrank"
@@ -40,13 +44,14 @@ class LowRank(Pass):
         Param("param_budget", (float, type(None)), None,
               "keep at most this fraction of each layer's weights (overrides energy)",
               check=lambda v: v is None or 0.0 < v < 1.0, check_doc="in (0, 1)"),
-        Param("layers", str, "all", "which layers to factorise: linear, conv or all", _LAYERS),
+        Param("layers", str, "all", "which layers to factorise: linear, conv, all (both) or embedding", _LAYERS),
         Param("min_params", int, 4096, "skip layers with fewer weights than this",
               check=lambda v: v >= 0, check_doc=">= 0"),
     )
 
     def _candidates(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
-        kinds = {"linear": (nn.Linear,), "conv": (nn.Conv2d,), "all": (nn.Linear, nn.Conv2d)}[self.layers]
+        kinds = {"linear": (nn.Linear,), "conv": (nn.Conv2d,), "all": (nn.Linear, nn.Conv2d),
+                 "embedding": (nn.Embedding,)}[self.layers]
         inside = {n for n, m in model.named_modules() if isinstance(m, Factorized)}
         out = []
         for name, m in model.named_modules():
@@ -111,6 +116,11 @@ class LowRank(Pass):
 
 
 def _factorize(m: nn.Module, first: torch.Tensor, second: torch.Tensor, r: int) -> Factorized:
+    if isinstance(m, nn.Embedding):  # rows are tokens: table (vocab x r), then (r -> dim)
+        table, up = nn.Embedding(m.num_embeddings, r, padding_idx=m.padding_idx), nn.Linear(r, m.embedding_dim, bias=False)
+        table.weight.copy_(second)
+        up.weight.copy_(first.T)
+        return Factorized(table, up).train(m.training)
     bias = m.bias is not None
     if isinstance(m, nn.Linear):
         a = nn.Linear(m.in_features, r, bias=False)

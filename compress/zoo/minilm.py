@@ -82,7 +82,7 @@ class _SelfAttention(nn.Module):
         q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
         scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim)) + mask_bias
         ctx = torch.matmul(torch.softmax(scores, dim=-1), v)
-        return self.output(ctx.permute(0, 2, 1, 3).reshape(b, s, h))
+        return self.output(ctx.permute(0, 2, 1, 3).reshape(b, s, self.heads * self.head_dim))
 
 
 class _Layer(nn.Module):

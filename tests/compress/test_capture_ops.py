@@ -133,3 +133,55 @@ def test_class_token_and_fused_qkv_capture_without_moving_the_batch_axis():
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     assert np.abs(run_float(g, x)["output"] - ref).max() < 1e-5
+
+
+def test_boolean_masks_are_exact_in_float_and_close_in_int8():
+    """Hugging Face's masked_fill bias, ``masked_fill(mask == 0, -inf)`` and ``where(mask > 0, x, 0)``
+    on an int64 attention mask: float32 matches torch, and int8 stays close."""
+    from tests.runtimes.op_models import op_case
+
+    model, g, qg, x = op_case("masked_fill_encoder")
+    assert not {"where", "masked_fill"} & {n.op for n in g.nodes}
+    assert all(v.dtype in ("float32", "int64") for v in g.values.values())
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x["input_ids"]), torch.from_numpy(x["attention_mask"])).numpy()
+    assert np.abs(run_float(g, x)["output"] - ref).max() < 1e-5
+    assert np.abs(run_int(qg, x)["output"] - ref).max() < 0.5 * np.abs(ref).max()
+
+
+class Comparisons(nn.Module):
+    """Every comparison of an integer tensor with a (non-integer) number, ``~``, ``&``, ``.bool()``,
+    and a constant causal mask."""
+
+    def forward(self, ids):
+        x = ids.float()
+        out = x * 0
+        for i, p in enumerate([ids > 2.5, ids >= 3, ids < 1.5, ids <= -1, ids == 4, ids != 0,
+                               ~(ids > 2), (ids > 0) & (ids < 5), (ids - 3).bool()]):
+            out = out + torch.where(p, x, -1.0) * (i + 1)
+        causal = torch.ones(5, 5).tril() == 0
+        return out + (out[:, None, :] * 0.5).masked_fill(causal, 0.0).sum(dim=-1)
+
+
+def test_every_comparison_is_exact_on_integers():
+    g = capture(Comparisons().eval(), (5,), input_dtype="int64")
+    ids = np.array([[-2, 0, 1, 3, 4], [5, 4, 2, 0, -1], [1, 1, 3, 3, 7]], np.int64)
+    with torch.no_grad():
+        ref = Comparisons()(torch.from_numpy(ids)).numpy()
+    assert np.array_equal(run_float(g, ids)["output"], ref)
+
+
+def test_masks_that_cannot_be_written_exactly_are_refused_with_the_reason():
+    class FloatCompare(nn.Module):
+        def forward(self, x):
+            return x.masked_fill(x > 0.5, -1e9)
+
+    class PositiveFill(nn.Module):
+        def forward(self, ids):
+            x = ids.float()
+            return x.masked_fill(ids == 0, float("inf"))
+
+    with pytest.raises(UnsupportedOpError, match="aten.gt .*not integer-valued"):
+        capture(FloatCompare(), (4,))
+    with pytest.raises(UnsupportedOpError, match=r"aten.masked_fill .*fill value above 10000"):
+        capture(PositiveFill(), (4,), input_dtype="int64")

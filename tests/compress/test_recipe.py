@@ -7,7 +7,7 @@ from edgefleet.compress.recipe import Recipe, recipe_from_flags
 
 def test_every_registered_pass_imports_and_documents_its_params():
     names = pass_names()
-    assert {"prune", "lowrank", "distill", "quantize"} <= set(names)
+    assert {"prune", "lowrank", "distill", "quantize", "prune_heads", "distill_hidden"} <= set(names)
     for name in names:
         cls = get_pass(name)
         assert cls.__doc__ and cls.params
@@ -17,7 +17,7 @@ def test_every_registered_pass_imports_and_documents_its_params():
 
 
 def test_builtin_recipes_load():
-    for name in ("default", "small"):
+    for name in ("default", "small", "transformer"):
         recipe = Recipe.from_toml(name)
         assert recipe.passes[-1].name == "quantize"
 
@@ -30,7 +30,7 @@ def test_flags_build_the_same_recipe_as_toml(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[[passes]]\nname = "squeeze"\n', r"passes\[0\]: unknown pass 'squeeze'; known passes: distill, lowrank"),
+    ('[[passes]]\nname = "squeeze"\n', r"passes\[0\]: unknown pass 'squeeze'; known passes: distill, distill_hidden, lowrank"),
     ('[[passes]]\nname = "quantize"\nmethod = 3\n', r"passes\[0\]: pass quantize.method: expected str, got int"),
     ('[[passes]]\nname = "quantize"\nweight_bits = 4\n', r"weight_bits: 4 is not one of 7, 8"),
     ('[[passes]]\nname = "quantize"\nbogus = 1\n', r"unknown parameter\(s\) bogus"),

@@ -3,7 +3,8 @@ captured through ``torch.export`` like a user's model: TF-"same" and constant pa
 excitation, hardswish/hardsigmoid/SiLU/clamp/ReLU6, chunk/split/slice/cat, global pooling; token ids
 (int64), folded position ids and ``zeros_like`` token types, layer norm, attention with batched
 matmul and softmax, GELU (erf and tanh), mean over an axis; an int64 attention mask cast to float,
-an additive mask bias, and a masked mean (sum and division)."""
+an additive mask bias, and a masked mean (sum and division); boolean masks (comparisons, ``where``,
+``masked_fill``) as Hugging Face writes them."""
 
 from __future__ import annotations
 
@@ -100,15 +101,41 @@ class MaskedEncoder(nn.Module):
         return (x * mask[:, :, None]).sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
 
 
+class MaskedFillEncoder(nn.Module):
+    """Boolean attention masks as Hugging Face's BERT writes them: the 4-D bias from
+    ``inverted.masked_fill(inverted.bool(), finfo.min)`` with ``inverted = 1 - mask``; a second head
+    masked with ``scores.masked_fill(mask == 0, -inf)`` and the pooled mean through ``torch.where``."""
+
+    def __init__(self, vocab=30, seq=10, dim=16):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.ln = nn.LayerNorm(dim)
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, input_ids, attention_mask):
+        x = self.ln(self.tok(input_ids))
+        inverted = 1.0 - attention_mask[:, None, None, :].to(x.dtype)
+        bias = inverted.masked_fill(inverted.to(torch.bool), torch.finfo(x.dtype).min)
+        q, k, v = (f(x).reshape(x.shape[0], -1, 2, 8).permute(0, 2, 1, 3) for f in (self.q, self.k, self.v))
+        scores = torch.matmul(q, k.transpose(-1, -2)) * 0.35
+        first = torch.softmax(scores[:, :1] + bias, dim=-1)
+        second = torch.softmax(scores[:, 1:].masked_fill(attention_mask[:, None, None, :] == 0, float("-inf")), dim=-1)
+        ctx = torch.matmul(torch.cat([first, second], dim=1), v).permute(0, 2, 1, 3).flatten(2)
+        x = x + ctx
+        kept = torch.where(attention_mask[:, :, None] > 0, x, 0.0)
+        return kept.sum(dim=1) / attention_mask.to(x.dtype).sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
 OP_MODELS = {"mobile_ops": (MobileOps, [((3, 17, 17), "float32")]), "token_encoder": (TokenEncoder, [((12,), "int64")]),
-             "masked_encoder": (MaskedEncoder, [((10,), "int64"), ((10,), "int64")])}
+             "masked_encoder": (MaskedEncoder, [((10,), "int64"), ((10,), "int64")]),
+             "masked_fill_encoder": (MaskedFillEncoder, [((10,), "int64"), ((10,), "int64")])}
 
 
 def inputs(name: str, n: int, seed: int):
     """Test inputs: an array (one input) or a dict by input name; masks keep 1..seq leading tokens."""
     cls, specs = OP_MODELS[name]
     rng = np.random.default_rng(seed)
-    if name == "masked_encoder":
+    if name in ("masked_encoder", "masked_fill_encoder"):
         lengths = rng.integers(1, 11, n)
         mask = (np.arange(10)[None, :] < lengths[:, None]).astype(np.int64)
         return {"input_ids": rng.integers(0, 30, (n, 10)).astype(np.int64), "attention_mask": mask}
