@@ -270,6 +270,7 @@ def html_report(result, fields: dict) -> str:
 
     attempts = [(a.number, "ok" if a.ok else "missed", task.format(a.int8_val_score), f"{a.drop:+.4g}", a.recipe)
                 for a in result.attempts]
+    islands = island_lines(result)
     skipped = "".join(f"<li><b>{html.escape(v.target)}</b>: {html.escape(v.reason)}</li>"
                       for v in result.verdicts if not v.shipped)
     return f"""<!doctype html>
@@ -282,6 +283,7 @@ th{{background:#f3f4f6}}td:first-child{{text-align:left}}.charts svg{{display:bl
 ({html.escape(', '.join(result.machine['cpu_flags']))}), latency single-threaded.</p>
 <h2>Stages</h2>{table(("stage", "params", "nonzero", f"val {m}"), stage_rows(result))}
 <h2>Attempts</h2>{table(("#", "result", f"int8 val {m}", "drop", "recipe"), attempts)}
+{f'<h2>Precision islands</h2><pre>{html.escape(chr(10).join(islands[2:]))}</pre>' if islands else ''}
 <h2>Targets</h2>{table(_head(task), target_rows(result))}
 {f'<h3>Not shipped</h3><ul>{skipped}</ul>' if skipped else ''}
 <h2>Where the time went</h2>{table(("step", "seconds", "share"), timing_rows(result))}

@@ -60,6 +60,7 @@ def test_forced_precision_islands_are_recorded_lowered_and_refused_by_efm(tmp_pa
     assert v["onnx-int8"].shipped, v["onnx-int8"].reason  # parity gate against the reference's islands
     assert not v["efm-int8"].shipped and "precision islands" in v["efm-int8"].reason
     assert "precision islands (run in float32" in r.table() and "linear: 1 node(s)" in r.table()
+    assert "<h2>Precision islands</h2>" in (r.bundle.path / "report.html").read_text()
 
 
 def test_embedding_bundle_rejects_wrong_dtype_and_out_of_vocabulary_ids(tmp_path, token_data):
