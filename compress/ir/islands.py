@@ -126,8 +126,9 @@ def sensitivity(qgraph: Graph, score: Callable[[Graph], tuple[float, ...]],
 def choose_islands(qgraph: Graph, score: Callable[[Graph], tuple[float, ...]], met: Callable[[tuple], bool], *,
                    keep_float="auto", max_groups: int = 6) -> Graph:
     """The quantized graph with the fewest island groups whose score ``met``: greedy, each round adding the
-    group whose float run raises the objective (``score(graph)[0]``, higher better) most. Pure int8 when
-    it already meets the target (then ``score`` runs once).
+    group whose float run raises the objective (``score(graph)[0]``, higher better) most, then dropping
+    any chosen group the target no longer needs. Pure int8 when it already meets the target (then
+    ``score`` runs once).
 
     ``keep_float``: ``"auto"`` (measure and choose), ``"none"`` (pure int8), or a list of op kinds or
     node names forced into islands (then nothing else is added).
@@ -166,6 +167,19 @@ def choose_islands(qgraph: Graph, score: Callable[[Graph], tuple[float, ...]], m
                                     "score_after": round(trial_got[0], 6)}
         chosen += picked
         current, got = trial, trial_got
+    return _drop_unneeded(qgraph, current, score, met, chosen) if met(got) else current
+
+
+def _drop_unneeded(qgraph: Graph, current: Graph, score, met, chosen: list[str]) -> Graph:
+    """Greedy order can pick a kind early that later picks make redundant: drop each chosen kind (the
+    earliest first) whose removal still meets the target."""
+    for group in list(chosen):
+        keep = {n: why for n, why in current.islands.items() if why.get("group") in chosen and why.get("group") != group}
+        trial = mark(qgraph, keep)
+        trial_got = score(trial)
+        if met(trial_got):
+            chosen.remove(group)
+            current = trial
     return current
 
 

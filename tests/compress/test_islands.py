@@ -73,3 +73,20 @@ def test_auto_adds_the_groups_that_raise_fidelity_and_records_what_each_bought(c
     forced = islands.summary(islands.choose_islands(qgraph, None, None, keep_float=["layer_norm"]))
     assert [(r["group"], len(r["nodes"]), r["reason"]) for r in forced] == [
         ("layer_norm", 1, "forced by quantize.keep_float")]
+
+
+def test_greedy_tries_pairs_when_no_single_kind_helps_and_drops_kinds_made_redundant():
+    """The selection logic on a scripted score: a residual add and its layer norm help only together
+    (the tensor between them stays float only when both are islands); linear helps a little alone."""
+    from runtimes.parity_suite import zoo_case
+
+    qgraph = zoo_case("bert_encoder")[1]
+
+    def score(g):
+        kinds = {why["group"] for why in g.islands.values()}
+        return (0.90 + 0.02 * ("linear" in kinds) + 0.09 * ({"add", "layer_norm"} <= kinds),)
+
+    chosen = islands.choose_islands(qgraph, score, lambda s: s[0] >= 0.99 - 1e-9)
+    rows = {r["group"]: r for r in islands.summary(chosen)}
+    assert set(rows) == {"add", "layer_norm"}  # linear was picked first, then found unneeded
+    assert "chosen with layer_norm" in rows["add"]["reason"] and rows["add"]["gain"] > 0.08
