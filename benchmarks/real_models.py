@@ -238,6 +238,7 @@ def bench_minilm(args, workdir: Path) -> list[dict]:
     from edgefleet import runtimes
     from edgefleet.compress.batch import InputSpec
     from edgefleet.compress.data import load_reuters
+    from edgefleet.compress.ir import islands, run_float
     from edgefleet.compress.ir.quantize import quantize_graph
     from edgefleet.compress.state import capture_model
     from edgefleet.compress.tasks import cosine_rows
@@ -278,11 +279,28 @@ def bench_minilm(args, workdir: Path) -> list[dict]:
         calib = [{"input_ids": tr_ids[i:i + 16], "attention_mask": tr_mask[i:i + 16]}
                  for i in range(0, min(len(tr), args.calibration_samples), 16)]
         qgraph = quantize_graph(graph, calib)
-        for target in ("onnx-int8", "tflite-int8", "efm-int8"):
-            exporter = exporters.get(target)()
-            paths[f"edgefleet {target}"] = exporter.export(qgraph, workdir / f"minilm.{target}")
-            rt = runtimes.load(exporter.runtime, paths[f"edgefleet {target}"], threads=1)
-            runners[f"edgefleet {target}"] = lambda x, rt=rt: rt.run({"input_ids": x[0], "attention_mask": x[1]})[rt.output_names[0]]
+        graphs = {"": qgraph}
+        if args.island_texts:
+            # precision islands chosen on training texts (not the test texts the table scores)
+            batches = [{"input_ids": tr_ids[i:i + 8], "attention_mask": tr_mask[i:i + 8]}
+                       for i in range(0, min(len(tr), args.island_texts), 8)]
+            reference = np.concatenate([run_float(graph, b)[graph.outputs[0]] for b in batches])
+            graphs[" +islands"] = islands.choose_islands(qgraph, islands.scorer(batches, reference),
+                                                         lambda s: s[0] >= args.island_mean and s[1] >= args.island_p1)
+            info["islands"] = islands.summary(graphs[" +islands"])
+            print("# islands: " + "; ".join(f"{r['group']} x{len(r['nodes'])} (+{r['gain']:.4f})"
+                                            for r in info["islands"]), file=sys.stderr)
+        for suffix, qg in graphs.items():
+            for target in ("onnx-int8", "tflite-int8", "efm-int8"):
+                variant = f"edgefleet {target}{suffix}"
+                try:
+                    exporter = exporters.get(target)()
+                    paths[variant] = exporter.export(qg, workdir / f"minilm{suffix.strip()}.{target}")
+                except Exception as e:  # efm-int8 refuses islands (int8 kernels only)
+                    rows.append({**info, "variant": variant, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
+                    continue
+                rt = runtimes.load(exporter.runtime, paths[variant], threads=1)
+                runners[variant] = lambda x, rt=rt: rt.run({"input_ids": x[0], "attention_mask": x[1]})[rt.output_names[0]]
     except Exception as e:
         rows.append({**info, "variant": "edgefleet", "error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
     if args.recipe:
@@ -344,6 +362,10 @@ def main(argv=None) -> int:
     ap.add_argument("--distill-texts", type=int, help="MiniLM: unlabelled Reuters training texts to distil on "
                     "(default 1000; 32 with --smoke)")
     ap.add_argument("--distill-epochs", type=int, help="MiniLM: distillation epochs (default: the recipe's)")
+    ap.add_argument("--island-texts", type=int, default=16,
+                    help="MiniLM: training texts that choose the precision islands (0: no island variants)")
+    ap.add_argument("--island-mean", type=float, default=0.99, help="MiniLM islands: mean-cosine target on those texts")
+    ap.add_argument("--island-p1", type=float, default=0.97, help="MiniLM islands: 1st-percentile cosine target")
     ap.add_argument("--kernels", default="best", help="native kernel table: best, portable, avx2, avxvnni, avx512vnni")
     ap.add_argument("--out", help="JSON file to write (default: bench-results/real_models[_smoke].json)")
     args = ap.parse_args(argv)

@@ -30,7 +30,7 @@ from edgefleet.bundle import Bundle, BundleWriter
 from . import batch as B
 from . import report as report_mod
 from .data import Dataset, load_dataset
-from .ir import run_float
+from .ir import islands, run_float
 from .model_loading import load_model
 from .monitoring_ref import build_reference
 from .passes import get_pass
@@ -194,7 +194,7 @@ def _attempt(cfg: ExportConfig, recipe: Recipe, teacher, data: Dataset, number: 
              max_drop: float, steps: _Steps):
     task = get_task(data.task)
     state = State.start(copy.deepcopy(teacher), data, seed=cfg.seed, progress=cfg.progress)
-    state.teacher = teacher
+    state.teacher, state.max_drop = teacher, max_drop
     stages = []
     for p in recipe.passes:
         seed_everything(cfg.seed + number)
@@ -446,6 +446,7 @@ def _manifest_fields(cfg, name, data, graph, qgraph, chain, monitoring, result) 
             "tools": {"edgefleet": __version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__,
                       "numpy": np.__version__},
             "attempts": [a.__dict__ for a in result.attempts],
+            "precision_islands": islands.summary(qgraph),
             **({"signing_key": {"path": cfg.signing_key_path}} if cfg.signing_key_path else {}),
         },
     }

@@ -70,6 +70,17 @@ def timing_rows(result) -> list[tuple]:
     return [(step, f"{sec:.2f}", f"{100 * sec / total:.0f}%") for step, sec in result.timings.items()]
 
 
+def island_lines(result) -> list[str]:
+    """The precision islands the quantize pass chose (float32 op kinds, why, what each bought); none: []."""
+    rows = next((s["changed"]["precision_islands"] for s in result.stages
+                 if s["stage"] == "quantize" and "precision_islands" in (s.get("changed") or {})), None)
+    if not rows:
+        return []
+    gain = lambda r: "" if r.get("gain") is None else f", gained {r['gain']:+.4g} (budget objective)"  # noqa: E731
+    return ["", "precision islands (run in float32, everything else int8):",
+            *[f"  {r['group']}: {len(r['nodes'])} node(s); {r['reason']}{gain(r)}" for r in rows]]
+
+
 def _teacher_line(result) -> str:
     t, task = result.teacher, result.task
     m = task.metric
@@ -86,6 +97,7 @@ def text_table(result) -> str:
         parts += ["", "attempts (budget):"]
         parts += [f"  #{a.number} {'ok ' if a.ok else 'miss'} int8 val {task.format(a.int8_val_score)} "
                   f"drop {a.drop:+.4g}  [{a.recipe}]" for a in result.attempts]
+    parts += island_lines(result)
     parts += ["", "targets (test split; latency single-threaded):", _table(_head(task), target_rows(result))]
     for v in result.verdicts:
         if not v.shipped:
@@ -258,6 +270,7 @@ def html_report(result, fields: dict) -> str:
 
     attempts = [(a.number, "ok" if a.ok else "missed", task.format(a.int8_val_score), f"{a.drop:+.4g}", a.recipe)
                 for a in result.attempts]
+    islands = island_lines(result)
     skipped = "".join(f"<li><b>{html.escape(v.target)}</b>: {html.escape(v.reason)}</li>"
                       for v in result.verdicts if not v.shipped)
     return f"""<!doctype html>
@@ -270,6 +283,7 @@ th{{background:#f3f4f6}}td:first-child{{text-align:left}}.charts svg{{display:bl
 ({html.escape(', '.join(result.machine['cpu_flags']))}), latency single-threaded.</p>
 <h2>Stages</h2>{table(("stage", "params", "nonzero", f"val {m}"), stage_rows(result))}
 <h2>Attempts</h2>{table(("#", "result", f"int8 val {m}", "drop", "recipe"), attempts)}
+{f'<h2>Precision islands</h2><pre>{html.escape(chr(10).join(islands[2:]))}</pre>' if islands else ''}
 <h2>Targets</h2>{table(_head(task), target_rows(result))}
 {f'<h3>Not shipped</h3><ul>{skipped}</ul>' if skipped else ''}
 <h2>Where the time went</h2>{table(("step", "seconds", "share"), timing_rows(result))}

@@ -25,6 +25,7 @@ class State:
     graph: Graph | None = None   # float IR of ``model``, captured by ``quantize``
     qgraph: Graph | None = None  # the quantized IR: the one set of int8 parameters every exporter writes
     notes: list[str] = field(default_factory=list)
+    max_drop: float | None = None  # the accuracy budget (task's metric), set by the pipeline for the passes
     _teacher_val: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod

@@ -108,11 +108,12 @@ def input_ranges(graph) -> dict[str, tuple[int, int]]:
 def int8_outputs(qgraph, x: B.Batch) -> tuple[np.ndarray, str]:
     """The int8 model's outputs on ``x``: from the native runtime, which is bit-exact with the integer
     reference and runs the whole graph in C, when it is built and can express the graph; else from
-    ``run_int`` (numpy, op by op). Returns ``(outputs, "native" | "reference")``."""
+    ``run_int`` (numpy, op by op; also for a graph with float32 precision islands, which the native
+    runtime does not run). Returns ``(outputs, "native" | "reference")``."""
     from edgefleet import runtimes
     from edgefleet.runtimes import exporters
 
-    if runtimes.get("native").is_available():
+    if runtimes.get("native").is_available() and not qgraph.islands:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 path = exporters.get("efm-int8")().export(qgraph, Path(tmp) / "reference.efm")

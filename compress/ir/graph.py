@@ -110,6 +110,13 @@ class Graph:
 
     After quantization ``qparams`` maps every activation tensor name to its :class:`QParams`, and
     weight-bearing nodes carry ``weight_q``/``weight_qparams``/``bias_q`` params (see ``quantize``).
+
+    ``islands`` marks the nodes of a quantized graph that run in float32 (*precision islands*, see
+    :mod:`~edgefleet.compress.ir.islands`): node name -> why (``{"reason": ..., "gain": ...}``). An
+    island node dequantizes its int8 inputs, computes its float definition and quantizes its output
+    with the output's qparams -- unless every reader of that output is an island node too, or it is
+    a graph output: such a tensor stays float32 (:meth:`float_tensors`; it has no qparams, except a
+    graph output, whose calibrated qparams remain the parity gate's unit).
     """
 
     inputs: list[Value]
@@ -118,10 +125,27 @@ class Graph:
     values: dict[str, Value]
     qparams: dict[str, QParams] = field(default_factory=dict)
     name: str = "model"
+    islands: dict[str, dict] = field(default_factory=dict)
 
     @property
     def quantized(self) -> bool:
         return bool(self.qparams)
+
+    def in_island(self, node: Node) -> bool:
+        return node.name in self.islands
+
+    def float_tensors(self) -> set[str]:
+        """Tensors that stay float32 in the quantized graph: written by an island node and read only
+        by island nodes, or a graph output written by an island node."""
+        if not self.islands:
+            return set()
+        readers: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            for name in node.inputs:
+                readers.setdefault(name, []).append(node)
+        return {node.outputs[0] for node in self.nodes if node.name in self.islands and (
+            node.outputs[0] in self.outputs
+            or (readers.get(node.outputs[0]) and all(r.name in self.islands for r in readers[node.outputs[0]])))}
 
     def producer(self, value: str) -> Node | None:
         for node in self.nodes:

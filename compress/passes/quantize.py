@@ -1,9 +1,11 @@
-"""``quantize``: int8 post-training quantization of the captured IR, with QAT as the fallback."""
+"""``quantize``: int8 post-training quantization of the captured IR, with QAT as the fallback and
+float32 precision islands (:mod:`~edgefleet.compress.ir.islands`) where pure int8 misses the budget."""
 
 from __future__ import annotations
 
 from edgefleet._errors import ModelError
 
+from ..ir import islands
 from ..ir.quantize import METHODS, QuantConfig, quantize_graph
 from .base import Param, Pass, register_pass
 
@@ -28,6 +30,11 @@ class Quantize(Pass):
               check_doc="> 0"),
         Param("qat", bool, False, "fine-tune with fake quantization before calibrating"),
         Param("qat_epochs", int, 8, "QAT epochs", check=lambda v: v > 0, check_doc="> 0"),
+        Param("keep_float", str, "auto", "float32 precision islands: auto (the fewest op kinds that meet the "
+              "budget, none when pure int8 does), none, or comma-separated op kinds / node names",
+              check=lambda v: bool(v.strip()), check_doc="non-empty"),
+        Param("island_samples", int, 64, "validation samples scored per island trial", check=lambda v: v > 0,
+              check_doc="> 0"),
     )
 
     def config(self, seed: int = 0) -> QuantConfig:
@@ -46,11 +53,47 @@ class Quantize(Pass):
                                       self.config(state.seed))
         if not state.qgraph.qparams:
             raise ModelError("quantization produced no parameters")
+        state.qgraph = self._islands(state, state.qgraph)
+        if state.qgraph.islands:
+            changed["precision_islands"] = islands.summary(state.qgraph)
         changed["tensors_quantized"] = len(state.qgraph.qparams)
         changed["nodes"] = len(state.qgraph.nodes)
         return changed
+
+    def _islands(self, state, qgraph):
+        """Mark float32 islands: the ones ``keep_float`` names, or (``auto``) the fewest op kinds that bring
+        the task's drop on ``island_samples`` validation samples within the budget the pipeline set
+        (``state.max_drop``; without one, auto keeps pure int8)."""
+        spec = self.keep_float.strip()
+        if spec in ("auto", "none"):
+            if spec == "none" or state.max_drop is None:
+                return qgraph
+            score = _budget_score(state, self.island_samples)
+            return islands.choose_islands(qgraph, score, lambda s: -s[0] <= state.max_drop)
+        return islands.choose_islands(qgraph, None, None, keep_float=[t.strip() for t in spec.split(",") if t.strip()])
 
     def backoff(self):
         if self.qat:
             return None
         return Quantize(**{**self.params_dict(), "qat": True})
+
+
+def _budget_score(state, samples: int):
+    """``score(qgraph) -> (-drop,)``: minus the task's drop from the teacher on the first ``samples``
+    validation samples, the int8 outputs from the native runtime where it runs the graph."""
+    from .. import batch as B
+    from ..tasks import get_task
+    from ..train import predict_logits
+    from ..verify import int8_outputs
+
+    task, data = get_task(state.data.task), state.data
+    n = min(samples, B.size(data.x_val))
+    x = B.take(data.x_val, slice(0, n))
+    y = None if data.y_val is None else data.y_val[:n]
+    teacher_out = state.teacher_val_outputs()
+    teacher_out = None if teacher_out is None else teacher_out[:n]
+    teacher_score = task.score(predict_logits(state.teacher, x), y, teacher_out)
+
+    def score(g):
+        return (-task.drop(teacher_score, task.score(int8_outputs(g, x)[0], y, teacher_out)),)
+    return score

@@ -131,6 +131,11 @@ def lowering_for(op: str):
 
 
 def _emit(b: _Builder, node) -> None:
+    if node.name in b.g.islands:
+        islands = ", ".join(sorted(b.g.islands)[:4]) + (", ..." if len(b.g.islands) > 4 else "")
+        raise UnsupportedOpError(f"efm: {len(b.g.islands)} node(s) run in float32 precision islands ({islands}); the "
+                                 f"native runtime has int8 kernels only (first: {node.where()}); export without "
+                                 f"islands (quantize.keep_float = \"none\") for efm-int8")
     lower = lowering_for(node.op)
     if lower is None:
         raise UnsupportedOpError(f"efm: op {node.op!r} has no native kernel ({node.where()})")

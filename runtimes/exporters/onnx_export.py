@@ -36,6 +36,7 @@ class _Writer:
         self.inits: list = []
         self.unique = UniqueNames()
         self.alias: dict[str, str] = {}  # IR tensor -> name consumers should read
+        self.island = False  # lowering a precision island's node (float math, int8 weights)
 
     def init(self, base: str, arr: np.ndarray) -> str:
         name = self.unique(base)
@@ -63,7 +64,7 @@ class _Writer:
 
     def weight(self, node, key: str = "weight") -> str:
         p = node.params
-        if not self.int8:
+        if not self.int8 and not (self.island and f"{key}_q" in p):
             return self.init(f"{node.name}_{key}", p[key].astype(np.float32))
         q = self.init(f"{node.name}_{key}_q", p[f"{key}_q"].astype(np.int8))
         scale = self.init(f"{node.name}_{key}_scale", p[f"{key}_scale"].astype(np.float32))
@@ -98,12 +99,27 @@ class _Writer:
         return x
 
     def emit(self, node) -> str:
+        if self.int8 and node.name in self.graph.islands:
+            return self._island(node)
         if self.int8 and OPS[node.op].is_lut and node.op not in NATIVE_INT8_LUT_OPS:
             return _table_lookup(self, node, [self.read(i) for i in node.inputs])
         lower = LOWERINGS.get(node.op)
         if lower is None:
             raise UnsupportedOpError(f"the ONNX exporter cannot express op {node.op!r} ({node.where()})")
         return lower(self, node, [self.read(i) for i in node.inputs])
+
+    def _island(self, node) -> str:
+        """A precision island: the op's float lowering between the inputs' DequantizeLinear and the
+        output's QuantizeLinear (written by ``build`` when the output has qparams); a weighted op
+        reads its int8 weight through DequantizeLinear, so the bytes stay int8."""
+        self.int8, self.island = False, True
+        try:
+            lower = LOWERINGS.get(node.op)
+            if lower is None:
+                raise UnsupportedOpError(f"the ONNX exporter cannot express op {node.op!r} ({node.where()})")
+            return lower(self, node, [self.read(i) for i in node.inputs])
+        finally:
+            self.int8, self.island = True, False
 
     def build(self):
         helper, g = self.helper, self.graph
@@ -114,11 +130,12 @@ class _Writer:
             self.unique.reserve(v.name)
             if self.int8 and v.dtype == "float32":
                 self.alias[v.name] = self.qdq(v.name, v.name)
+        floats = g.float_tensors()
         for node in g.nodes:
             out = node.outputs[0]
             is_output = out in g.outputs
             y = self.emit(node)
-            if self.int8 and out in g.qparams:
+            if self.int8 and out in g.qparams and out not in floats:
                 y = self.qdq(out, y, out_name=out if is_output else None)
             elif is_output:
                 y = self.node("Identity", [y], [out], base=f"{out}_identity")

@@ -37,6 +37,7 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
         self.g, self.int8, self.full_integer = graph, int8, full_integer
         self.m = TfliteModel(f"edgefleet {graph.name} ({'int8' if int8 else 'fp32'})")
         self.env: dict[str, dict[bool, Stored]] = {}  # value -> {nhwc?: stored tensor}
+        self.island = False  # lowering a precision island's node (float math, int8 weights)
         self._check_graph()
 
     # -- entry -----------------------------------------------------------------------------------
@@ -48,7 +49,10 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
             if lower is None:
                 raise UnsupportedOpError(f"TFLite export: op {node.op!r} has no TFLite lowering ({node.where()})")
             try:
-                lower(self, node)
+                if self.int8 and node.name in self.g.islands:
+                    self._island(node, lower)
+                else:
+                    lower(self, node)
             except (ModelError, ConfigError):
                 raise
             except Exception as e:
@@ -57,6 +61,34 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
         for name in self.g.outputs:
             self._output(name)
         return self.m
+
+    def _island(self, node, lower) -> None:
+        """A precision island: DEQUANTIZE of each int8 input, the op's float lowering (weights: int8
+        constants through DEQUANTIZE), QUANTIZE of the output unless it stays float (no qparams)."""
+        saved = {v: self.env[v] for v in node.inputs}
+        for v in node.inputs:
+            self.env[v] = {nhwc: self._island_input(stored) for nhwc, stored in saved[v].items()}
+        self.int8, self.island = False, True
+        try:
+            lower(self, node)
+        finally:
+            self.int8, self.island = True, False
+            self.env.update(saved)
+        out = node.outputs[0]
+        if out not in self.g.float_tensors():
+            floats = self.env[out]
+            self.env[out] = {}
+            for nhwc, stored in floats.items():
+                q = self._new(out, nhwc, f"{out}/int8" if out in self.g.outputs else None)
+                self.m.op(B.QUANTIZE, [stored.index], [q.index])
+
+    def _island_input(self, stored: Stored) -> Stored:
+        t = self.m.tensors[stored.index]
+        if t.dtype != "int8":
+            return stored
+        f = self._temp(f"{t.name}/float", t.shape, "float32")
+        self.m.op(B.DEQUANTIZE, [stored.index], [f])
+        return Stored(f, stored.nhwc, stored.feature_order)
 
     def _check_graph(self) -> None:
         for v in [*self.g.inputs, *self.g.values.values()]:
@@ -100,7 +132,8 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
         the float tensor of the boundary (see :meth:`_output`)."""
         value, name = node.outputs[0], node.outputs[0]
         if value in self.g.outputs:
-            name = f"{value}/int8" if self.int8 else f"{value}/nhwc" if nhwc else value
+            name = (f"{value}/int8" if self.int8 else f"{value}/float" if self.island else f"{value}/nhwc" if nhwc
+                    else value)
         return self._new(value, nhwc, name).index
 
     def _temp(self, name: str, shape, dtype: str | None = None, quant: Quant | None = None, like: int | None = None) -> int:
@@ -173,6 +206,13 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
     def _weights(self, node, w_float: np.ndarray, layout, q_axis: int):
         """Weight and bias constants; ``layout`` maps an IR-shaped weight to the stored one."""
         p = node.params
+        if self.island:
+            zeros = np.zeros(p["weight_scale"].shape, np.int64)
+            wq = self.m.const(f"{node.name}/weight_q", layout(p["weight_q"]), "int8", Quant(p["weight_scale"], zeros, q_axis))
+            w = self.m.tensor(f"{node.name}/weight", self.m.shape_of(wq), "float32")
+            self.m.op(B.DEQUANTIZE, [wq], [w])
+            bias = p.get("bias", np.zeros(p["weight_q"].shape[0], np.float32))
+            return w, self.m.const(f"{node.name}/bias", bias, "float32")
         if self.int8:
             zeros = np.zeros(p["weight_scale"].shape, np.int64)
             w = self.m.const(f"{node.name}/weight", layout(p["weight_q"]), "int8", Quant(p["weight_scale"], zeros, q_axis))

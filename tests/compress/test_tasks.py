@@ -37,6 +37,7 @@ def test_embedding_task_end_to_end(tmp_path, token_data):
     assert m["outputs"][0]["kind"] == "embedding"
     assert m["monitoring"]["kind"] == "embedding" and m["monitoring"]["projection"]["space"] == "output"
     assert r.config["max_drop"] == 0.01  # the task's default budget, in cosine
+    assert m["provenance"]["precision_islands"] == []  # pure int8 meets it: no float islands
     v = {x.target: x for x in r.verdicts}
     for t in TARGETS:
         assert v[t].shipped, v[t].reason
@@ -44,6 +45,22 @@ def test_embedding_task_end_to_end(tmp_path, token_data):
     assert int8["test_cosine"] >= 0.99 and int8["p1_cosine"] > 0.95 and int8["recall@10"] > 0.6
     assert v["onnx-fp32"].metrics["test_cosine"] > 0.9999
     assert "cos mean" in r.table() and "recall@10" in r.table()
+
+
+def test_forced_precision_islands_are_recorded_lowered_and_refused_by_efm(tmp_path, token_data):
+    from edgefleet.compress.passes import get_pass
+    from edgefleet.compress.recipe import Recipe
+
+    recipe = Recipe("islands", [get_pass("quantize")(keep_float="linear")])
+    r = run_export(_cfg(tmp_path, model="tests.fixtures.models:token_encoder", data=str(token_data), task="embedding",
+                        recipe=recipe))
+    rows = r.bundle.manifest["provenance"]["precision_islands"]
+    assert [(x["group"], x["reason"]) for x in rows] == [("linear", "forced by quantize.keep_float")]
+    v = {x.target: x for x in r.verdicts}
+    assert v["onnx-int8"].shipped, v["onnx-int8"].reason  # parity gate against the reference's islands
+    assert not v["efm-int8"].shipped and "precision islands" in v["efm-int8"].reason
+    assert "precision islands (run in float32" in r.table() and "linear: 1 node(s)" in r.table()
+    assert "<h2>Precision islands</h2>" in (r.bundle.path / "report.html").read_text()
 
 
 def test_embedding_bundle_rejects_wrong_dtype_and_out_of_vocabulary_ids(tmp_path, token_data):

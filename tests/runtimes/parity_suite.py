@@ -17,8 +17,8 @@ import functools
 import numpy as np
 import pytest
 
-from edgefleet import DataError
-from edgefleet.compress.ir import QuantConfig, quantize_graph, run_float, run_int
+from edgefleet import DataError, UnsupportedOpError
+from edgefleet.compress.ir import QuantConfig, islands, quantize_graph, run_float, run_int
 
 from .op_models import OP_MODELS, op_case
 
@@ -52,6 +52,9 @@ class RuntimeParitySuite:
     int8_mean_lsb: float = 0.25
     #: per-model overrides {model: (max_lsb, mean_lsb)} with the reason in a comment
     int8_tolerance: dict = {}
+    #: precision islands (float32 nodes, see compress/ir/islands.py): (max, mean) LSB from the reference,
+    #: whose islands are float32 numpy; None where the runtime has int8 kernels only and must refuse them
+    island_tolerance: tuple[float, float] | None = (1.0, 0.1)
     fp32_max_abs: float = 1e-4
 
     def export(self, graph, path):
@@ -59,8 +62,9 @@ class RuntimeParitySuite:
         exporters.get(self.target)().export(graph, path)
         return path
 
-    def open(self, model_name, tmp_path):
-        graph, qgraph, x = op_case(model_name)[1:] if model_name in OP_MODELS else zoo_case(model_name)
+    def open(self, model_name, tmp_path, qgraph=None):
+        graph, case_qgraph, x = op_case(model_name)[1:] if model_name in OP_MODELS else zoo_case(model_name)
+        qgraph = qgraph or case_qgraph
         from edgefleet import runtimes
 
         cls = runtimes.get(self.runtime)
@@ -94,6 +98,24 @@ class RuntimeParitySuite:
     def test_op_model_matches_reference(self, model_name, tmp_path):
         """Every op of the mobile CNN and transformer families, captured from a real torch module."""
         self.check_outputs(model_name, *self.open(model_name, tmp_path))
+
+    @pytest.mark.parametrize("model_name", ("bert_encoder", "masked_encoder"))
+    def test_precision_islands_match_reference(self, model_name, tmp_path):
+        """Every op kind that may run in float32 marked as an island: the lowering (dequantize, float op,
+        quantize; int8 weights dequantized) gives the reference's outputs, or the target refuses by name."""
+        if self.precision != "int8":
+            pytest.skip("islands are part of the int8 targets")
+        qgraph = (op_case(model_name)[2] if model_name in OP_MODELS else zoo_case(model_name)[1])
+        marked = islands.choose_islands(qgraph, None, None, keep_float=list(islands.groups_by_op(qgraph)))
+        assert marked.float_tensors(), "the case should keep some tensors float32 between island nodes"
+        if self.island_tolerance is None:
+            with pytest.raises(UnsupportedOpError, match="precision islands"):
+                self.export(marked, tmp_path / f"{model_name}.{self.target}")
+            return
+        # the ops left in int8 keep their own tolerance
+        own = self.int8_tolerance.get(model_name, (self.int8_max_lsb, self.int8_mean_lsb))
+        self.int8_tolerance = {model_name: tuple(max(a, b) for a, b in zip(own, self.island_tolerance))}
+        self.check_outputs(model_name, *self.open(model_name, tmp_path, marked))
 
     def test_dynamic_batch_gives_the_same_rows(self, tmp_path):
         rt, _, _, x = self.open(self.models[0], tmp_path)
