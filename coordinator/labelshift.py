@@ -18,9 +18,20 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["bbse_weights", "logit_bias", "estimate_priors"]
+__all__ = ["bbse_weights", "logit_bias", "estimate_priors", "class_recalls"]
 
 _MIN_WEIGHT = 1e-3
+
+
+def class_recalls(confusion: Sequence[Sequence[float]]) -> list[tuple[float, int]]:
+    """Each class's validation recall as ``(correct, n)`` from the confusion counts ``C[i][j]``
+    (predicted ``i``, true ``j``). Under a pure label shift the accuracy is a mix of these recalls
+    weighted by the new priors, so it can never fall below the lowest of them.
+
+    >>> class_recalls([[90, 20], [10, 80]])
+    [(90, 100), (80, 100)]
+    """
+    return [(confusion[j][j], sum(row[j] for row in confusion)) for j in range(len(confusion))]
 
 
 def _solve(a: list[list[float]], b: list[float]) -> list[float]:

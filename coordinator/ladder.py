@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass
 
 from .drift import estimate_accuracy, merge_windows
-from .labelshift import bbse_weights, logit_bias
-from .measure import accuracy_between
+from .labelshift import bbse_weights, class_recalls, logit_bias
+from .measure import accuracy_between, wilson
 
 __all__ = ["step", "drift_verdict", "RUNGS", "Skip", "REMEDY_CLEARED"]
 
@@ -55,6 +55,7 @@ class Context:
     manifest: dict            # its manifest
     merged: dict              # the merged sketch that fired
     rule: object              # the [[fallback]] rule that fired
+    before: dict | None = None  # the primary's measured accuracy under the shift
 
 
 class ArtifactRung:
@@ -94,6 +95,7 @@ class LabelShiftRung:
         confusion = monitoring.get("confusion")
         if not confusion:
             raise Skip(f"bundle {ctx.version} has no validation confusion matrix in its monitoring reference")
+        _require_label_shift_possible(ctx.before, confusion)
         try:
             weights = bbse_weights(confusion, ctx.merged["class_counts"])
         except ValueError as e:
@@ -102,6 +104,20 @@ class LabelShiftRung:
         return ({"remedy": {"logit_bias": bias}},
                 f"logit bias from BBSE prior ratios {[round(w, 3) for w in weights]} "
                 f"on {sum(ctx.merged['class_counts'])} predicted-class counts")
+
+
+def _require_label_shift_possible(before: dict | None, confusion) -> None:
+    """Skip the rung when the measured accuracy rules out a pure label shift: under one, accuracy is a
+    mix of the per-class recalls and cannot fall below the lowest. Both sides are samples, so the
+    rung is skipped only when the upper 95 % bound of *before* (labels only) is under the lower 95 %
+    bound of every class's validation recall."""
+    if not before or before.get("source") != "labels":
+        return
+    floor = min(wilson(correct, n)[0] for correct, n in class_recalls(confusion) if n)
+    if before["interval"][1] < floor:
+        raise Skip(f"accuracy {before['accuracy']:.3f} (95% up to {before['interval'][1]:.3f}) is below every "
+                   f"class's validation recall (95% from {floor:.3f}): not a pure label shift, a logit bias "
+                   "cannot recover it")
 
 
 class CloudRung:
@@ -269,7 +285,7 @@ def _try_next(store, rules, cohort, state, version, manifest, ladder, merged, de
     while ladder["next"] < len(rules.ladder.rungs):
         name = rules.ladder.rungs[ladder["next"]]
         ladder["next"] += 1
-        ctx = Context(store, rules, cohort, state, version, manifest, merged, rule)
+        ctx = Context(store, rules, cohort, state, version, manifest, merged, rule, ladder.get("before"))
         try:
             changes, detail = RUNGS[name].plan(ctx)
         except Skip as e:
