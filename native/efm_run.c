@@ -71,6 +71,13 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
             break;
         }
         case EFM_OP_TRANSPOSE: op_transpose(&c, op); break;
+        case EFM_OP_QUANTIZE: op_quantize(&c, op); break;
+        case EFM_OP_DEQUANTIZE: op_dequantize(&c, op); break;
+        case EFM_OP_LINEAR_F32: op_linear_f32(&c, op); break;
+        case EFM_OP_ADD_F32:
+        case EFM_OP_MUL_F32: op_binary_f32(&c, op); break;
+        case EFM_OP_LAYERNORM_F32: op_layernorm_f32(&c, op); break;
+        case EFM_OP_GELU_F32: op_gelu_f32(&c, op); break;
         case EFM_OP_CONCAT: op_concat(&c, op); break;
         case EFM_OP_PAD: op_pad(&c, op); break;
         case EFM_OP_SUM: op_sum(&c, op); break;

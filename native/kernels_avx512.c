@@ -256,7 +256,7 @@ static void gemm512(int M, int N, int Kp, const int8_t *A, int64_t lda, const in
 }
 
 const efm_kernels efm_kernels_avx512vnni = {"avx512vnni", gemm512, gemm512, conv512, conv512,
-                                            mm16_avx512, dw512, center512, add_avx512, quantize_avx512};
+                                            mm16_avx512, dw512, center512, add_avx512, quantize_avx512, flinear_avx512};
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -93,6 +93,42 @@ static void KFN(quantize)(const float *x, int64_t n, float scale, int32_t zp, in
     for (int64_t i = 0; i < n; i++) y[i] = efm_quantize(x[i], scale, zp);
 }
 
+/* Store one 16-channel block of flinear accumulators: scale, bias, activation; columns past N dropped. */
+static inline void KFN(flinear_store)(const float *acc, int nb, const float *scale, const float *bias, int act,
+                                      float *y, int N) {
+    for (int j = 0; j < EFM_FLINEAR_NBLK && nb + j < N; j++) {
+        float v = acc[j] * scale[nb + j] + bias[nb + j];
+        if (act) v = v > 0.0f ? v : 0.0f;
+        if (act == 2) v = v < 6.0f ? v : 6.0f;
+        y[nb + j] = v;
+    }
+}
+
+#ifndef EFM_FLINEAR_DEFINED
+/* Four rows x 16 channels at a time: each weight is converted once per four rows. */
+static void KFN(flinear)(int M, int n0, int n1, int K, int Np, const float *X, const int8_t *Wt, const float *scale,
+                         const float *bias, int act, float *Y, int N) {
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        int mr = M - m0 < 4 ? M - m0 : 4;
+        const float *x[4];
+        for (int r = 0; r < 4; r++) x[r] = X + (int64_t)(m0 + (r < mr ? r : 0)) * K;
+        for (int nb = n0; nb < n1; nb += EFM_FLINEAR_NBLK) {
+            float acc[4][EFM_FLINEAR_NBLK]; /* zeroed by a loop: freestanding builds have no memset */
+            for (int r = 0; r < 4; r++)
+                for (int j = 0; j < EFM_FLINEAR_NBLK; j++) acc[r][j] = 0.0f;
+            for (int k = 0; k < K; k++) {
+                const int8_t *w = Wt + (int64_t)k * Np + nb;
+                float wf[EFM_FLINEAR_NBLK];
+                for (int j = 0; j < EFM_FLINEAR_NBLK; j++) wf[j] = (float)w[j];
+                for (int r = 0; r < 4; r++)
+                    for (int j = 0; j < EFM_FLINEAR_NBLK; j++) acc[r][j] += x[r][k] * wf[j];
+            }
+            for (int r = 0; r < mr; r++) KFN(flinear_store)(acc[r], nb, scale, bias, act, Y + (int64_t)(m0 + r) * N, N);
+        }
+    }
+}
+#endif
+
 #ifndef EFM_CENTER_DEFINED
 static void KFN(center)(const int8_t *x, int H, int W, int32_t zx, int16_t *plane, int Wp) {
     for (int iy = 0; iy < H; iy++)

@@ -262,6 +262,43 @@ static void KFN(add)(const int8_t *a, const int8_t *b, int64_t n, int32_t za, in
     }
 }
 
+/* flinear with FMA: 4 rows x 16 channels in eight accumulators; each 16 weights are widened to
+ * float once per k and shared by the four rows. Rows past M repeat row 0 and are not stored. */
+#define EFM_FLINEAR_DEFINED
+static void KFN(flinear_store)(const float *acc, int nb, const float *scale, const float *bias, int act, float *y,
+                               int N);
+static void KFN(flinear)(int M, int n0, int n1, int K, int Np, const float *X, const int8_t *Wt, const float *scale,
+                         const float *bias, int act, float *Y, int N) {
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        int mr = M - m0 < 4 ? M - m0 : 4;
+        const float *x0 = X + (int64_t)m0 * K, *x1 = mr > 1 ? x0 + K : x0, *x2 = mr > 2 ? x0 + 2 * K : x0;
+        const float *x3 = mr > 3 ? x0 + 3 * (int64_t)K : x0;
+        for (int nb = n0; nb < n1; nb += EFM_FLINEAR_NBLK) {
+            __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+            const int8_t *w = Wt + nb;
+            for (int k = 0; k < K; k++, w += Np) {
+                __m128i wb = _mm_loadu_si128((const __m128i *)w);
+                __m256 wl = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(wb));
+                __m256 wh = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(wb, 8)));
+                __m256 v = _mm256_broadcast_ss(x0 + k);
+                a0 = _mm256_fmadd_ps(v, wl, a0); b0 = _mm256_fmadd_ps(v, wh, b0);
+                v = _mm256_broadcast_ss(x1 + k);
+                a1 = _mm256_fmadd_ps(v, wl, a1); b1 = _mm256_fmadd_ps(v, wh, b1);
+                v = _mm256_broadcast_ss(x2 + k);
+                a2 = _mm256_fmadd_ps(v, wl, a2); b2 = _mm256_fmadd_ps(v, wh, b2);
+                v = _mm256_broadcast_ss(x3 + k);
+                a3 = _mm256_fmadd_ps(v, wl, a3); b3 = _mm256_fmadd_ps(v, wh, b3);
+            }
+            float acc[4][EFM_FLINEAR_NBLK];
+            _mm256_storeu_ps(acc[0], a0); _mm256_storeu_ps(acc[0] + 8, b0);
+            _mm256_storeu_ps(acc[1], a1); _mm256_storeu_ps(acc[1] + 8, b1);
+            _mm256_storeu_ps(acc[2], a2); _mm256_storeu_ps(acc[2] + 8, b2);
+            _mm256_storeu_ps(acc[3], a3); _mm256_storeu_ps(acc[3] + 8, b3);
+            for (int r = 0; r < mr; r++) KFN(flinear_store)(acc[r], nb, scale, bias, act, Y + (int64_t)(m0 + r) * N, N);
+        }
+    }
+}
+
 #include "kernels_impl.h"
 
 /* R rows x NB blocks of 8 output channels. R, NB are compile-time constants at each call site. */
