@@ -49,7 +49,8 @@ enum efm_opcode {
     EFM_OP_LAYERNORM_F32 = 26, /* layer_norm_f32 */
     EFM_OP_MUL_F32 = 27, /* mul_f32 */
     EFM_OP_GELU_F32 = 28, /* gelu_f32 */
-    EFM_OP_COUNT = 29
+    EFM_OP_MEAN_F32 = 29, /* mean_f32 */
+    EFM_OP_COUNT = 30
 };
 
 enum efm_tensor_kind { EFM_T_ACT = 0, EFM_T_INPUT_I64 = 1, EFM_T_CONST = 2 };
@@ -140,6 +141,7 @@ static inline const char *efm_op_name(uint32_t opcode) {
     case 26: return "layer_norm_f32";
     case 27: return "mul_f32";
     case 28: return "gelu_f32";
+    case 29: return "mean_f32";
     default: return "?";
     }
 }

@@ -131,6 +131,16 @@ static int32_t out_size(int32_t in, int32_t k, int32_t s, int32_t p, int32_t d) 
     return (int32_t)((full - span) / s + 1);
 }
 
+/* linear (int8 or float32): x [..., K] -> y [..., N], the leading axes equal */
+static int linear_shapes_ok(const efm_tensor *x, const efm_tensor *y, int32_t K, int32_t N) {
+    if (K < 1 || N < 1 || K > 65536 || N > MAX_DIM || x->dims[x->rank - 1] != K || y->dims[y->rank - 1] != N ||
+        x->rank != y->rank || x->rank < 2)
+        return 0;
+    for (uint32_t d = 1; d + 1 < x->rank; d++)
+        if (x->dims[d] != y->dims[d]) return 0;
+    return 1;
+}
+
 static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
     const efm_op *op = &m->ops[i];
     const int32_t *a = op->attr;
@@ -155,11 +165,7 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
     switch (op->opcode) {
     case EFM_OP_LINEAR: {
         int32_t K = a[0], N = a[1];
-        if (K < 1 || N < 1 || K > 65536 || N > MAX_DIM || x->dims[x->rank - 1] != K || y->dims[y->rank - 1] != N ||
-            x->rank != y->rank || x->rank < 2)
-            CORRUPT("linear: shapes do not match, op", i, "");
-        for (uint32_t d = 1; d + 1 < x->rank; d++)
-            if (x->dims[d] != y->dims[d]) CORRUPT("linear: shapes do not match, op", i, "");
+        if (!linear_shapes_ok(x, y, K, N)) CORRUPT("linear: shapes do not match, op", i, "");
         uint64_t Kp = efm_round_up(K, EFM_KPAD), Np = efm_round_up(N, EFM_NPAD);
         if ((rc = check_blob(m, op, 0, EFM_INT8, Np * Kp, err, errlen)) || (rc = check_rq_blobs(m, op, N, err, errlen)))
             return rc;
@@ -212,6 +218,7 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         break;
     }
     case EFM_OP_MEAN:
+    case EFM_OP_MEAN_F32:
     case EFM_OP_SUM: {
         int32_t a0 = a[0], a1 = a[1];
         if (op->opcode == EFM_OP_SUM && (!check_rq(a[2], a[3]) || !check_clamp(a[4], a[5])))
@@ -337,11 +344,7 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         break;
     case EFM_OP_LINEAR_F32: {
         int32_t K = a[0], N = a[1];
-        if (K < 1 || N < 1 || K > 65536 || N > MAX_DIM || x->dims[x->rank - 1] != K || y->dims[y->rank - 1] != N ||
-            x->rank != y->rank || x->rank < 2)
-            CORRUPT("linear_f32: shapes do not match, op", i, "");
-        for (uint32_t d = 1; d + 1 < x->rank; d++)
-            if (x->dims[d] != y->dims[d]) CORRUPT("linear_f32: shapes do not match, op", i, "");
+        if (!linear_shapes_ok(x, y, K, N)) CORRUPT("linear_f32: shapes do not match, op", i, "");
         if (a[2] < 0 || a[2] > 2) CORRUPT("linear_f32: unknown activation, op", i, "");
         if ((rc = check_blob(m, op, 0, EFM_INT8, (uint64_t)K * efm_round_up((uint64_t)N, EFM_FLINEAR_NBLK), err, errlen)) ||
             (rc = check_blob(m, op, 1, EFM_FLOAT32, (uint64_t)N, err, errlen)) ||

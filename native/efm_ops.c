@@ -89,6 +89,21 @@ void op_mean(const run_ctx *c, const efm_op *op) {
         }
 }
 
+/* Island mean: float32 values summed in double in order, divided, rounded to float32. */
+void op_mean_f32(const run_ctx *c, const efm_op *op) {
+    uint32_t xi = in_id(c, op, 0);
+    int64_t outer, len, inner;
+    outer_len_inner(T(c, xi), c->batch, op->attr[0], op->attr[1], &outer, &len, &inner);
+    const float *xs = actf(c, xi);
+    float *ys = actf(c, op->out);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            double s = 0;
+            for (int64_t l = 0; l < len; l++) s += xs[(o * len + l) * inner + in];
+            ys[o * inner + in] = (float)(s / (double)len);
+        }
+}
+
 void op_softmax(const run_ctx *c, const efm_op *op) {
     uint32_t xi = in_id(c, op, 0);
     int64_t outer, len, inner;

@@ -77,6 +77,7 @@ void op_dequantize(const run_ctx *c, const efm_op *op);
 void op_linear_f32(const run_ctx *c, const efm_op *op);
 void op_layernorm_f32(const run_ctx *c, const efm_op *op);
 void op_gelu_f32(const run_ctx *c, const efm_op *op);
+void op_mean_f32(const run_ctx *c, const efm_op *op); /* efm_ops.c, beside op_mean */
 /* efm_ops_misc.c (their loader checks are declared in efm_util.h) */
 void op_pad(const run_ctx *c, const efm_op *op);
 void op_slice(const run_ctx *c, const efm_op *op);

@@ -78,6 +78,7 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
         case EFM_OP_MUL_F32: op_binary_f32(&c, op); break;
         case EFM_OP_LAYERNORM_F32: op_layernorm_f32(&c, op); break;
         case EFM_OP_GELU_F32: op_gelu_f32(&c, op); break;
+        case EFM_OP_MEAN_F32: op_mean_f32(&c, op); break;
         case EFM_OP_CONCAT: op_concat(&c, op); break;
         case EFM_OP_PAD: op_pad(&c, op); break;
         case EFM_OP_SUM: op_sum(&c, op); break;

@@ -105,24 +105,26 @@ static inline void KFN(flinear_store)(const float *acc, int nb, const float *sca
 }
 
 #ifndef EFM_FLINEAR_DEFINED
-/* Four rows x 16 channels at a time: each weight is converted once per four rows. */
+/* Four rows x 16 channels at a time, one accumulator array per row (so the compiler keeps the
+ * channel loop in vector registers): each weight is converted once per four rows. */
 static void KFN(flinear)(int M, int n0, int n1, int K, int Np, const float *X, const int8_t *Wt, const float *scale,
                          const float *bias, int act, float *Y, int N) {
     for (int m0 = 0; m0 < M; m0 += 4) {
         int mr = M - m0 < 4 ? M - m0 : 4;
-        const float *x[4];
-        for (int r = 0; r < 4; r++) x[r] = X + (int64_t)(m0 + (r < mr ? r : 0)) * K;
+        const float *x0 = X + (int64_t)m0 * K, *x1 = mr > 1 ? x0 + K : x0, *x2 = mr > 2 ? x0 + 2 * K : x0;
+        const float *x3 = mr > 3 ? x0 + 3 * (int64_t)K : x0;
         for (int nb = n0; nb < n1; nb += EFM_FLINEAR_NBLK) {
-            float acc[4][EFM_FLINEAR_NBLK]; /* zeroed by a loop: freestanding builds have no memset */
-            for (int r = 0; r < 4; r++)
-                for (int j = 0; j < EFM_FLINEAR_NBLK; j++) acc[r][j] = 0.0f;
-            for (int k = 0; k < K; k++) {
-                const int8_t *w = Wt + (int64_t)k * Np + nb;
-                float wf[EFM_FLINEAR_NBLK];
-                for (int j = 0; j < EFM_FLINEAR_NBLK; j++) wf[j] = (float)w[j];
-                for (int r = 0; r < 4; r++)
-                    for (int j = 0; j < EFM_FLINEAR_NBLK; j++) acc[r][j] += x[r][k] * wf[j];
+            float a0[EFM_FLINEAR_NBLK], a1[EFM_FLINEAR_NBLK], a2[EFM_FLINEAR_NBLK], a3[EFM_FLINEAR_NBLK];
+            for (int j = 0; j < EFM_FLINEAR_NBLK; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0.0f; /* no memset: freestanding */
+            const int8_t *w = Wt + nb;
+            for (int k = 0; k < K; k++, w += Np) {
+                float v0 = x0[k], v1 = x1[k], v2 = x2[k], v3 = x3[k];
+                for (int j = 0; j < EFM_FLINEAR_NBLK; j++) {
+                    float wf = (float)w[j];
+                    a0[j] += v0 * wf; a1[j] += v1 * wf; a2[j] += v2 * wf; a3[j] += v3 * wf;
+                }
             }
+            float *acc[4] = {a0, a1, a2, a3};
             for (int r = 0; r < mr; r++) KFN(flinear_store)(acc[r], nb, scale, bias, act, Y + (int64_t)(m0 + r) * N, N);
         }
     }

@@ -221,18 +221,24 @@ def _pool(b: _Builder, node) -> None:
     b.op(node.op, [b.act(node.inputs[0])], b.act(node.outputs[0]), [*a["kernel"], *a["stride"], *a["padding"], cip])
 
 
-@lowers("mean", "sum")
-def _reduce(b: _Builder, node) -> None:
+def _reduced_axes(b: _Builder, node) -> list[int]:
+    """The first and last axis a mean/sum reduces (adjacent axes, never the batch axis)."""
     rank = len(b.g.values[node.inputs[0]].shape)
     axes = sorted(_axis(ax, rank, node) for ax in node.attrs["axes"])
     if axes != list(range(axes[0], axes[-1] + 1)):
         raise UnsupportedOpError(f"efm: {node.op} over non-adjacent axes {axes} ({node.where()})")
+    return [axes[0], axes[-1]]
+
+
+@lowers("mean", "sum")
+def _reduce(b: _Builder, node) -> None:
+    axes = _reduced_axes(b, node)
     if node.op == "mean":
-        b.op("mean", *_io(b, node), [axes[0], axes[-1]])
+        b.op("mean", *_io(b, node), axes)
         return
     mult, shift = _rq(node.params)
     lo, hi = _clamp(node, b.g.qparams[node.outputs[0]])
-    b.op("sum", *_io(b, node), [axes[0], axes[-1], int(mult[0]), int(shift[0]), lo, hi])
+    b.op("sum", *_io(b, node), [*axes, int(mult[0]), int(shift[0]), lo, hi])
 
 
 def _check_broadcast(b: _Builder, node, const: np.ndarray | None) -> None:
@@ -401,6 +407,13 @@ def _island_layer_norm(b: _Builder, node) -> None:
     blobs = [b.blob(np.asarray(p["gamma"], np.float32)), b.blob(np.asarray(p["beta"], np.float32))]
     x = b.float_in(node.inputs[0])
     b.float_out(node.outputs[0], lambda y: b.op("layer_norm_f32", [x], y, [eps_bits], blobs=blobs))
+
+
+@island_lowers("mean")
+def _island_mean(b: _Builder, node) -> None:
+    axes = _reduced_axes(b, node)
+    x = b.float_in(node.inputs[0])
+    b.float_out(node.outputs[0], lambda y: b.op("mean_f32", [x], y, axes))
 
 
 def erf_table() -> np.ndarray:

@@ -37,7 +37,7 @@ OPCODE_TABLE = (
     # version 2: float32 activations (precision islands) and the ops between them
     (22, "quantize", "QUANTIZE"), (23, "dequantize", "DEQUANTIZE"), (24, "linear_f32", "LINEAR_F32"),
     (25, "add_f32", "ADD_F32"), (26, "layer_norm_f32", "LAYERNORM_F32"), (27, "mul_f32", "MUL_F32"),
-    (28, "gelu_f32", "GELU_F32"),
+    (28, "gelu_f32", "GELU_F32"), (29, "mean_f32", "MEAN_F32"),
 )
 #: opcodes a version-1 file may not use (they read or write float32 activations)
 FLOAT_OPCODES = frozenset(n for n, _, _ in OPCODE_TABLE if n >= 22)
