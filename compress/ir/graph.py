@@ -114,8 +114,9 @@ class Graph:
     ``islands`` marks the nodes of a quantized graph that run in float32 (*precision islands*, see
     :mod:`~edgefleet.compress.ir.islands`): node name -> why (``{"reason": ..., "gain": ...}``). An
     island node dequantizes its int8 inputs, computes its float definition and quantizes its output
-    with the output's qparams -- unless every reader of that output is an island node too: such a
-    tensor stays float32 and has no qparams (:meth:`float_tensors`).
+    with the output's qparams -- unless every reader of that output is an island node too, or it is
+    a graph output: such a tensor stays float32 (:meth:`float_tensors`; it has no qparams, except a
+    graph output, whose calibrated qparams remain the parity gate's unit).
     """
 
     inputs: list[Value]
@@ -135,16 +136,16 @@ class Graph:
 
     def float_tensors(self) -> set[str]:
         """Tensors that stay float32 in the quantized graph: written by an island node and read only
-        by island nodes (never a graph output)."""
+        by island nodes, or a graph output written by an island node."""
         if not self.islands:
             return set()
         readers: dict[str, list[Node]] = {}
         for node in self.nodes:
             for name in node.inputs:
                 readers.setdefault(name, []).append(node)
-        return {node.outputs[0] for node in self.nodes
-                if node.name in self.islands and node.outputs[0] not in self.outputs
-                and readers.get(node.outputs[0]) and all(r.name in self.islands for r in readers[node.outputs[0]])}
+        return {node.outputs[0] for node in self.nodes if node.name in self.islands and (
+            node.outputs[0] in self.outputs
+            or (readers.get(node.outputs[0]) and all(r.name in self.islands for r in readers[node.outputs[0]])))}
 
     def producer(self, value: str) -> Node | None:
         for node in self.nodes:

@@ -5,7 +5,8 @@ transformer's residual stream with a few outlier channels, attention scores feed
 *island* is a node marked in ``Graph.islands`` (node name -> why): the integer reference
 (:func:`~edgefleet.compress.ir.reference.run_int`) dequantizes its int8 inputs, runs the op's float32
 definition and quantizes the output with the output's qparams; a tensor written by an island node
-and read only by island nodes stays float32 and has no qparams (:meth:`Graph.float_tensors`). Every
+and read only by island nodes, or a graph output written by one, stays float32
+(:meth:`Graph.float_tensors`). Every
 exporter lowers an island the same way (ONNX: DequantizeLinear -> float op -> QuantizeLinear;
 TFLite: DEQUANTIZE -> float op -> QUANTIZE).
 
@@ -56,7 +57,7 @@ def mark(qgraph: Graph, marks: dict[str, dict]) -> Graph:
                               f"island; islands take {', '.join(ISLAND_OPS)}")
     g.islands = {**{k: dict(v) for k, v in qgraph.islands.items()}, **{k: dict(v) for k, v in marks.items()}}
     _absorb_movers(g)
-    for name in g.float_tensors():
+    for name in g.float_tensors() - set(g.outputs):  # an output keeps its qparams: the parity unit
         g.qparams.pop(name, None)
     return g
 

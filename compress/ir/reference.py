@@ -67,7 +67,7 @@ def island_weight(node) -> np.ndarray:
     return (node.params["weight_q"].astype(np.float32) * scale.reshape((-1,) + (1,) * (node.params["weight_q"].ndim - 1)))
 
 
-def _run_island(graph: Graph, node, xs, qin) -> np.ndarray:
+def _run_island(graph: Graph, node, xs, qin, float_out: bool) -> np.ndarray:
     """A precision island: int8 inputs dequantized, the op's float32 definition (weights: the int8 ones
     dequantized), the output quantized with its qparams -- or kept float32 when it has none (every
     reader is an island node)."""
@@ -76,26 +76,27 @@ def _run_island(graph: Graph, node, xs, qin) -> np.ndarray:
         node = copy.copy(node)
         node.params = {**node.params, "weight": island_weight(node)}
     y = OPS[node.op].float(node, xs).astype(np.float32)
-    out = graph.qparams.get(node.outputs[0])
-    return y if out is None else out.quantize(y)
+    return y if float_out else graph.qparams[node.outputs[0]].quantize(y)
 
 
 def run_int(graph: Graph, inputs, *, raw: bool = False) -> dict[str, np.ndarray]:
     """Run the quantized IR with integer arithmetic. Float inputs are quantized with the input's
     qparams; outputs are dequantized to float32 unless ``raw`` (then int8). Nodes in a precision
-    island (``graph.islands``) run their float32 definition between dequantize and quantize."""
+    island (``graph.islands``) run their float32 definition between dequantize and quantize; an
+    output an island writes is float32 (also with ``raw``)."""
     if not graph.quantized:
         raise ModelError("run_int needs a quantized graph (run the quantize pass first)")
     env = {}
     for name, arr in _feeds(graph, inputs).items():
         env[name] = graph.qparams[name].quantize(arr) if arr.dtype == np.float32 else arr
+    floats = graph.float_tensors()
     for node in graph.nodes:
-        qin = [graph.qparams.get(i) for i in node.inputs]
+        qin = [None if i in floats else graph.qparams.get(i) for i in node.inputs]
         xs = [env[i] for i in node.inputs]
         if node.name in graph.islands:
-            env[node.outputs[0]] = _run_island(graph, node, xs, qin)
+            env[node.outputs[0]] = _run_island(graph, node, xs, qin, node.outputs[0] in floats)
         else:
             env[node.outputs[0]] = OPS[node.op].int(node, xs, qin, graph.qparams[node.outputs[0]])
     if raw:
         return {name: env[name] for name in graph.outputs}
-    return {name: graph.qparams[name].dequantize(env[name]) for name in graph.outputs}
+    return {name: env[name] if name in floats else graph.qparams[name].dequantize(env[name]) for name in graph.outputs}

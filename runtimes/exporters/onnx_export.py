@@ -130,11 +130,12 @@ class _Writer:
             self.unique.reserve(v.name)
             if self.int8 and v.dtype == "float32":
                 self.alias[v.name] = self.qdq(v.name, v.name)
+        floats = g.float_tensors()
         for node in g.nodes:
             out = node.outputs[0]
             is_output = out in g.outputs
             y = self.emit(node)
-            if self.int8 and out in g.qparams:
+            if self.int8 and out in g.qparams and out not in floats:
                 y = self.qdq(out, y, out_name=out if is_output else None)
             elif is_output:
                 y = self.node("Identity", [y], [out], base=f"{out}_identity")

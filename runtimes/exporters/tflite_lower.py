@@ -75,7 +75,7 @@ class Lowering(LayerOps, ElementwiseOps, ShapeOps):
             self.int8, self.island = True, False
             self.env.update(saved)
         out = node.outputs[0]
-        if out in self.g.qparams:
+        if out not in self.g.float_tensors():
             floats = self.env[out]
             self.env[out] = {}
             for nhwc, stored in floats.items():

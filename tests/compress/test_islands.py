@@ -8,7 +8,7 @@ from torch import nn
 
 from edgefleet import ConfigError
 from edgefleet.compress.capture import capture
-from edgefleet.compress.ir import islands, quantize_graph, run_float, run_int
+from edgefleet.compress.ir import OPS, islands, quantize_graph, run_float, run_int
 from edgefleet.compress.ir.op_norm import layer_norm
 from edgefleet.compress.ir.reference import island_weight
 
@@ -27,17 +27,23 @@ def test_island_runs_the_float_op_between_dequantize_and_quantize(case):
     graph, qgraph, x = case
     first, ln, last = qgraph.nodes
     marked = islands.mark(qgraph, {ln.name: {}, last.name: {}})
-    # the layer norm's output is read only by an island: it stays float32 and has no qparams
-    assert marked.float_tensors() == {ln.outputs[0]} and ln.outputs[0] not in marked.qparams
+    # the layer norm's output is read only by an island: it stays float32 and has no qparams; the graph
+    # output an island writes is float32 too (its calibrated qparams stay, the parity gate's unit)
+    assert marked.float_tensors() == {ln.outputs[0], last.outputs[0]} and ln.outputs[0] not in marked.qparams
+    assert last.outputs[0] in marked.qparams
     # by hand: int8 first linear (as the reference), then float layer norm and float linear with the
     # int8 weights dequantized, then quantize with the output's qparams
     sub = islands.mark(qgraph, {})
     sub.nodes, sub.outputs = [first], [first.outputs[0]]
     q_h = run_int(sub, x, raw=True)[first.outputs[0]]
     f = layer_norm(qgraph.qparams[first.outputs[0]].dequantize(q_h), ln.params["gamma"], ln.params["beta"], ln.attrs["eps"])
-    y = f @ island_weight(last).T + last.params["bias"]
-    want = marked.qparams[last.outputs[0]].quantize(y.astype(np.float32))
-    np.testing.assert_array_equal(run_int(marked, x, raw=True)[last.outputs[0]], want)
+    y = (f @ island_weight(last).T + last.params["bias"]).astype(np.float32)
+    np.testing.assert_allclose(run_int(marked, x, raw=True)[last.outputs[0]], y, rtol=1e-6, atol=1e-6)
+    # an island whose output is read by an int8 op quantizes it with the output's qparams
+    mid = islands.mark(qgraph, {ln.name: {}})
+    q_ln = mid.qparams[ln.outputs[0]].quantize(f.astype(np.float32))
+    want = OPS["linear"].int(last, [q_ln], [mid.qparams[ln.outputs[0]]], mid.qparams[last.outputs[0]])
+    np.testing.assert_array_equal(run_int(mid, x, raw=True)[last.outputs[0]], want)
     assert np.abs(island_weight(last) - last.params["weight"]).max() <= last.params["weight_scale"].max() / 2 + 1e-7
 
 
