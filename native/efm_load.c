@@ -477,7 +477,8 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
     for (uint32_t k = 0; k < h->n_inputs + h->n_outputs; k++) {
         uint32_t id = m->ids[k];
         if (id >= h->n_tensors || (k >= h->n_inputs && m->tensors[id].kind != EFM_T_ACT) || m->tensors[id].kind == EFM_T_CONST ||
-            (m->tensors[id].kind == EFM_T_ACT && m->tensors[id].dtype != EFM_INT8))
+            (m->tensors[id].kind == EFM_T_ACT && m->tensors[id].dtype != EFM_INT8 && k < h->n_inputs) ||
+            (m->tensors[id].dtype == EFM_FLOAT32 && !(m->tensors[id].scale > 0 && m->tensors[id].scale < 3.0e38f)))
             CORRUPT("bad graph input/output entry", k, "");
     }
     for (uint32_t i = 0; i < h->n_ops; i++)

@@ -94,8 +94,8 @@ class _Builder:
         """Value ``name`` as a float32 island input: the island tensor itself, or the int8 tensor
         dequantized (once, shared by every island reader)."""
         if name in self.float_values:
-            if name not in self.tid:
-                self.tensor(name, T_ACT, self.g.values[name].shape, dtype=DT_FLOAT32)
+            if name not in self.tid:  # a graph output keeps its qparams (for an int8 reader of the outputs)
+                self.tensor(name, T_ACT, self.g.values[name].shape, self.g.qparams.get(name), dtype=DT_FLOAT32)
             return self.tid[name]
         key = f"{name}#dequantized"
         if key not in self.tid:

@@ -63,7 +63,7 @@ def small_encoder() -> tuple[bytes, object]:
 
 def island_graph(seq, d, hidden, n_out, seed, act="relu6"):
     """x -> linear -> (+ x) -> layer_norm -> int8 linear (relu) -> linear(act): the first three and the
-    last in islands, so a, r stay float32; n and y are quantized from float."""
+    last in islands, so a, r and the output y stay float32; n is quantized from float."""
     rng = np.random.default_rng(seed)
     nodes = [
         ("linear", ["x"], "a", {"act": "none"}, {"weight": weights(rng, d, d), "bias": weights(rng, d)}),
@@ -75,7 +75,7 @@ def island_graph(seq, d, hidden, n_out, seed, act="relu6"):
     shape = (seq, d)
     qg = quantized(build(shape, nodes, "y"), rng, shape)
     marked = islands.mark(qg, {name: {"group": "test"} for name in ("n0", "n1", "n2", "n4")})
-    assert marked.float_tensors() == {"a", "r"}
+    assert marked.float_tensors() == {"a", "r", "y"}
     return marked, edge_batch(rng, shape), qg
 
 

@@ -11,7 +11,7 @@ from edgefleet.compress.ir import islands
 from edgefleet.runtimes.exporters.efm_export import build_efm
 from edgefleet.runtimes.exporters.efm_format import DT_FLOAT32, DT_INT8, FORMAT_VERSION, INT8_VERSION, OP, OPCODES, TENSOR
 
-from .conftest import assert_bit_exact
+from edgefleet.compress.ir import run_int
 from .efm_cases import island_graph, small_islands
 from .opgraphs import build, quantized, weights
 
@@ -20,8 +20,13 @@ from .opgraphs import build, quantized, weights
                                                      (7, 33, 64, 40, "relu"), (3, 16, 5, 1, "none")])
 def test_island_ops_match_reference(seq, d, hidden, n_out, act, kernels):
     qg, x, _ = island_graph(seq, d, hidden, n_out, seed=seq * 7 + d, act=act)
-    # float32 summation order differs from numpy's BLAS: at most 1 LSB on the int8 outputs
-    assert_bit_exact(qg, x, kernels, max_lsb=1)
+    ref = run_int(qg, x, raw=True)["y"]
+    got = _native.Model.from_bytes(build_efm(qg), kernels=kernels).run([x], raw=True)[0]
+    assert got.dtype == ref.dtype == np.float32  # an island's graph output stays float32, as run_int
+    # float32 summation order differs from numpy's BLAS: the int8 tensor n may differ by 1 LSB, so y by
+    # about one LSB of its calibrated grid
+    lsb = qg.qparams["y"].scalar_scale
+    assert np.abs(got - ref).max() <= 1.5 * lsb, np.abs(got - ref).max() / lsb
 
 
 def test_islands_write_version_2_and_pure_int8_stays_version_1():
@@ -31,7 +36,7 @@ def test_islands_write_version_2_and_pure_int8_stays_version_1():
     ops = _native.Model.from_bytes(build_efm(qg)).ops
     # x is dequantized once for its two island readers; a and r never leave float32
     assert ops == ["dequantize", "linear_f32", "add_f32", "layer_norm_f32", "quantize", "linear", "dequantize",
-                   "linear_f32", "quantize"]
+                   "linear_f32"]
 
 
 def test_threads_give_identical_bytes():
