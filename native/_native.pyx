@@ -165,7 +165,7 @@ cdef class Model:
     cdef object buf          # keeps the mapped/copied bytes alive
     cdef object _mm
     cdef public object _arenas
-    cdef object _in_specs, _out_shapes
+    cdef object _in_specs, _out_shapes, _out_float
     cdef object _lock
     cdef readonly object path
 
@@ -226,7 +226,7 @@ cdef class Model:
         if efm_use_kernels(&self.m, table) != 0:
             raise NativeError(f"this CPU cannot run the {KERNEL_TABLES[table]} kernels")
         self.pin = <const void **>malloc(sizeof(void *) * (self.m.h.n_inputs + 1))
-        self.pout = <void **>malloc(sizeof(void *) * (self.m.h.n_outputs + 1))
+        self.pout = <void **>malloc(sizeof(void *) * 2 * (self.m.h.n_outputs + 1))  # float32, then int8 outputs
         if self.pin == NULL or self.pout == NULL:
             raise MemoryError()
 
@@ -308,8 +308,10 @@ cdef class Model:
         cdef uint32_t n_in = self.m.h.n_inputs, n_out = self.m.h.n_outputs, k
         if self._out_shapes is None:
             self._out_shapes = [tuple(t["shape"][1:]) for t in self.outputs]
-        odt = np.int8 if raw else np.float32
-        outs = [np.empty((batch, *shape), odt) for shape in self._out_shapes]
+        if self._out_float is None:  # an output written by a precision island is float32 even when raw (as run_int)
+            self._out_float = [self.m.tensors[self.m.ids[n_in + k]].dtype == 3 for k in range(n_out)]
+        outs = [np.empty((batch, *shape), np.int8 if raw and not fl else np.float32)
+                for shape, fl in zip(self._out_shapes, self._out_float)]
         cdef char err[_ERRLEN]
         cdef int rc
         cdef int64_t b = batch
@@ -318,12 +320,15 @@ cdef class Model:
         cdef const efm_model *mp = &self.m
         cdef const void **pin = self.pin
         cdef void **pout = self.pout
+        cdef void *data
         err[0] = 0
         with self._lock:  # one run at a time per model: the arena, pointer arrays and thread pool are shared
             for k in range(n_in):
                 pin[k] = <const void *>cnp.PyArray_DATA(<cnp.ndarray>feeds[k])
-            for k in range(n_out):
-                pout[k] = cnp.PyArray_DATA(<cnp.ndarray>outs[k])
+            for k in range(n_out):  # pout[k]: float32 destinations, pout[n_out + 1 + k]: int8 ones
+                data = cnp.PyArray_DATA(<cnp.ndarray>outs[k])
+                pout[k] = data if not raw or self._out_float[k] else NULL
+                pout[n_out + 1 + k] = data if raw and not self._out_float[k] else NULL
             arena = self._arenas.get(batch)
             if arena is None:
                 need = efm_arena_bytes(&self.m, batch)
@@ -335,10 +340,8 @@ cdef class Model:
             alen = arena.size
             aptr = cnp.PyArray_DATA(<cnp.ndarray>arena)
             with nogil:
-                if raw:
-                    rc = efm_run(mp, b, pin, NULL, <int8_t *const *>pout, aptr, alen, err, _ERRLEN)
-                else:
-                    rc = efm_run(mp, b, pin, <float *const *>pout, NULL, aptr, alen, err, _ERRLEN)
+                rc = efm_run(mp, b, pin, <float *const *>pout, <int8_t *const *>(pout + n_out + 1), aptr, alen, err,
+                             _ERRLEN)
         if rc != 0:
             raise NativeError(err.decode("utf-8", "replace"))
         return outs

@@ -52,7 +52,9 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
 /* Bytes of arena one run with this batch needs (0 on overflow). */
 uint64_t efm_arena_bytes(const efm_model *m, int64_t batch);
 /* Run the whole graph. inputs[i]: float32 (or int64 indices) of shape [batch, ...];
- * outputs_f[i] float32 (may be NULL), outputs_q[i] int8 (may be NULL; the pointer arrays too). */
+ * outputs_f[i] float32 (may be NULL), outputs_q[i] int8 (may be NULL; the pointer arrays too). An
+ * output written by a precision island is float32 in the arena: outputs_f gets it as is, outputs_q
+ * quantized with the output's qparams. */
 int efm_run(const efm_model *m, int64_t batch, const void *const *inputs, float *const *outputs_f,
             int8_t *const *outputs_q, void *arena, uint64_t arena_len, char *err, size_t errlen);
 

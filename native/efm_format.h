@@ -7,7 +7,9 @@
 #include <stdint.h>
 
 #define EFM_MAGIC "EFM\x01"
-#define EFM_VERSION 1u
+#define EFM_VERSION 2u
+#define EFM_VERSION_INT8 1u
+#define EFM_FIRST_FLOAT_OP 22u
 #define EFM_ALIGN 64u
 #define EFM_KPAD 4u
 #define EFM_NPAD 8u
@@ -15,6 +17,8 @@
 #define EFM_NATTR 32
 #define EFM_NBLOB 6
 #define EFM_NO_BLOB 0xFFFFFFFFu
+#define EFM_ERF_STEPS 64
+#define EFM_ERF_POINTS 353
 
 enum efm_opcode {
     EFM_OP_LINEAR = 1, /* linear */
@@ -38,7 +42,15 @@ enum efm_opcode {
     EFM_OP_CAST = 19, /* cast */
     EFM_OP_DIV = 20, /* div */
     EFM_OP_SUM = 21, /* sum */
-    EFM_OP_COUNT = 22
+    EFM_OP_QUANTIZE = 22, /* quantize */
+    EFM_OP_DEQUANTIZE = 23, /* dequantize */
+    EFM_OP_LINEAR_F32 = 24, /* linear_f32 */
+    EFM_OP_ADD_F32 = 25, /* add_f32 */
+    EFM_OP_LAYERNORM_F32 = 26, /* layer_norm_f32 */
+    EFM_OP_MUL_F32 = 27, /* mul_f32 */
+    EFM_OP_GELU_F32 = 28, /* gelu_f32 */
+    EFM_OP_MEAN_F32 = 29, /* mean_f32 */
+    EFM_OP_COUNT = 30
 };
 
 enum efm_tensor_kind { EFM_T_ACT = 0, EFM_T_INPUT_I64 = 1, EFM_T_CONST = 2 };
@@ -68,7 +80,7 @@ typedef char efm_header_is_128_bytes[sizeof(efm_header) == 128 ? 1 : -1];
 
 typedef struct {
     uint32_t kind;                      /* efm_tensor_kind */
-    uint32_t dtype;                     /* efm_dtype: int8, or int64 for EFM_T_INPUT_I64 */
+    uint32_t dtype;                     /* efm_dtype: int8 (float32 ACT from version 2), int64 for EFM_T_INPUT_I64 */
     uint32_t rank;                      /* including the batch axis for ACT/INPUT tensors */
     uint32_t name;                      /* offset into the names section (NUL-terminated) */
     int32_t dims[EFM_NBLOB];            /* dims[0] is ignored (batch) for ACT/INPUT; full shape for CONST */
@@ -122,6 +134,14 @@ static inline const char *efm_op_name(uint32_t opcode) {
     case 19: return "cast";
     case 20: return "div";
     case 21: return "sum";
+    case 22: return "quantize";
+    case 23: return "dequantize";
+    case 24: return "linear_f32";
+    case 25: return "add_f32";
+    case 26: return "layer_norm_f32";
+    case 27: return "mul_f32";
+    case 28: return "gelu_f32";
+    case 29: return "mean_f32";
     default: return "?";
     }
 }

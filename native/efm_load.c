@@ -26,8 +26,8 @@ int efm_peek(const void *buf, uint64_t len, uint32_t *n_ops, char *err, size_t e
     const char *mg = EFM_MAGIC;
     for (int i = 0; i < 4; i++)
         if (h->magic[i] != mg[i]) FAIL(EFM_E_MAGIC, "not an .efm file (bad magic); byte", i, " differs");
-    if (h->version != EFM_VERSION)
-        FAIL(EFM_E_VERSION, "unsupported .efm version", h->version, " (this runtime reads version 1)");
+    if (h->version < EFM_VERSION_INT8 || h->version > EFM_VERSION)
+        FAIL(EFM_E_VERSION, "unsupported .efm version", h->version, " (this runtime reads versions 1 and 2)");
     if (h->header_bytes != sizeof(efm_header)) CORRUPT("corrupt header: header_bytes is", h->header_bytes, "");
     if (h->file_bytes != len)
         FAIL(h->file_bytes > len ? EFM_E_TRUNCATED : EFM_E_CORRUPT,
@@ -40,7 +40,29 @@ int efm_peek(const void *buf, uint64_t len, uint32_t *n_ops, char *err, size_t e
 
 static int check_act(const efm_model *m, uint32_t id, char *err, size_t errlen) {
     if (id >= m->h->n_tensors) CORRUPT("tensor id out of range:", id, "");
-    if (m->tensors[id].kind != EFM_T_ACT) CORRUPT("expected an int8 activation tensor, id", id, "");
+    if (m->tensors[id].kind != EFM_T_ACT) CORRUPT("expected an activation tensor, id", id, "");
+    return EFM_OK;
+}
+
+/* Element type of every activation an op reads and writes: quantize reads float32 and writes int8,
+ * dequantize the reverse, the other float ops (opcode >= EFM_FIRST_FLOAT_OP) stay in float32, and
+ * every int8 op reads and writes int8 (constants and index inputs are checked per op). */
+static int check_dtypes(const efm_model *m, const efm_op *op, uint32_t i, char *err, size_t errlen) {
+    uint32_t o = op->opcode, in = EFM_INT8, out = EFM_INT8;
+    if (o == EFM_OP_QUANTIZE) in = EFM_FLOAT32;
+    else if (o == EFM_OP_DEQUANTIZE) out = EFM_FLOAT32;
+    else if (o >= EFM_FIRST_FLOAT_OP) in = out = EFM_FLOAT32;
+    if (o >= EFM_FIRST_FLOAT_OP && m->h->version < 2)
+        CORRUPT("a version 1 file cannot hold float32 island ops; op", i, "");
+    if (m->tensors[op->out].dtype != out)
+        CORRUPT(out == EFM_FLOAT32 ? "op must write a float32 activation, op" : "op must write an int8 activation, op", i, "");
+    for (uint32_t k = 0; k < op->n_in; k++) {
+        const efm_tensor *t = &m->tensors[m->ids[op->in_ids + k]];
+        if (t->kind == EFM_T_ACT && t->dtype != in)
+            CORRUPT(in == EFM_FLOAT32 ? "op must read float32 activations, op" : "op must read int8 activations, op", i, "");
+        if (t->kind == EFM_T_CONST && t->dtype != in) CORRUPT("op reads a constant of the wrong element type, op", i, "");
+        if (t->kind == EFM_T_INPUT_I64 && in == EFM_FLOAT32) CORRUPT("float32 op reads an index tensor, op", i, "");
+    }
     return EFM_OK;
 }
 
@@ -109,6 +131,16 @@ static int32_t out_size(int32_t in, int32_t k, int32_t s, int32_t p, int32_t d) 
     return (int32_t)((full - span) / s + 1);
 }
 
+/* linear (int8 or float32): x [..., K] -> y [..., N], the leading axes equal */
+static int linear_shapes_ok(const efm_tensor *x, const efm_tensor *y, int32_t K, int32_t N) {
+    if (K < 1 || N < 1 || K > 65536 || N > MAX_DIM || x->dims[x->rank - 1] != K || y->dims[y->rank - 1] != N ||
+        x->rank != y->rank || x->rank < 2)
+        return 0;
+    for (uint32_t d = 1; d + 1 < x->rank; d++)
+        if (x->dims[d] != y->dims[d]) return 0;
+    return 1;
+}
+
 static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
     const efm_op *op = &m->ops[i];
     const int32_t *a = op->attr;
@@ -119,24 +151,21 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
     if ((rc = check_act(m, op->out, err, errlen))) return rc;
     for (uint32_t k = 0; k < op->n_in; k++)
         if (m->ids[op->in_ids + k] >= m->h->n_tensors) CORRUPT("op input tensor id out of range, op", i, "");
+    if ((rc = check_dtypes(m, op, i, err, errlen))) return rc;
     const efm_tensor *x = &m->tensors[m->ids[op->in_ids]], *y = &m->tensors[op->out];
     uint32_t xid = m->ids[op->in_ids];
     uint64_t scratch = 0;
     m->info[i].flags = 0;
     if (op->opcode != EFM_OP_EMBEDDING && op->opcode != EFM_OP_ADD && op->opcode != EFM_OP_MUL &&
         op->opcode != EFM_OP_MATMUL && op->opcode != EFM_OP_CONCAT && op->opcode != EFM_OP_DIV &&
-        op->opcode != EFM_OP_CAST) {
+        op->opcode != EFM_OP_CAST && op->opcode != EFM_OP_ADD_F32 && op->opcode != EFM_OP_MUL_F32) {
         if (op->n_in != 1) CORRUPT("op takes one input, op", i, "");
         if ((rc = check_act(m, xid, err, errlen))) return rc;
     }
     switch (op->opcode) {
     case EFM_OP_LINEAR: {
         int32_t K = a[0], N = a[1];
-        if (K < 1 || N < 1 || K > 65536 || N > MAX_DIM || x->dims[x->rank - 1] != K || y->dims[y->rank - 1] != N ||
-            x->rank != y->rank || x->rank < 2)
-            CORRUPT("linear: shapes do not match, op", i, "");
-        for (uint32_t d = 1; d + 1 < x->rank; d++)
-            if (x->dims[d] != y->dims[d]) CORRUPT("linear: shapes do not match, op", i, "");
+        if (!linear_shapes_ok(x, y, K, N)) CORRUPT("linear: shapes do not match, op", i, "");
         uint64_t Kp = efm_round_up(K, EFM_KPAD), Np = efm_round_up(N, EFM_NPAD);
         if ((rc = check_blob(m, op, 0, EFM_INT8, Np * Kp, err, errlen)) || (rc = check_rq_blobs(m, op, N, err, errlen)))
             return rc;
@@ -189,6 +218,7 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
         break;
     }
     case EFM_OP_MEAN:
+    case EFM_OP_MEAN_F32:
     case EFM_OP_SUM: {
         int32_t a0 = a[0], a1 = a[1];
         if (op->opcode == EFM_OP_SUM && (!check_rq(a[2], a[3]) || !check_clamp(a[4], a[5])))
@@ -202,7 +232,9 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
     }
     case EFM_OP_ADD:
     case EFM_OP_MUL:
-    case EFM_OP_DIV: {
+    case EFM_OP_DIV:
+    case EFM_OP_ADD_F32: /* attributes zero: the clamp check passes, float ops ignore it */
+    case EFM_OP_MUL_F32: {
         if (op->n_in != 2) CORRUPT("add/mul take two operands, op", i, "");
         if (!check_clamp(a[0], a[1])) CORRUPT("add/mul: bad clamp, op", i, "");
         for (uint32_t k = 0; k < 2; k++) {
@@ -306,6 +338,31 @@ static int check_op(efm_model *m, uint32_t i, char *err, size_t errlen) {
             if (mults[k] < 0 || mults[k] > ((int64_t)1 << 40)) CORRUPT("concat: bad multiplier, op", i, "");
         break;
     }
+    case EFM_OP_QUANTIZE:
+    case EFM_OP_DEQUANTIZE:
+        if (!same_dims(x, y)) CORRUPT("quantize/dequantize: shapes differ, op", i, "");
+        break;
+    case EFM_OP_LINEAR_F32: {
+        int32_t K = a[0], N = a[1];
+        if (!linear_shapes_ok(x, y, K, N)) CORRUPT("linear_f32: shapes do not match, op", i, "");
+        if (a[2] < 0 || a[2] > 2) CORRUPT("linear_f32: unknown activation, op", i, "");
+        if ((rc = check_blob(m, op, 0, EFM_INT8, (uint64_t)K * efm_round_up((uint64_t)N, EFM_FLINEAR_NBLK), err, errlen)) ||
+            (rc = check_blob(m, op, 1, EFM_FLOAT32, (uint64_t)N, err, errlen)) ||
+            (rc = check_blob(m, op, 2, EFM_FLOAT32, (uint64_t)N, err, errlen)))
+            return rc;
+        break;
+    }
+    case EFM_OP_LAYERNORM_F32: {
+        uint64_t D = (uint64_t)x->dims[x->rank - 1];
+        if (!same_dims(x, y) || x->rank < 2) CORRUPT("layer_norm_f32: shapes differ, op", i, "");
+        if ((rc = check_blob(m, op, 0, EFM_FLOAT32, D, err, errlen)) || (rc = check_blob(m, op, 1, EFM_FLOAT32, D, err, errlen)))
+            return rc;
+        break;
+    }
+    case EFM_OP_GELU_F32:
+        if (!same_dims(x, y)) CORRUPT("gelu_f32: shapes differ, op", i, "");
+        if ((rc = check_blob(m, op, 0, EFM_INT64, 2 * EFM_ERF_POINTS, err, errlen))) return rc;
+        break;
     case EFM_OP_EMBEDDING: {
         if (op->n_in != 1 || x->kind != EFM_T_INPUT_I64) CORRUPT("embedding needs an int64 index input, op", i, "");
         int32_t V = a[0], D = a[1];
@@ -397,17 +454,21 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
             if (n > MAX_NUMEL) CORRUPT("tensor too large:", t, "");
         }
         if (ts->kind == EFM_T_ACT) {
-            if (ts->dtype != EFM_INT8 || ts->offset % EFM_ALIGN || ts->offset > ((uint64_t)1 << 40))
+            if ((ts->dtype != EFM_INT8 && ts->dtype != EFM_FLOAT32) || ts->offset % EFM_ALIGN || ts->offset > ((uint64_t)1 << 40))
                 CORRUPT("bad activation tensor", t, "");
-            if (!(ts->scale > 0 && ts->scale < 3.0e38f) || ts->zero_point < -128 || ts->zero_point > 127)
+            if (ts->dtype == EFM_FLOAT32 && h->version < 2)
+                CORRUPT("float32 activation in a version 1 file: tensor", t, "");
+            if (ts->dtype == EFM_INT8 && (!(ts->scale > 0 && ts->scale < 3.0e38f) || ts->zero_point < -128 || ts->zero_point > 127))
                 CORRUPT("bad quantization parameters in tensor", t, "");
-            uint64_t end = ts->offset + efm_round_up(n, EFM_ALIGN);
+            uint64_t bytes = efm_round_up(n * DTYPE_SIZE[ts->dtype], EFM_ALIGN);
+            uint64_t end = ts->offset + bytes;
             if (end > m->arena_per_sample) m->arena_per_sample = end;
-            act_total += efm_round_up(n, EFM_ALIGN);
+            act_total += bytes;
         } else if (ts->kind == EFM_T_INPUT_I64) {
             if (ts->dtype != EFM_INT64) CORRUPT("bad index tensor", t, "");
         } else {
-            if (ts->dtype != EFM_INT8 || ts->offset >= h->n_blobs || m->blobs[ts->offset].dtype != EFM_INT8 ||
+            if ((ts->dtype != EFM_INT8 && !(ts->dtype == EFM_FLOAT32 && h->version >= 2)) || ts->offset >= h->n_blobs ||
+                m->blobs[ts->offset].dtype != ts->dtype ||
                 m->blobs[ts->offset].count != n || ts->zero_point < -128 || ts->zero_point > 127)
                 CORRUPT("bad constant tensor", t, "");
         }
@@ -415,7 +476,9 @@ int efm_load(const void *buf, uint64_t len, int verify_checksum, efm_model *m, e
     if (m->arena_per_sample > act_total) CORRUPT("activation offsets exceed the sum of all activations; bytes", (int64_t)m->arena_per_sample, "");
     for (uint32_t k = 0; k < h->n_inputs + h->n_outputs; k++) {
         uint32_t id = m->ids[k];
-        if (id >= h->n_tensors || (k >= h->n_inputs && m->tensors[id].kind != EFM_T_ACT) || m->tensors[id].kind == EFM_T_CONST)
+        if (id >= h->n_tensors || (k >= h->n_inputs && m->tensors[id].kind != EFM_T_ACT) || m->tensors[id].kind == EFM_T_CONST ||
+            (m->tensors[id].kind == EFM_T_ACT && m->tensors[id].dtype != EFM_INT8 && k < h->n_inputs) ||
+            (m->tensors[id].dtype == EFM_FLOAT32 && !(m->tensors[id].scale > 0 && m->tensors[id].scale < 3.0e38f)))
             CORRUPT("bad graph input/output entry", k, "");
     }
     for (uint32_t i = 0; i < h->n_ops; i++)

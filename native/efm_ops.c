@@ -89,6 +89,21 @@ void op_mean(const run_ctx *c, const efm_op *op) {
         }
 }
 
+/* Island mean: float32 values summed in double in order, divided, rounded to float32. */
+void op_mean_f32(const run_ctx *c, const efm_op *op) {
+    uint32_t xi = in_id(c, op, 0);
+    int64_t outer, len, inner;
+    outer_len_inner(T(c, xi), c->batch, op->attr[0], op->attr[1], &outer, &len, &inner);
+    const float *xs = actf(c, xi);
+    float *ys = actf(c, op->out);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t in = 0; in < inner; in++) {
+            double s = 0;
+            for (int64_t l = 0; l < len; l++) s += xs[(o * len + l) * inner + in];
+            ys[o * inner + in] = (float)(s / (double)len);
+        }
+}
+
 void op_softmax(const run_ctx *c, const efm_op *op) {
     uint32_t xi = in_id(c, op, 0);
     int64_t outer, len, inner;
@@ -121,13 +136,10 @@ void op_layernorm(const run_ctx *c, const efm_op *op) {
     const int8_t *xs = act(c, xi);
     int8_t *ys = act(c, op->out);
     for (int64_t r = 0; r < rows; r++) {
-        double sum = 0, sq = 0;
-        for (int64_t d = 0; d < D; d++) { v[d] = (float)(xs[r * D + d] - x->zero_point) * x->scale; sum += v[d]; }
-        float mean = (float)(sum / (double)D);
-        for (int64_t d = 0; d < D; d++) { float t = v[d] - mean; sq += (double)t * t; }
-        float var = (float)(sq / (double)D);
-        float inv_den = __builtin_sqrtf(var + eps.f);
-        for (int64_t d = 0; d < D; d++) ys[r * D + d] = efm_quantize((v[d] - mean) / inv_den * gamma[d] + beta[d], y->scale, y->zero_point);
+        float mean, den;
+        for (int64_t d = 0; d < D; d++) v[d] = (float)(xs[r * D + d] - x->zero_point) * x->scale;
+        efm_row_moments(v, D, eps.f, &mean, &den);
+        for (int64_t d = 0; d < D; d++) ys[r * D + d] = efm_quantize((v[d] - mean) / den * gamma[d] + beta[d], y->scale, y->zero_point);
     }
 }
 
@@ -154,6 +166,47 @@ static const int8_t *operand_ptr(const run_ctx *c, uint32_t id) {
     return t->kind == EFM_T_CONST ? (const int8_t *)efm_blob_ptr(c->m, (uint32_t)t->offset) : act(c, id);
 }
 
+/* The broadcast walk of a binary op: output dims and both operands' element strides; returns the
+ * number of output elements. The output is walked in order with an odometer over the leading axes
+ * (bcast_next after each last-axis row). */
+static int64_t bcast_setup(const run_ctx *c, const efm_tensor *ta, const efm_tensor *tb, const efm_tensor *y, bcast *g) {
+    int64_t total = 1;
+    for (uint32_t d = 0; d < y->rank; d++) total *= g->dims[d] = d == 0 ? c->batch : y->dims[d];
+    operand_strides(c, ta, y, g->sa);
+    operand_strides(c, tb, y, g->sb);
+    return total;
+}
+
+static inline void bcast_next(const bcast *g, uint32_t R, int64_t *idx, int64_t *oa, int64_t *ob) {
+    for (int32_t d = (int32_t)R - 2; d >= 0; d--) {
+        *oa += g->sa[d]; *ob += g->sb[d];
+        if (++idx[d] < g->dims[d]) break;
+        *oa -= g->sa[d] * g->dims[d]; *ob -= g->sb[d] * g->dims[d];
+        idx[d] = 0;
+    }
+}
+
+/* Island add/mul: float32 operands (activations or a float32 constant), broadcasting as op_binary. */
+void op_binary_f32(const run_ctx *c, const efm_op *op) {
+    uint32_t ai = in_id(c, op, 0), bi = in_id(c, op, 1);
+    const efm_tensor *ta = T(c, ai), *tb = T(c, bi), *y = T(c, op->out);
+    const float *A = (const float *)operand_ptr(c, ai), *B = (const float *)operand_ptr(c, bi);
+    float *Y = actf(c, op->out);
+    int is_add = op->opcode == EFM_OP_ADD_F32;
+    bcast g;
+    uint32_t R = y->rank;
+    int64_t total = bcast_setup(c, ta, tb, y, &g), idx[EFM_MAX_RANK] = {0}, oa = 0, ob = 0;
+    if (ta->kind == EFM_T_ACT && tb->kind == EFM_T_ACT && same_dims(ta, y) && same_dims(tb, y)) {
+        for (int64_t i = 0; i < total; i++) Y[i] = is_add ? A[i] + B[i] : A[i] * B[i];
+        return;
+    }
+    int64_t inner = g.dims[R - 1], sa = g.sa[R - 1], sb = g.sb[R - 1];
+    for (int64_t o = 0; o < total; o += inner) {
+        for (int64_t k = 0; k < inner; k++) Y[o + k] = is_add ? A[oa + k * sa] + B[ob + k * sb] : A[oa + k * sa] * B[ob + k * sb];
+        bcast_next(&g, R, idx, &oa, &ob);
+    }
+}
+
 void op_binary(const run_ctx *c, const efm_op *op) {
     uint32_t ai = in_id(c, op, 0), bi = in_id(c, op, 1);
     const efm_tensor *ta = T(c, ai), *tb = T(c, bi), *y = T(c, op->out);
@@ -165,12 +218,7 @@ void op_binary(const run_ctx *c, const efm_op *op) {
     int is_add = op->opcode == EFM_OP_ADD, is_div = op->opcode == EFM_OP_DIV;
     bcast g;
     uint32_t R = y->rank;
-    for (uint32_t d = 0; d < R; d++) g.dims[d] = d == 0 ? c->batch : y->dims[d];
-    operand_strides(c, ta, y, g.sa);
-    operand_strides(c, tb, y, g.sb);
-    /* walk the output in order with an odometer over the leading axes; the last axis is the loop */
-    int64_t idx[EFM_MAX_RANK] = {0}, oa = 0, ob = 0, total = 1;
-    for (uint32_t d = 0; d < R; d++) total *= g.dims[d];
+    int64_t total = bcast_setup(c, ta, tb, y, &g), idx[EFM_MAX_RANK] = {0}, oa = 0, ob = 0;
     int64_t inner = g.dims[R - 1], sa = g.sa[R - 1], sb = g.sb[R - 1];
     if (is_add && ta->kind == EFM_T_ACT && tb->kind == EFM_T_ACT && same_dims(ta, y) && same_dims(tb, y) &&
         ma < (1 << 22) && mb < (1 << 22)) {
@@ -196,12 +244,7 @@ void op_binary(const run_ctx *c, const efm_op *op) {
             v += zo;
             Y[o + k] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
         }
-        for (int32_t d = (int32_t)R - 2; d >= 0; d--) {
-            oa += g.sa[d]; ob += g.sb[d];
-            if (++idx[d] < g.dims[d]) break;
-            oa -= g.sa[d] * g.dims[d]; ob -= g.sb[d] * g.dims[d];
-            idx[d] = 0;
-        }
+        bcast_next(&g, R, idx, &oa, &ob);
     }
 }
 

@@ -35,6 +35,7 @@ typedef struct {
 #define EFM_PAR_TASKS 4
 
 static inline int8_t *act(const run_ctx *c, uint32_t id) { return (int8_t *)(c->arena + (uint64_t)c->batch * c->m->tensors[id].offset); }
+static inline float *actf(const run_ctx *c, uint32_t id) { return (float *)(c->arena + (uint64_t)c->batch * c->m->tensors[id].offset); }
 static inline const efm_tensor *T(const run_ctx *c, uint32_t id) { return &c->m->tensors[id]; }
 static inline uint32_t in_id(const run_ctx *c, const efm_op *op, uint32_t k) { return c->m->ids[op->in_ids + k]; }
 static inline efm_clamp clamp_of(const efm_tensor *y, int32_t lo, int32_t hi) { efm_clamp r = {y->zero_point, lo, hi}; return r; }
@@ -55,11 +56,28 @@ void op_mean(const run_ctx *c, const efm_op *op);
 void op_softmax(const run_ctx *c, const efm_op *op);
 void op_layernorm(const run_ctx *c, const efm_op *op);
 void op_binary(const run_ctx *c, const efm_op *op);
+void op_binary_f32(const run_ctx *c, const efm_op *op); /* add_f32, mul_f32 */
 void op_lut(const run_ctx *c, const efm_op *op);
 void op_matmul(const run_ctx *c, const efm_op *op);
 void op_transpose(const run_ctx *c, const efm_op *op);
 void op_concat(const run_ctx *c, const efm_op *op);
 int op_embedding(const run_ctx *c, const efm_op *op, uint32_t graph_input, char *err, size_t errlen);
+/* Mean and sqrt(variance + eps) of one layer-norm row (sums in double, as the int8 layer norm). */
+static inline void efm_row_moments(const float *v, int64_t D, float eps, float *mean, float *den) {
+    double sum = 0, sq = 0;
+    for (int64_t d = 0; d < D; d++) sum += v[d];
+    float mu = (float)(sum / (double)D);
+    for (int64_t d = 0; d < D; d++) { float t = v[d] - mu; sq += (double)t * t; }
+    *mean = mu;
+    *den = __builtin_sqrtf((float)(sq / (double)D) + eps);
+}
+/* efm_ops_float.c: precision islands */
+void op_quantize(const run_ctx *c, const efm_op *op);
+void op_dequantize(const run_ctx *c, const efm_op *op);
+void op_linear_f32(const run_ctx *c, const efm_op *op);
+void op_layernorm_f32(const run_ctx *c, const efm_op *op);
+void op_gelu_f32(const run_ctx *c, const efm_op *op);
+void op_mean_f32(const run_ctx *c, const efm_op *op); /* efm_ops.c, beside op_mean */
 /* efm_ops_misc.c (their loader checks are declared in efm_util.h) */
 void op_pad(const run_ctx *c, const efm_op *op);
 void op_slice(const run_ctx *c, const efm_op *op);

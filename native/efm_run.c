@@ -71,6 +71,14 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
             break;
         }
         case EFM_OP_TRANSPOSE: op_transpose(&c, op); break;
+        case EFM_OP_QUANTIZE: op_quantize(&c, op); break;
+        case EFM_OP_DEQUANTIZE: op_dequantize(&c, op); break;
+        case EFM_OP_LINEAR_F32: op_linear_f32(&c, op); break;
+        case EFM_OP_ADD_F32:
+        case EFM_OP_MUL_F32: op_binary_f32(&c, op); break;
+        case EFM_OP_LAYERNORM_F32: op_layernorm_f32(&c, op); break;
+        case EFM_OP_GELU_F32: op_gelu_f32(&c, op); break;
+        case EFM_OP_MEAN_F32: op_mean_f32(&c, op); break;
         case EFM_OP_CONCAT: op_concat(&c, op); break;
         case EFM_OP_PAD: op_pad(&c, op); break;
         case EFM_OP_SUM: op_sum(&c, op); break;
@@ -95,6 +103,11 @@ int efm_run_hooked(const efm_model *m, int64_t batch, const void *const *inputs,
         const efm_tensor *t = &m->tensors[id];
         const int8_t *src = act(&c, id);
         int64_t n = batch * (int64_t)efm_numel_ps(t);
+        if (t->dtype == EFM_FLOAT32) { /* an island's output: float32, quantized only for an int8 reader */
+            if (outputs_f && outputs_f[k]) efm_memcpy(outputs_f[k], src, (uint64_t)n * 4);
+            if (outputs_q && outputs_q[k]) c.k->quantize((const float *)src, n, t->scale, t->zero_point, outputs_q[k]);
+            continue;
+        }
         if (outputs_q && outputs_q[k]) efm_memcpy(outputs_q[k], src, (uint64_t)n);
         if (outputs_f && outputs_f[k])
             for (int64_t i = 0; i < n; i++) outputs_f[k][i] = (float)(src[i] - t->zero_point) * t->scale;

@@ -51,6 +51,17 @@ typedef void (*efm_add_fn)(const int8_t *a, const int8_t *b, int64_t n, int32_t 
 /* Graph-input quantization: y[i] = clamp(round_half_even(x[i] / scale) + zp). */
 typedef void (*efm_quant_fn)(const float *x, int64_t n, float scale, int32_t zp, int8_t *y);
 
+/* Float32 linear of a precision island, output channels [n0, n1) (n0 a multiple of 16):
+ * Y[m*N + n] = act(scale[n] * sum_k X[m*K + k] * Wt[k*Np + n] + bias[n]) for m < M, the sum taken in
+ * order of k. Wt: the int8 weights transposed and zero-padded to Np (a multiple of 16) columns;
+ * act: 0 none, 1 relu, 2 relu6. */
+typedef void (*efm_flinear_fn)(int M, int n0, int n1, int K, int Np, const float *X, const int8_t *Wt,
+                               const float *scale, const float *bias, int act, float *Y, int N);
+/* the portable flinear, for tables without their own (wasm32) */
+void efm_flinear_c(int M, int n0, int n1, int K, int Np, const float *X, const int8_t *Wt, const float *scale,
+                   const float *bias, int act, float *Y, int N);
+#define EFM_FLINEAR_NBLK 16
+
 typedef struct {
     const char *name;
     efm_gemm_fn gemm;     /* any weights */
@@ -62,6 +73,7 @@ typedef struct {
     efm_center_fn center;
     efm_add_fn add;
     efm_quant_fn quantize;
+    efm_flinear_fn flinear;
 } efm_kernels;
 
 extern const efm_kernels efm_kernels_portable;

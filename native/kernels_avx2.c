@@ -23,7 +23,7 @@
 #include "kernels_x86.h"
 
 const efm_kernels efm_kernels_avx2 = {"avx2", gemm_avx2, gemm_w7_avx2, conv_avx2, conv_w7_avx2, mm16_avx2, dw_avx2, center_avx2,
-                                      add_avx2, quantize_avx2};
+                                      add_avx2, quantize_avx2, flinear_avx2};
 
 #if defined(__clang__)
 #pragma clang attribute pop

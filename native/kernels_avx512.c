@@ -1,6 +1,7 @@
 /* The AVX-512 VNNI kernel table (x86-64 with AVX512F/BW/VL/VNNI), chosen at run time (native/cpu.c).
  * The convolution runs on 512-bit vectors (16 pixels per accumulator, vpdpbusd: exact for every
- * int8 weight); everything else is the AVX-VNNI body on 256-bit vectors (EVEX-encoded vpdpbusd). */
+ * int8 weight) and so does the float32 island linear (flinear); everything else is the AVX-VNNI body on
+ * 256-bit vectors (EVEX-encoded vpdpbusd). */
 #if defined(__x86_64__) || defined(_M_X64)
 
 #if defined(__clang__)
@@ -12,6 +13,7 @@
 
 #define KFN(name) name##_avx512
 #define DOT4(acc, u8, s8) _mm256_dpbusd_epi32((acc), (u8), (s8))
+#define EFM_FLINEAR_ZMM 1 /* the float32 island linear on 512-bit vectors, 8 rows at a time */
 #include "kernels_x86.h"
 
 /* rqf8's sequence on 16 lanes (see kernels_x86.h): exact when EFM_KF_RQF holds */
@@ -256,7 +258,7 @@ static void gemm512(int M, int N, int Kp, const int8_t *A, int64_t lda, const in
 }
 
 const efm_kernels efm_kernels_avx512vnni = {"avx512vnni", gemm512, gemm512, conv512, conv512,
-                                            mm16_avx512, dw512, center512, add_avx512, quantize_avx512};
+                                            mm16_avx512, dw512, center512, add_avx512, quantize_avx512, flinear_avx512};
 
 #if defined(__clang__)
 #pragma clang attribute pop

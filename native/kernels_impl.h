@@ -93,6 +93,44 @@ static void KFN(quantize)(const float *x, int64_t n, float scale, int32_t zp, in
     for (int64_t i = 0; i < n; i++) y[i] = efm_quantize(x[i], scale, zp);
 }
 
+/* Store one 16-channel block of flinear accumulators: scale, bias, activation; columns past N dropped. */
+static inline void KFN(flinear_store)(const float *acc, int nb, const float *scale, const float *bias, int act,
+                                      float *y, int N) {
+    for (int j = 0; j < EFM_FLINEAR_NBLK && nb + j < N; j++) {
+        float v = acc[j] * scale[nb + j] + bias[nb + j];
+        if (act) v = v > 0.0f ? v : 0.0f;
+        if (act == 2) v = v < 6.0f ? v : 6.0f;
+        y[nb + j] = v;
+    }
+}
+
+#ifndef EFM_FLINEAR_DEFINED
+/* Four rows x 16 channels at a time, one accumulator array per row (so the compiler keeps the
+ * channel loop in vector registers): each weight is converted once per four rows. */
+static void KFN(flinear)(int M, int n0, int n1, int K, int Np, const float *X, const int8_t *Wt, const float *scale,
+                         const float *bias, int act, float *Y, int N) {
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        int mr = M - m0 < 4 ? M - m0 : 4;
+        const float *x0 = X + (int64_t)m0 * K, *x1 = mr > 1 ? x0 + K : x0, *x2 = mr > 2 ? x0 + 2 * K : x0;
+        const float *x3 = mr > 3 ? x0 + 3 * (int64_t)K : x0;
+        for (int nb = n0; nb < n1; nb += EFM_FLINEAR_NBLK) {
+            float a0[EFM_FLINEAR_NBLK], a1[EFM_FLINEAR_NBLK], a2[EFM_FLINEAR_NBLK], a3[EFM_FLINEAR_NBLK];
+            for (int j = 0; j < EFM_FLINEAR_NBLK; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0.0f; /* no memset: freestanding */
+            const int8_t *w = Wt + nb;
+            for (int k = 0; k < K; k++, w += Np) {
+                float v0 = x0[k], v1 = x1[k], v2 = x2[k], v3 = x3[k];
+                for (int j = 0; j < EFM_FLINEAR_NBLK; j++) {
+                    float wf = (float)w[j];
+                    a0[j] += v0 * wf; a1[j] += v1 * wf; a2[j] += v2 * wf; a3[j] += v3 * wf;
+                }
+            }
+            float *acc[4] = {a0, a1, a2, a3};
+            for (int r = 0; r < mr; r++) KFN(flinear_store)(acc[r], nb, scale, bias, act, Y + (int64_t)(m0 + r) * N, N);
+        }
+    }
+}
+#endif
+
 #ifndef EFM_CENTER_DEFINED
 static void KFN(center)(const int8_t *x, int H, int W, int32_t zx, int16_t *plane, int Wp) {
     for (int iy = 0; iy < H; iy++)

@@ -10,6 +10,6 @@
 #include "kernels_neon.h"
 
 const efm_kernels efm_kernels_neon = {"neon", gemm_s8_neon, gemm_s8_neon, conv_s8_neon, conv_s8_neon, mm16_neon,
-                                      dw_neon, center_neon, add_neon, quantize_neon};
+                                      dw_neon, center_neon, add_neon, quantize_neon, flinear_neon};
 
 #endif

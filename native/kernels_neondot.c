@@ -19,7 +19,7 @@
 
 const efm_kernels efm_kernels_neondot = {"neondot", gemm_s8_neondot, gemm_s8_neondot, conv_s8_neondot,
                                          conv_s8_neondot, mm16_neondot, dw_neondot, center_neondot, add_neondot,
-                                         quantize_neondot};
+                                         quantize_neondot, flinear_neondot};
 
 #if defined(__clang__)
 #pragma clang attribute pop

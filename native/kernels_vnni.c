@@ -15,7 +15,7 @@
 #include "kernels_x86.h"
 
 const efm_kernels efm_kernels_avxvnni = {"avxvnni", gemm_w7_vnni, gemm_w7_vnni, conv_w7_vnni, conv_w7_vnni, mm16_vnni,
-                                         dw_vnni, center_vnni, add_vnni, quantize_vnni};
+                                         dw_vnni, center_vnni, add_vnni, quantize_vnni, flinear_vnni};
 
 #if defined(__clang__)
 #pragma clang attribute pop

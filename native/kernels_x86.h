@@ -262,6 +262,75 @@ static void KFN(add)(const int8_t *a, const int8_t *b, int64_t n, int32_t za, in
     }
 }
 
+/* flinear with FMA: 4 rows x 16 channels in eight accumulators; each 16 weights are widened to
+ * float once per k and shared by the four rows. Rows past M repeat row 0 and are not stored. */
+#define EFM_FLINEAR_DEFINED
+static void KFN(flinear_store)(const float *acc, int nb, const float *scale, const float *bias, int act, float *y,
+                               int N);
+#if defined(EFM_FLINEAR_ZMM)
+/* 8 rows x 16 channels: one 512-bit accumulator per row, the 16 weights widened once per k. */
+static void KFN(flinear)(int M, int n0, int n1, int K, int Np, const float *X, const int8_t *Wt, const float *scale,
+                         const float *bias, int act, float *Y, int N) {
+    for (int m0 = 0; m0 < M; m0 += 8) {
+        int mr = M - m0 < 8 ? M - m0 : 8;
+        const float *x[8];
+        for (int r = 0; r < 8; r++) x[r] = X + (int64_t)(m0 + (r < mr ? r : 0)) * K;
+        for (int nb = n0; nb < n1; nb += EFM_FLINEAR_NBLK) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+            const int8_t *w = Wt + nb;
+            for (int k = 0; k < K; k++, w += Np) {
+                __m512 wf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w)));
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[0][k]), wf, a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[1][k]), wf, a1);
+                a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[2][k]), wf, a2);
+                a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[3][k]), wf, a3);
+                a4 = _mm512_fmadd_ps(_mm512_set1_ps(x[4][k]), wf, a4);
+                a5 = _mm512_fmadd_ps(_mm512_set1_ps(x[5][k]), wf, a5);
+                a6 = _mm512_fmadd_ps(_mm512_set1_ps(x[6][k]), wf, a6);
+                a7 = _mm512_fmadd_ps(_mm512_set1_ps(x[7][k]), wf, a7);
+            }
+            float acc[8][EFM_FLINEAR_NBLK];
+            _mm512_storeu_ps(acc[0], a0); _mm512_storeu_ps(acc[1], a1); _mm512_storeu_ps(acc[2], a2);
+            _mm512_storeu_ps(acc[3], a3); _mm512_storeu_ps(acc[4], a4); _mm512_storeu_ps(acc[5], a5);
+            _mm512_storeu_ps(acc[6], a6); _mm512_storeu_ps(acc[7], a7);
+            for (int r = 0; r < mr; r++) KFN(flinear_store)(acc[r], nb, scale, bias, act, Y + (int64_t)(m0 + r) * N, N);
+        }
+    }
+}
+#else
+static void KFN(flinear)(int M, int n0, int n1, int K, int Np, const float *X, const int8_t *Wt, const float *scale,
+                         const float *bias, int act, float *Y, int N) {
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        int mr = M - m0 < 4 ? M - m0 : 4;
+        const float *x0 = X + (int64_t)m0 * K, *x1 = mr > 1 ? x0 + K : x0, *x2 = mr > 2 ? x0 + 2 * K : x0;
+        const float *x3 = mr > 3 ? x0 + 3 * (int64_t)K : x0;
+        for (int nb = n0; nb < n1; nb += EFM_FLINEAR_NBLK) {
+            __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+            const int8_t *w = Wt + nb;
+            for (int k = 0; k < K; k++, w += Np) {
+                __m128i wb = _mm_loadu_si128((const __m128i *)w);
+                __m256 wl = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(wb));
+                __m256 wh = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(wb, 8)));
+                __m256 v = _mm256_broadcast_ss(x0 + k);
+                a0 = _mm256_fmadd_ps(v, wl, a0); b0 = _mm256_fmadd_ps(v, wh, b0);
+                v = _mm256_broadcast_ss(x1 + k);
+                a1 = _mm256_fmadd_ps(v, wl, a1); b1 = _mm256_fmadd_ps(v, wh, b1);
+                v = _mm256_broadcast_ss(x2 + k);
+                a2 = _mm256_fmadd_ps(v, wl, a2); b2 = _mm256_fmadd_ps(v, wh, b2);
+                v = _mm256_broadcast_ss(x3 + k);
+                a3 = _mm256_fmadd_ps(v, wl, a3); b3 = _mm256_fmadd_ps(v, wh, b3);
+            }
+            float acc[4][EFM_FLINEAR_NBLK];
+            _mm256_storeu_ps(acc[0], a0); _mm256_storeu_ps(acc[0] + 8, b0);
+            _mm256_storeu_ps(acc[1], a1); _mm256_storeu_ps(acc[1] + 8, b1);
+            _mm256_storeu_ps(acc[2], a2); _mm256_storeu_ps(acc[2] + 8, b2);
+            _mm256_storeu_ps(acc[3], a3); _mm256_storeu_ps(acc[3] + 8, b3);
+            for (int r = 0; r < mr; r++) KFN(flinear_store)(acc[r], nb, scale, bias, act, Y + (int64_t)(m0 + r) * N, N);
+        }
+    }
+}
+#endif
+
 #include "kernels_impl.h"
 
 /* R rows x NB blocks of 8 output channels. R, NB are compile-time constants at each call site. */

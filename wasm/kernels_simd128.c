@@ -339,4 +339,5 @@ static void quantize_simd128(const float *x, int64_t n, float scale, int32_t zp,
 }
 
 const efm_kernels efm_kernels_simd128 = {"wasm-simd128", gemm_simd128, gemm_simd128, conv_simd128, conv_simd128,
-                                         mm16_simd128, dw_simd128, center_simd128, add_simd128, quantize_simd128};
+                                         mm16_simd128, dw_simd128, center_simd128, add_simd128, quantize_simd128,
+                                         efm_flinear_c};

@@ -5,7 +5,9 @@ own int8 parameters, rearranged for the kernels only where that is lossless: wei
 8-channel x 4-deep blocks, and the zero point of a linear/conv input folded into the int64 bias
 (``bias - (128 + zx) * sum(w)``) because the kernels offset activations to unsigned bytes. The
 activation arena is planned here (per-sample offsets, scaled by the batch size at run time).
-The byte layout is specified in ``native/FORMAT.md``.
+Precision islands (``Graph.islands``) become float32 activations between ``dequantize`` and
+``quantize`` records (format version 2; a pure int8 graph is still written as version 1). The byte
+layout is specified in ``native/FORMAT.md``.
 
 >>> from edgefleet.runtimes import exporters
 >>> exporters.get("efm-int8")().export(qgraph, "model.int8.efm")   # doctest: +SKIP
@@ -13,6 +15,7 @@ The byte layout is specified in ``native/FORMAT.md``.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -24,8 +27,8 @@ from edgefleet._registry import registrar
 from edgefleet.compress.ir.graph import QParams
 from edgefleet.compress.ir.ops import OPS
 
-from .efm_format import (ALIGN, BLOB, DT_FLOAT32, DT_INT8, DT_INT32, DT_INT64, FORMAT_VERSION, HEADER, KPAD, MAGIC,
-                         MAX_RANK, NO_BLOB, NPAD, OP, OPCODES, T_ACT, T_CONST, T_INPUT_I64, TENSOR)
+from .efm_format import (ALIGN, BLOB, DT_FLOAT32, DT_INT8, DT_INT32, DT_INT64, ERF_POINTS, ERF_STEPS, FORMAT_VERSION,
+                         HEADER, INT8_VERSION, KPAD, MAGIC, MAX_RANK, NO_BLOB, NPAD, OP, OPCODES, T_ACT, T_CONST, T_INPUT_I64, TENSOR)
 
 __all__ = ["EfmExporter", "pack_weights", "FORMAT_VERSION"]
 
@@ -50,6 +53,7 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
 class _Builder:
     def __init__(self, graph):
         self.g = graph
+        self.float_values = graph.float_tensors()
         self.tensors: list[dict] = []
         self.tid: dict[str, int] = {}
         self.ops: list[np.void] = []
@@ -70,11 +74,11 @@ class _Builder:
         self.blobs.append(arr.reshape(-1))
         return len(self.blobs) - 1
 
-    def tensor(self, name: str, kind: int, shape, qp=None, blob: int = 0) -> int:
+    def tensor(self, name: str, kind: int, shape, qp=None, blob: int = 0, dtype: int = DT_INT8) -> int:
         shape = tuple(1 if d is None else int(d) for d in shape) or (1,)
         if len(shape) > MAX_RANK:
             raise UnsupportedOpError(f"efm: tensor {name!r} has rank {len(shape)} (at most {MAX_RANK})")
-        t = {"kind": kind, "shape": shape, "name": self.name(name), "blob": blob,
+        t = {"kind": kind, "shape": shape, "name": self.name(name), "blob": blob, "dtype": dtype,
              "scale": float(qp.scalar_scale) if qp is not None else 1.0,
              "zero_point": int(qp.scalar_zero_point) if qp is not None else 0}
         self.tensors.append(t)
@@ -85,6 +89,30 @@ class _Builder:
         if name not in self.tid:
             self.tensor(name, T_ACT, self.g.values[name].shape, self.g.qparams[name])
         return self.tid[name]
+
+    def float_in(self, name: str) -> int:
+        """Value ``name`` as a float32 island input: the island tensor itself, or the int8 tensor
+        dequantized (once, shared by every island reader)."""
+        if name in self.float_values:
+            if name not in self.tid:  # a graph output keeps its qparams (for an int8 reader of the outputs)
+                self.tensor(name, T_ACT, self.g.values[name].shape, self.g.qparams.get(name), dtype=DT_FLOAT32)
+            return self.tid[name]
+        key = f"{name}#dequantized"
+        if key not in self.tid:
+            src = self.act(name)
+            self.tensor(key, T_ACT, self.g.values[name].shape, dtype=DT_FLOAT32)
+            self.op("dequantize", [src], self.tid[key])
+        return self.tid[key]
+
+    def float_out(self, name: str, emit) -> None:
+        """An island node writing value ``name``: ``emit(y)`` appends the float op writing tensor ``y``;
+        an output with qparams is then quantized into its int8 tensor."""
+        if name in self.float_values:
+            emit(self.float_in(name))
+            return
+        pre = self.tensor(f"{name}#float", T_ACT, self.g.values[name].shape, dtype=DT_FLOAT32)
+        emit(pre)
+        self.op("quantize", [pre], self.act(name))
 
     def op(self, opcode: str, inputs: list[int], out: int, attrs=(), params=(), blobs=()) -> None:
         rec = np.zeros((), OP)
@@ -130,12 +158,20 @@ def lowering_for(op: str):
     return _lut if op in OPS and OPS[op].is_lut else None
 
 
+#: island (float32) lowerings: (builder, node) -> records appended
+ISLAND_LOWERINGS: dict = {}
+island_lowers = registrar(ISLAND_LOWERINGS)
+
+
 def _emit(b: _Builder, node) -> None:
     if node.name in b.g.islands:
-        islands = ", ".join(sorted(b.g.islands)[:4]) + (", ..." if len(b.g.islands) > 4 else "")
-        raise UnsupportedOpError(f"efm: {len(b.g.islands)} node(s) run in float32 precision islands ({islands}); the "
-                                 f"native runtime has int8 kernels only (first: {node.where()}); export without "
-                                 f"islands (quantize.keep_float = \"none\") for efm-int8")
+        lower = ISLAND_LOWERINGS.get(node.op)
+        if lower is None:
+            raise UnsupportedOpError(f"efm: op {node.op!r} runs in a float32 precision island ({node.where()}) but the "
+                                     f"native runtime has float32 kernels only for {', '.join(sorted(ISLAND_LOWERINGS))}; "
+                                     f"leave {node.op!r} out of quantize.keep_float for efm-int8")
+        lower(b, node)
+        return
     lower = lowering_for(node.op)
     if lower is None:
         raise UnsupportedOpError(f"efm: op {node.op!r} has no native kernel ({node.where()})")
@@ -185,33 +221,47 @@ def _pool(b: _Builder, node) -> None:
     b.op(node.op, [b.act(node.inputs[0])], b.act(node.outputs[0]), [*a["kernel"], *a["stride"], *a["padding"], cip])
 
 
-@lowers("mean", "sum")
-def _reduce(b: _Builder, node) -> None:
+def _reduced_axes(b: _Builder, node) -> list[int]:
+    """The first and last axis a mean/sum reduces (adjacent axes, never the batch axis)."""
     rank = len(b.g.values[node.inputs[0]].shape)
     axes = sorted(_axis(ax, rank, node) for ax in node.attrs["axes"])
     if axes != list(range(axes[0], axes[-1] + 1)):
         raise UnsupportedOpError(f"efm: {node.op} over non-adjacent axes {axes} ({node.where()})")
+    return [axes[0], axes[-1]]
+
+
+@lowers("mean", "sum")
+def _reduce(b: _Builder, node) -> None:
+    axes = _reduced_axes(b, node)
     if node.op == "mean":
-        b.op("mean", *_io(b, node), [axes[0], axes[-1]])
+        b.op("mean", *_io(b, node), axes)
         return
     mult, shift = _rq(node.params)
     lo, hi = _clamp(node, b.g.qparams[node.outputs[0]])
-    b.op("sum", *_io(b, node), [axes[0], axes[-1], int(mult[0]), int(shift[0]), lo, hi])
+    b.op("sum", *_io(b, node), [*axes, int(mult[0]), int(shift[0]), lo, hi])
+
+
+def _check_broadcast(b: _Builder, node, const: np.ndarray | None) -> None:
+    """The broadcasting the runtime's add/mul take (int8 and island alike): two tensors of one rank,
+    or a tensor and a constant that does not span the batch axis."""
+    x_shape = b.g.values[node.inputs[0]].shape
+    if const is None:
+        if len(b.g.values[node.inputs[1]].shape) != len(x_shape):
+            raise UnsupportedOpError(f"efm: {node.op} of tensors with different ranks ({node.where()})")
+    elif const.ndim > len(x_shape) or (const.ndim == len(x_shape) and const.shape[0] != 1):
+        raise UnsupportedOpError(f"efm: {node.op} constant spans the batch axis ({node.where()})")
 
 
 @lowers("add", "mul")
 def _binary(b: _Builder, node) -> None:
     g, p, op = b.g, node.params, node.op
-    x_shape = g.values[node.inputs[0]].shape
     ins = [b.act(node.inputs[0])]
     if len(node.inputs) > 1:
-        if len(g.values[node.inputs[1]].shape) != len(x_shape):
-            raise UnsupportedOpError(f"efm: {op} of tensors with different ranks ({node.where()})")
+        _check_broadcast(b, node, None)
         ins.append(b.act(node.inputs[1]))
     else:
         cq = np.asarray(p["const_q"], np.int8)
-        if cq.ndim > len(x_shape) or (cq.ndim == len(x_shape) and cq.shape[0] != 1):
-            raise UnsupportedOpError(f"efm: {op} constant spans the batch axis ({node.where()})")
+        _check_broadcast(b, node, cq)
         qp = QParams.per_tensor(float(p["const_scale"]), int(p["const_zero_point"]))
         ins.append(b.tensor(f"{node.name}.const", T_CONST, cq.shape, qp, b.blob(cq)))
     lo, hi = _clamp(node, g.qparams[node.outputs[0]])
@@ -315,6 +365,75 @@ def _embedding(b: _Builder, node) -> None:
     b.op("embedding", [b.tid[x_name]], b.act(node.outputs[0]), [wq.shape[0], wq.shape[1]], blobs=[b.blob(wq)])
 
 
+# -- precision islands: float32 between dequantize and quantize, as run_int -----------------------
+_ACTS = {"none": 0, "relu": 1, "relu6": 2}
+
+
+@island_lowers("linear")
+def _island_linear(b: _Builder, node) -> None:
+    p = node.params
+    w = np.asarray(p["weight_q"], np.int8)
+    n_out, k = w.shape
+    scale = np.broadcast_to(np.asarray(p["weight_scale"], np.float32).reshape(-1), (n_out,))
+    bias = np.asarray(p["bias"], np.float32).reshape(n_out) if "bias" in p else np.zeros(n_out, np.float32)
+    act = node.attrs.get("act", "none")
+    if act not in _ACTS:
+        raise UnsupportedOpError(f"efm: island linear with activation {act!r} ({node.where()})")
+    # transposed [K, Np]: the kernel reads 16 consecutive output channels per k
+    wt = np.zeros((k, _round_up(n_out, 16)), np.int8)
+    wt[:, :n_out] = w.T
+    blobs = [b.blob(wt), b.blob(np.ascontiguousarray(scale)), b.blob(bias)]
+    x = b.float_in(node.inputs[0])
+    b.float_out(node.outputs[0], lambda y: b.op("linear_f32", [x], y, [k, n_out, _ACTS[act]], blobs=blobs))
+
+
+@island_lowers("add", "mul")
+def _island_binary(b: _Builder, node) -> None:
+    ins = [b.float_in(node.inputs[0])]
+    if len(node.inputs) > 1:
+        _check_broadcast(b, node, None)
+        ins.append(b.float_in(node.inputs[1]))
+    else:
+        const = np.asarray(node.params["const"], np.float32)
+        _check_broadcast(b, node, const)
+        ins.append(b.tensor(f"{node.name}.const", T_CONST, const.shape, None, b.blob(const), dtype=DT_FLOAT32))
+    b.float_out(node.outputs[0], lambda y: b.op(f"{node.op}_f32", ins, y))
+
+
+@island_lowers("layer_norm")
+def _island_layer_norm(b: _Builder, node) -> None:
+    p = node.params
+    eps_bits = int(np.float32(node.attrs["eps"]).view(np.int32))
+    blobs = [b.blob(np.asarray(p["gamma"], np.float32)), b.blob(np.asarray(p["beta"], np.float32))]
+    x = b.float_in(node.inputs[0])
+    b.float_out(node.outputs[0], lambda y: b.op("layer_norm_f32", [x], y, [eps_bits], blobs=blobs))
+
+
+@island_lowers("mean")
+def _island_mean(b: _Builder, node) -> None:
+    axes = _reduced_axes(b, node)
+    x = b.float_in(node.inputs[0])
+    b.float_out(node.outputs[0], lambda y: b.op("mean_f32", [x], y, axes))
+
+
+def erf_table() -> np.ndarray:
+    """gelu_f32's table: float64 bits (as int64) of erf(x0) and erf'(x0) at x0 = i / ERF_STEPS; the
+    kernel adds a degree-5 Taylor step from the nearest x0 (error below 1e-15)."""
+    x0 = np.arange(ERF_POINTS, dtype=np.float64) / ERF_STEPS
+    table = np.stack([[math.erf(v) for v in x0], 2 / math.sqrt(math.pi) * np.exp(-x0 * x0)], axis=1)
+    return np.ascontiguousarray(table).view(np.int64).reshape(-1)
+
+
+@island_lowers("gelu")
+def _island_gelu(b: _Builder, node) -> None:
+    if node.attrs.get("approximate", "none") != "none":
+        raise UnsupportedOpError(f"efm: island gelu with approximate={node.attrs['approximate']!r} has no float32 "
+                                 f"kernel in the native runtime ({node.where()})")
+    x = b.float_in(node.inputs[0])
+    blob = b.blob(erf_table())
+    b.float_out(node.outputs[0], lambda y: b.op("gelu_f32", [x], y, blobs=[blob]))
+
+
 def _plan_arena(b: _Builder, graph_outputs: list[int], n_inputs: list[int]) -> None:
     """First-fit offsets for every activation: a tensor lives from the op that writes it (graph
     inputs: from the start) to its last reader (graph outputs: to the end). Offsets are per sample;
@@ -332,7 +451,8 @@ def _plan_arena(b: _Builder, graph_outputs: list[int], n_inputs: list[int]) -> N
     live: list[tuple[int, int, int]] = []  # (offset, size, last use)
     for t in sorted((t for t in born if b.tensors[t]["kind"] == T_ACT), key=lambda t: (born[t], t)):
         live = [blk for blk in live if blk[2] >= born[t]]
-        size = _round_up(int(np.prod(b.tensors[t]["shape"][1:], dtype=np.int64)), ALIGN)
+        itemsize = 4 if b.tensors[t]["dtype"] == DT_FLOAT32 else 1
+        size = _round_up(itemsize * int(np.prod(b.tensors[t]["shape"][1:], dtype=np.int64)), ALIGN)
         offset = 0
         for off, sz, _ in sorted(live):
             if off - offset >= size:
@@ -368,7 +488,7 @@ def build_efm(graph) -> bytes:
     for i, t in enumerate(b.tensors):
         rec = tensors[i]
         rec["kind"], rec["name"], rec["rank"] = t["kind"], t["name"], len(t["shape"])
-        rec["dtype"] = DT_INT64 if t["kind"] == T_INPUT_I64 else DT_INT8
+        rec["dtype"] = DT_INT64 if t["kind"] == T_INPUT_I64 else t["dtype"]
         rec["dims"][: len(t["shape"])] = t["shape"]
         rec["offset"] = t.get("offset", 0) if t["kind"] == T_ACT else (t["blob"] if t["kind"] == T_CONST else 0)
         rec["scale"], rec["zero_point"] = t["scale"], t["zero_point"]
@@ -397,7 +517,8 @@ def build_efm(graph) -> bytes:
         buf[o:o + arr.nbytes] = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
     header = np.zeros((), HEADER)
     header["magic"] = np.frombuffer(MAGIC, "S1")
-    for key, value in (("version", FORMAT_VERSION), ("header_bytes", HEADER.itemsize), ("file_bytes", total),
+    version = FORMAT_VERSION if any(t["dtype"] == DT_FLOAT32 for t in b.tensors) else INT8_VERSION
+    for key, value in (("version", version), ("header_bytes", HEADER.itemsize), ("file_bytes", total),
                        ("n_tensors", len(tensors)), ("n_ops", len(ops)), ("n_blobs", len(b.blobs)), ("n_ids", len(ids)),
                        ("n_inputs", len(inputs)), ("n_outputs", len(outputs)), ("names_bytes", len(b.names))):
         header[key] = value

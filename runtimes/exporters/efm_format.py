@@ -16,10 +16,15 @@ import sys
 
 import numpy as np
 
-FORMAT_VERSION = 1
+#: the newest version this build reads and writes; a file whose graph is pure int8 is written as
+#: ``INT8_VERSION`` so loaders that predate float32 tensors still read it
+FORMAT_VERSION = 2
+INT8_VERSION = 1
 MAGIC = b"EFM\x01"
 ALIGN, KPAD, NPAD, MAX_RANK, NATTR, NPARAM, NBLOB = 64, 4, 8, 6, 32, 4, 6
 NO_BLOB = 0xFFFFFFFF
+#: gelu_f32's erf table: erf and its derivative at x0 = i / ERF_STEPS for i < ERF_POINTS (|x| >= 5.5: erf = +-1)
+ERF_STEPS, ERF_POINTS = 64, 353
 
 #: (number, name in the exporter and the Python binding, C enum suffix)
 OPCODE_TABLE = (
@@ -29,7 +34,13 @@ OPCODE_TABLE = (
     (13, "transpose", "TRANSPOSE"), (14, "concat", "CONCAT"), (15, "embedding", "EMBEDDING"),
     (16, "depthwise_conv2d", "DWCONV"), (17, "pad", "PAD"), (18, "slice", "SLICE"), (19, "cast", "CAST"),
     (20, "div", "DIV"), (21, "sum", "SUM"),
+    # version 2: float32 activations (precision islands) and the ops between them
+    (22, "quantize", "QUANTIZE"), (23, "dequantize", "DEQUANTIZE"), (24, "linear_f32", "LINEAR_F32"),
+    (25, "add_f32", "ADD_F32"), (26, "layer_norm_f32", "LAYERNORM_F32"), (27, "mul_f32", "MUL_F32"),
+    (28, "gelu_f32", "GELU_F32"), (29, "mean_f32", "MEAN_F32"),
 )
+#: opcodes a version-1 file may not use (they read or write float32 activations)
+FLOAT_OPCODES = frozenset(n for n, _, _ in OPCODE_TABLE if n >= 22)
 OPCODES = {name: number for number, name, _ in OPCODE_TABLE}
 TENSOR_KINDS = (("ACT", 0), ("INPUT_I64", 1), ("CONST", 2))
 DTYPES = (("INT8", 0), ("INT32", 1), ("INT64", 2), ("FLOAT32", 3))
@@ -47,7 +58,7 @@ _RECORDS = {
         ("tensors_off", "<u8", 1, ""), ("ops_off", "<u8", 1, ""), ("blobs_off", "<u8", 1, ""), ("ids_off", "<u8", 1, ""),
         ("names_off", "<u8", 1, ""), ("names_bytes", "<u8", 1, ""), ("reserved", "<u4", 8, "zero")]),
     "efm_tensor": (64, [
-        ("kind", "<u4", 1, "efm_tensor_kind"), ("dtype", "<u4", 1, "efm_dtype: int8, or int64 for EFM_T_INPUT_I64"),
+        ("kind", "<u4", 1, "efm_tensor_kind"), ("dtype", "<u4", 1, "efm_dtype: int8 (float32 ACT from version 2), int64 for EFM_T_INPUT_I64"),
         ("rank", "<u4", 1, "including the batch axis for ACT/INPUT tensors"),
         ("name", "<u4", 1, "offset into the names section (NUL-terminated)"),
         ("dims", "<i4", MAX_RANK, "dims[0] is ignored (batch) for ACT/INPUT; full shape for CONST"),
@@ -85,10 +96,11 @@ def c_header() -> str:
            " *   python -m edgefleet.runtimes.exporters.efm_format native/efm_format.h",
            " * The .efm format's numbers and record layouts (documented in native/FORMAT.md). */",
            "#ifndef EFM_FORMAT_H", "#define EFM_FORMAT_H", "", "#include <stdint.h>", "",
-           '#define EFM_MAGIC "EFM\\x01"', f"#define EFM_VERSION {FORMAT_VERSION}u",
+           '#define EFM_MAGIC "EFM\\x01"', f"#define EFM_VERSION {FORMAT_VERSION}u", f"#define EFM_VERSION_INT8 {INT8_VERSION}u",
+           f"#define EFM_FIRST_FLOAT_OP {min(FLOAT_OPCODES)}u",
            f"#define EFM_ALIGN {ALIGN}u", f"#define EFM_KPAD {KPAD}u", f"#define EFM_NPAD {NPAD}u",
            f"#define EFM_MAX_RANK {MAX_RANK}", f"#define EFM_NATTR {NATTR}", f"#define EFM_NBLOB {NBLOB}",
-           f"#define EFM_NO_BLOB 0x{NO_BLOB:X}u", "", "enum efm_opcode {"]
+           f"#define EFM_NO_BLOB 0x{NO_BLOB:X}u", f"#define EFM_ERF_STEPS {ERF_STEPS}", f"#define EFM_ERF_POINTS {ERF_POINTS}", "", "enum efm_opcode {"]
     out += [f"    EFM_OP_{c} = {n}, /* {name} */" for n, name, c in OPCODE_TABLE]
     out += [f"    EFM_OP_COUNT = {max(n for n, _, _ in OPCODE_TABLE) + 1}", "};", ""]
     out += ["enum efm_tensor_kind { " + ", ".join(f"EFM_T_{k} = {v}" for k, v in TENSOR_KINDS) + " };"]

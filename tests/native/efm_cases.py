@@ -6,9 +6,11 @@ import functools
 
 import numpy as np
 
+from edgefleet.compress.ir import islands
+
 from edgefleet.runtimes.exporters.efm_export import build_efm
 
-from .opgraphs import build, quantized, weights
+from .opgraphs import build, edge_batch, quantized, weights
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,4 +58,29 @@ def small_encoder() -> tuple[bytes, object]:
     calib = rng.integers(0, 20, (4, 6))
     g = build((6,), nodes, "y", in_dtype="int64", calib=calib)
     qg = quantize_graph(g, [calib.astype(np.int64)])
+    return build_efm(qg), qg
+
+
+def island_graph(seq, d, hidden, n_out, seed, act="relu6"):
+    """x -> linear -> (+ x) -> layer_norm -> int8 linear (relu) -> linear(act): the first three and the
+    last in islands, so a, r and the output y stay float32; n is quantized from float."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        ("linear", ["x"], "a", {"act": "none"}, {"weight": weights(rng, d, d), "bias": weights(rng, d)}),
+        ("add", ["a", "x"], "r", {}, {}),
+        ("layer_norm", ["r"], "n", {"eps": 1e-5}, {"gamma": 1 + weights(rng, d, scale=0.2), "beta": weights(rng, d, scale=0.2)}),
+        ("linear", ["n"], "h", {"act": "relu"}, {"weight": weights(rng, hidden, d), "bias": weights(rng, hidden)}),
+        ("linear", ["h"], "y", {"act": act}, {"weight": weights(rng, n_out, hidden), "bias": weights(rng, n_out)}),
+    ]
+    shape = (seq, d)
+    qg = quantized(build(shape, nodes, "y"), rng, shape)
+    marked = islands.mark(qg, {name: {"group": "test"} for name in ("n0", "n1", "n2", "n4")})
+    assert marked.float_tensors() == {"a", "r", "y"}
+    return marked, edge_batch(rng, shape), qg
+
+
+@functools.lru_cache(maxsize=None)
+def small_islands() -> tuple[bytes, object]:
+    """island_graph: float32 activations (format version 2) between dequantize and quantize."""
+    qg = island_graph(3, 8, 12, 5, seed=2)[0]
     return build_efm(qg), qg

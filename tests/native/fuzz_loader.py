@@ -8,7 +8,7 @@ import numpy as np
 
 from edgefleet import _native
 
-from .efm_cases import small_cnn, small_encoder
+from .efm_cases import small_cnn, small_encoder, small_islands
 
 
 def mutate(rng, data: bytes) -> bytes:
@@ -35,10 +35,11 @@ def mutate(rng, data: bytes) -> bytes:
 def main(n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     cases = [(small_cnn()[0], rng.standard_normal((2, 2, 4, 4)).astype(np.float32)),
-             (small_encoder()[0], rng.integers(0, 20, (2, 6)).astype(np.int64))]
+             (small_encoder()[0], rng.integers(0, 20, (2, 6)).astype(np.int64)),
+             (small_islands()[0], rng.standard_normal((2, 3, 8)).astype(np.float32))]
     accepted = refused = 0
     for i in range(n):
-        data, x = cases[i % 2]
+        data, x = cases[i % len(cases)]
         bad = mutate(rng, data)
         try:
             m = _native.Model.from_bytes(bad, verify=bool(i % 4 == 0))  # mostly bypass the checksum

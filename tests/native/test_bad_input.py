@@ -47,8 +47,8 @@ def test_bad_magic():
 
 def test_version_mismatch_names_both_versions():
     data, _ = small_cnn()
-    future = data[:4] + struct.pack("<I", 2) + data[8:]
-    with pytest.raises(_native.NativeError, match="unsupported .efm version 2 .*version 1"):
+    future = data[:4] + struct.pack("<I", 3) + data[8:]
+    with pytest.raises(_native.NativeError, match="unsupported .efm version 3 .*versions 1 and 2"):
         _native.Model.from_bytes(future)
 
 

@@ -55,6 +55,9 @@ class RuntimeParitySuite:
     #: precision islands (float32 nodes, see compress/ir/islands.py): (max, mean) LSB from the reference,
     #: whose islands are float32 numpy; None where the runtime has int8 kernels only and must refuse them
     island_tolerance: tuple[float, float] | None = (1.0, 0.1)
+    #: the op kinds the target runs in islands (None: every kind in ISLAND_OPS); the parity case marks
+    #: these, and an island of any other kind must be refused by name
+    island_kinds: tuple[str, ...] | None = None
     fp32_max_abs: float = 1e-4
 
     def export(self, graph, path):
@@ -106,8 +109,15 @@ class RuntimeParitySuite:
         if self.precision != "int8":
             pytest.skip("islands are part of the int8 targets")
         qgraph = (op_case(model_name)[2] if model_name in OP_MODELS else zoo_case(model_name)[1])
-        marked = islands.choose_islands(qgraph, None, None, keep_float=list(islands.groups_by_op(qgraph)))
+        kinds = [k for k in islands.groups_by_op(qgraph) if self.island_kinds is None or k in self.island_kinds]
+        marked = islands.choose_islands(qgraph, None, None, keep_float=kinds)
         assert marked.float_tensors(), "the case should keep some tensors float32 between island nodes"
+        if self.island_kinds is not None:
+            others = sorted(set(islands.groups_by_op(qgraph)) - set(self.island_kinds))
+            if others:
+                every = islands.choose_islands(qgraph, None, None, keep_float=others[:1])
+                with pytest.raises(UnsupportedOpError, match=f"op {others[0]!r} runs in a float32 precision island"):
+                    self.export(every, tmp_path / f"{model_name}.refused.{self.target}")
         if self.island_tolerance is None:
             with pytest.raises(UnsupportedOpError, match="precision islands"):
                 self.export(marked, tmp_path / f"{model_name}.{self.target}")
