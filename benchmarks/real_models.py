@@ -286,7 +286,8 @@ def bench_minilm(args, workdir: Path) -> list[dict]:
                        for i in range(0, min(len(tr), args.island_texts), 8)]
             reference = np.concatenate([run_float(graph, b)[graph.outputs[0]] for b in batches])
             graphs[" +islands"] = islands.choose_islands(qgraph, islands.scorer(batches, reference),
-                                                         lambda s: s[0] >= args.island_mean and s[1] >= args.island_p1)
+                                                         lambda s: s[0] >= args.island_mean and s[1] >= args.island_p1,
+                                                         allowed=exporters.island_ops())
             info["islands"] = islands.summary(graphs[" +islands"])
             print("# islands: " + "; ".join(f"{r['group']} x{len(r['nodes'])} (+{r['gain']:.4f})"
                                             for r in info["islands"]), file=sys.stderr)

@@ -192,9 +192,13 @@ def _explain_misfit(model, data: Dataset) -> None:
 
 def _attempt(cfg: ExportConfig, recipe: Recipe, teacher, data: Dataset, number: int, teacher_val: float,
              max_drop: float, steps: _Steps):
+    from edgefleet.runtimes import exporters
+
     task = get_task(data.task)
     state = State.start(copy.deepcopy(teacher), data, seed=cfg.seed, progress=cfg.progress)
     state.teacher, state.max_drop = teacher, max_drop
+    # an automatic island choice never costs a target (efm-int8 has float kernels for fewer op kinds)
+    state.island_ops = exporters.island_ops(*[t for t in (cfg.targets or ()) if t != TEACHER_TARGET])
     stages = []
     for p in recipe.passes:
         seed_everything(cfg.seed + number)

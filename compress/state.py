@@ -26,6 +26,8 @@ class State:
     qgraph: Graph | None = None  # the quantized IR: the one set of int8 parameters every exporter writes
     notes: list[str] = field(default_factory=list)
     max_drop: float | None = None  # the accuracy budget (task's metric), set by the pipeline for the passes
+    #: op kinds every int8 target of the export can run as float32 precision islands (set by the pipeline)
+    island_ops: tuple[str, ...] | None = None
     _teacher_val: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod

@@ -125,14 +125,16 @@ def sensitivity(qgraph: Graph, score: Callable[[Graph], tuple[float, ...]],
 
 
 def choose_islands(qgraph: Graph, score: Callable[[Graph], tuple[float, ...]], met: Callable[[tuple], bool], *,
-                   keep_float="auto", max_groups: int = 6) -> Graph:
+                   keep_float="auto", max_groups: int = 6, allowed: Sequence[str] = ISLAND_OPS) -> Graph:
     """The quantized graph with the fewest island groups whose score ``met``: greedy, each round adding the
     group whose float run raises the objective (``score(graph)[0]``, higher better) most, then dropping
     any chosen group the target no longer needs. Pure int8 when it already meets the target (then
     ``score`` runs once).
 
     ``keep_float``: ``"auto"`` (measure and choose), ``"none"`` (pure int8), or a list of op kinds or
-    node names forced into islands (then nothing else is added).
+    node names forced into islands (then nothing else is added). ``allowed``: the op kinds ``auto`` may
+    choose from (the kinds every target of the export can lower; forced kinds are not checked here, the
+    exporter that cannot lower one refuses it by name).
     """
     groups = groups_by_op(qgraph)
     if keep_float == "none" or not keep_float:
@@ -147,6 +149,7 @@ def choose_islands(qgraph: Graph, score: Callable[[Graph], tuple[float, ...]], m
             marks.update({n: {"group": item, "reason": "forced by quantize.keep_float"} for n in nodes})
         return mark(qgraph, marks)
 
+    groups = {g: nodes for g, nodes in groups.items() if g in allowed}
     current, got = qgraph, score(qgraph)
     chosen: list[str] = []
     while not met(got) and len(chosen) < max_groups:

@@ -69,7 +69,8 @@ class Quantize(Pass):
             if spec == "none" or state.max_drop is None:
                 return qgraph
             score = _budget_score(state, self.island_samples)
-            return islands.choose_islands(qgraph, score, lambda s: -s[0] <= state.max_drop)
+            allowed = islands.ISLAND_OPS if state.island_ops is None else state.island_ops
+            return islands.choose_islands(qgraph, score, lambda s: -s[0] <= state.max_drop, allowed=allowed)
         return islands.choose_islands(qgraph, None, None, keep_float=[t.strip() for t in spec.split(",") if t.strip()])
 
     def backoff(self):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from edgefleet._errors import ConfigError
 from edgefleet._registry import LazyRegistry
 
-__all__ = ["get", "targets", "register"]
+__all__ = ["get", "targets", "register", "island_ops"]
 
 _EXPORTERS = LazyRegistry("export target", ConfigError, {
     "onnx-fp32": "edgefleet.runtimes.exporters.onnx_export:OnnxFp32Exporter",
@@ -26,3 +26,12 @@ _EXPORTERS = LazyRegistry("export target", ConfigError, {
 register = _EXPORTERS.register
 targets = _EXPORTERS.names
 get = _EXPORTERS.get
+
+
+def island_ops(*names: str) -> tuple[str, ...]:
+    """The op kinds every int8 target of ``names`` (default: every registered target) can lower as
+    float32 precision islands: an exporter's ``island_ops``, or every kind when it declares none."""
+    from edgefleet.compress.ir.islands import ISLAND_OPS
+
+    int8 = [get(t) for t in (names or targets()) if get(t).precision == "int8"]
+    return tuple(op for op in ISLAND_OPS if all(op in getattr(e, "island_ops", ISLAND_OPS) for e in int8))

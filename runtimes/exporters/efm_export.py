@@ -537,6 +537,8 @@ class EfmExporter:
     runtime = "native"
     precision = "int8"
     filename = "model.int8.efm"
+    #: op kinds with a float32 kernel in the native runtime (precision islands); every lowering above
+    island_ops = tuple(sorted(ISLAND_LOWERINGS))
 
     def export(self, graph, path) -> Path:
         path = Path(path)

@@ -96,3 +96,18 @@ def test_greedy_tries_pairs_when_no_single_kind_helps_and_drops_kinds_made_redun
     rows = {r["group"]: r for r in islands.summary(chosen)}
     assert set(rows) == {"add", "layer_norm"}  # linear was picked first, then found unneeded
     assert "chosen with layer_norm" in rows["add"]["reason"] and rows["add"]["gain"] > 0.08
+
+
+def test_auto_chooses_only_kinds_every_target_can_lower(case):
+    """``allowed`` limits the automatic choice (the pipeline passes the kinds every int8 target lowers, so
+    an island never costs efm-int8 its artifact); the exporters declare their kinds."""
+    from edgefleet.runtimes import exporters
+    from edgefleet.runtimes.exporters.efm_export import ISLAND_LOWERINGS
+
+    graph, qgraph, x = case
+    score = islands.scorer([x], run_float(graph, x)[graph.outputs[0]])
+    only_ln = islands.choose_islands(qgraph, score, lambda s: s[0] >= 1.0, allowed=("layer_norm",))
+    assert {why["group"] for why in only_ln.islands.values()} <= {"layer_norm"}
+    assert islands.choose_islands(qgraph, score, lambda s: s[0] >= 1.0, allowed=()) is qgraph
+    assert set(exporters.island_ops("onnx-int8", "tflite-int8", "onnx-fp32")) == set(islands.ISLAND_OPS)
+    assert set(exporters.island_ops()) == set(ISLAND_LOWERINGS) < set(islands.ISLAND_OPS)
