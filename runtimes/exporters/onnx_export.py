@@ -363,6 +363,26 @@ class OnnxFp32Exporter:
         return Path(path)
 
 
+def export_fp32_every_tensor(graph, path: str | Path) -> dict[str, str]:
+    """Write the fp32 ONNX model of ``graph`` with every float IR tensor also a graph output, so one
+    onnxruntime call yields each tensor :func:`~edgefleet.compress.ir.run_float` computes op by op
+    (calibration observes them all). Returns IR tensor name -> ONNX name (graph inputs keep theirs)."""
+    writer = _Writer(graph, int8=False)
+    model = writer.build()
+    given = {o.name for o in model.graph.output} | {v.name for v in graph.inputs}
+    names = {v.name: v.name for v in graph.inputs}
+    for node in graph.nodes:
+        out = node.outputs[0]
+        if graph.values[out].dtype != "float32":
+            continue
+        names[out] = writer.read(out)
+        if names[out] not in given:
+            model.graph.output.append(writer.helper.make_tensor_value_info(names[out], _DTYPES["float32"], None))
+            given.add(names[out])
+    Path(path).write_bytes(model.SerializeToString())
+    return names
+
+
 class OnnxInt8Exporter:
     target = "onnx-int8"
     runtime = "onnxruntime"
