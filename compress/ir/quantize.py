@@ -71,17 +71,27 @@ class _Observer:
         if arr.dtype.kind != "f":
             return
         flat = arr.reshape(-1)
-        if not np.isfinite(flat).all():  # x / 0 inside the model: the int8 form saturates those
+        lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (math.nan, math.nan)
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # x / 0 inside the model: the int8 form saturates those
             flat = flat[np.isfinite(flat)]
             if not flat.size:
                 return
-        self.lo[name] = min(self.lo.get(name, math.inf), float(flat.min()))
-        self.hi[name] = max(self.hi.get(name, -math.inf), float(flat.max()))
+            lo, hi = float(flat.min()), float(flat.max())
+        self.observe_range(name, lo, hi)
         take = min(flat.size, max(self.max_samples // 8, 1024))
         if self.kept.get(name, 0) < self.max_samples:
             pick = flat if flat.size <= take else flat[self.rng.choice(flat.size, take, replace=False)]
             self.samples.setdefault(name, []).append(pick.astype(np.float32))
             self.kept[name] = self.kept.get(name, 0) + pick.size
+
+    def needs_values(self, name: str) -> bool:
+        """Whether ``name``'s reservoir still takes values (else its range is all it needs)."""
+        return self.kept.get(name, 0) < self.max_samples
+
+    def observe_range(self, name: str, lo: float, hi: float) -> None:
+        """The finite minimum and maximum of one batch of a tensor whose reservoir is full."""
+        self.lo[name] = min(self.lo.get(name, math.inf), lo)
+        self.hi[name] = max(self.hi.get(name, -math.inf), hi)
 
     def sample(self, name: str) -> np.ndarray:
         return np.concatenate(self.samples[name])
@@ -109,7 +119,7 @@ def _calibrated_range(obs: _Observer, name: str, cfg: QuantConfig) -> QParams:
 
 #: bytes of activations one calibration call may hold: every tensor of the call's samples is alive
 #: at once (onnxruntime returns them together), so large inputs are run a few samples at a time
-CALIBRATION_CALL_BYTES = 1 << 28
+CALIBRATION_CALL_BYTES = 1 << 27
 #: how calibration computes the float tensors: ``onnxruntime`` (one vectorised call per batch, the
 #: reference's tensors up to float rounding; falls back to the reference when it cannot run the
 #: graph) or ``reference`` (``run_float``, numpy op by op)

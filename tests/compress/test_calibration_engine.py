@@ -85,3 +85,30 @@ def test_fp32_reference_comes_from_onnxruntime_held_to_the_reference(se_cnn):
     out, how = float_outputs(graph, x)
     assert how == "onnxruntime"
     assert np.abs(out - run_float(graph, x)["output"]).max() <= FP32_MAX_ABS
+
+
+def test_full_reservoirs_take_only_the_range_from_onnxruntime(se_cnn, monkeypatch):
+    """Once a tensor's reservoir is full, onnxruntime hands over its min and max, not its values:
+    the same ranges and the same samples as the reference, with fewer tensors copied out."""
+    graph, x = se_cnn
+    cfg = QuantConfig(method="mse", max_samples=2048)
+    batches = [x[i:i + 4] for i in range(0, 40, 4)]
+    calls = {"fast": 0, "ref": 0}
+    real = quantize_mod._Observer.__call__
+
+    def counting(engine):
+        def call(self, name, arr):
+            calls[engine] += 1
+            return real(self, name, arr)
+        return call
+
+    monkeypatch.setattr(quantize_mod._Observer, "__call__", counting("fast"))
+    fast = quantize_mod.calibrate(graph, batches, cfg)
+    monkeypatch.setattr(quantize_mod._Observer, "__call__", counting("ref"))
+    ref = quantize_mod.calibrate(graph, batches, cfg, engine="reference")
+    assert calls["fast"] < calls["ref"] / 2
+    assert fast.lo.keys() == ref.lo.keys()
+    for name in ref.lo:
+        assert fast.lo[name] == pytest.approx(ref.lo[name], rel=1e-4, abs=1e-5), name
+        assert fast.hi[name] == pytest.approx(ref.hi[name], rel=1e-4, abs=1e-5), name
+        np.testing.assert_allclose(fast.sample(name), ref.sample(name), rtol=1e-4, atol=1e-5, err_msg=name)
