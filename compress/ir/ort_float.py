@@ -29,29 +29,18 @@ from .reference import _feeds
 FloatRun = Callable[..., dict]
 
 
-def _session(path: Path, threads: int | None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def float_runner(graph: Graph, *, every_tensor: bool = False, threads: int | None = None) -> FloatRun | None:
     """A function with ``run_float``'s signature, ``run(graph, inputs, observe=None)``, computing
     ``graph`` (the same graph it was built for) on onnxruntime. With ``every_tensor`` each float
     tensor is an output of the one call, and ``observe`` sees them in ``run_float``'s order (inputs,
     then node outputs in graph order). ``None`` when onnxruntime or the ONNX lowering is missing."""
-    try:
-        import onnxruntime  # noqa: F401
+    from edgefleet import runtimes
 
-        from edgefleet.runtimes.exporters import get
-        from edgefleet.runtimes.exporters.onnx_export import export_fp32_every_tensor
-    except ImportError:
+    if not runtimes.get("onnxruntime").is_available():
         return None
+    from edgefleet.runtimes.exporters import get
+    from edgefleet.runtimes.exporters.onnx_export import export_fp32_every_tensor
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "float.onnx"
         try:
@@ -60,7 +49,7 @@ def float_runner(graph: Graph, *, every_tensor: bool = False, threads: int | Non
             else:
                 get("onnx-fp32")().export(graph, path)
                 names = {o: (o, None, None) for o in graph.outputs}
-            session = _session(path, threads)
+            session = runtimes.load("onnxruntime", path, threads=threads)
         except Exception:  # noqa: BLE001 - any graph the ONNX writer or onnxruntime cannot take: the
             return None    # numpy reference runs every graph, and gives the same tensors
     inputs = [v.name for v in graph.inputs]
@@ -79,7 +68,7 @@ def float_runner(graph: Graph, *, every_tensor: bool = False, threads: int | Non
             fetch |= {names[t][0] for t in tapped if t not in only_range}
             fetch |= {r for t in only_range for r in names[t][1:]}
         order = sorted(fetch)
-        env = {**feeds, **dict(zip(order, session.run(order, feeds)))}
+        env = {**feeds, **dict(zip(order, session.run_outputs(order, feeds)))}
         if observe is not None:
             for name, arr in feeds.items():
                 observe(name, arr)
@@ -87,7 +76,7 @@ def float_runner(graph: Graph, *, every_tensor: bool = False, threads: int | Non
                 if t in only_range:
                     lo, hi = float(env[names[t][1]]), float(env[names[t][2]])
                     if not (math.isfinite(lo) and math.isfinite(hi)):  # the values say which ones to skip
-                        env[names[t][0]] = session.run([names[t][0]], feeds)[0]
+                        env[names[t][0]] = session.run_outputs([names[t][0]], feeds)[0]
                         observe(t, env[names[t][0]])
                     else:
                         observe.observe_range(t, lo, hi)
