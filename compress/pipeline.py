@@ -30,7 +30,7 @@ from edgefleet.bundle import Bundle, BundleWriter
 from . import batch as B
 from . import report as report_mod
 from .data import Dataset, load_dataset
-from .ir import islands, run_float
+from .ir import islands
 from .model_loading import load_model
 from .monitoring_ref import build_reference
 from .passes import get_pass
@@ -38,7 +38,8 @@ from .recipe import Recipe
 from .state import State, capture_model, count_nonzero, count_parameters
 from .tasks import Task, get_task
 from .train import accuracy, fit, predict_logits, seed_everything
-from .verify import INT8_MAX_LSB, Verdict, input_ranges, int8_outputs, machine_info, verify_artifact
+from .verify import (INT8_MAX_LSB, Verdict, float_outputs, input_ranges, int8_outputs, machine_info, run_batched,
+                     verify_artifact)
 
 #: fallback-chain order when no latency was measured; with latency, each precision group is
 #: ordered by measured batch-1 p50 (int8 first, fp32 last: the safest fallback)
@@ -105,8 +106,11 @@ class ExportResult:
     verdicts: list[Verdict]
     machine: dict
     config: dict = field(default_factory=dict)
-    #: wall seconds per pipeline step, in order (where the export's time went)
+    #: wall seconds per pipeline step, in order (where the export's time went); a sub-step
+    #: (``step > part``) follows its step and is part of its seconds
     timings: dict = field(default_factory=dict)
+    #: the process's peak resident memory (MB) at the end of each step
+    peak_rss_mb: dict = field(default_factory=dict)
     #: classifier: (mean calibrated confidence, accuracy, count) per confidence bin of the int8 model
     reliability: list = field(default_factory=list)
 
@@ -136,12 +140,25 @@ def _check_model_on_data(model, data: Dataset) -> None:
     get_task(data.task).check_output(tuple(out.shape), data.num_classes, None if y is None else y.shape)
 
 
+SUB_STEP = report_mod.SUB_STEP
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory so far (MB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)  # bytes on macOS, KB on Linux
+
+
 class _Steps:
-    """Wall time per pipeline step; on a terminal (``progress``), one status line naming the running
-    step and its elapsed time."""
+    """Wall time and the peak resident memory so far per pipeline step; on a terminal
+    (``progress``), one status line naming the running step and its elapsed time."""
 
     def __init__(self, progress: bool):
         self.timings: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
         self.bar = None
         if progress:
             try:
@@ -159,6 +176,17 @@ class _Steps:
             yield
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+            self.peak_rss_mb[name] = _peak_rss_mb()
+
+    def rename(self, name: str, new: str) -> None:
+        """Rename the last step (to say how it was done once that is known)."""
+        self.timings[new] = self.timings.pop(name)
+        self.peak_rss_mb[new] = self.peak_rss_mb.pop(name)
+
+    def sub_steps(self, name: str, seconds: dict[str, float]) -> None:
+        """Record the sub-steps a pass timed (``State.timed``) under its step ``name``."""
+        for sub, sec in seconds.items():
+            self.timings[f"{name}{SUB_STEP}{sub}"] = sec
 
     def close(self) -> None:
         if self.bar is not None:
@@ -202,8 +230,10 @@ def _attempt(cfg: ExportConfig, recipe: Recipe, teacher, data: Dataset, number: 
     stages = []
     for p in recipe.passes:
         seed_everything(cfg.seed + number)
+        state.step_seconds = {}
         with steps.step(f"attempt {number}: {p.name}"):
             result = p.run(state)
+        steps.sub_steps(f"attempt {number}: {p.name}", state.step_seconds)
         stage = {"stage": p.name, "params": count_parameters(state.model), "nonzero": count_nonzero(state.model),
                  "val_score": state.val_accuracy(), "changed": result.changed, "seconds": round(result.seconds, 2),
                  "config": result.params}
@@ -306,24 +336,25 @@ def _run_export(cfg: ExportConfig, steps: _Steps) -> ExportResult:
     graph, qgraph = state.graph, state.qgraph
     # the reference outputs every artifact is held to, computed once
     with steps.step("fp32 reference outputs"):
-        references = {"int8": int8_out,
-                      "fp32": B.map_chunks(lambda xb: run_float(graph, xb)[graph.outputs[0]], data.x_val)}
+        fp32_out, how = float_outputs(graph, data.x_val)
+        references = {"int8": int8_out, "fp32": fp32_out}
+    steps.rename("fp32 reference outputs", f"fp32 reference outputs ({how})")
     name = cfg.name or Path(cfg.out).name or "model"
     writer = BundleWriter(cfg.out)
     teacher_out = {"val": teacher_val_out, "test": teacher_test_out}
     try:
         with steps.step("teacher fp32 ONNX"):
-            teacher_onnx_bytes = _teacher_onnx(teacher_model, data, writer if ship_teacher else None)
+            teacher_onnx_bytes = _teacher_onnx(teacher_model, data, teacher_val_out, writer if ship_teacher else None)
         verdicts = []
         for target in targets:
-            with steps.step(f"export + verify {target}"):
-                verdicts.append(_export_target(target, graph, qgraph, data, teacher_out, teacher, cfg, writer,
-                                               references))
+            verdicts.append(_export_target(target, graph, qgraph, data, teacher_out, teacher, cfg, writer,
+                                           references, steps))
         shipped = [v.target for v in verdicts if v.shipped]
         if not shipped:
             raise EdgefleetError("no artifact passed verification: " + "; ".join(f"{v.target}: {v.reason}" for v in verdicts))
         result = ExportResult(None, {k: v for k, v in teacher.items() if k != "model"} | {"onnx_bytes": teacher_onnx_bytes},
-                              stages, attempts, verdicts, machine_info(), _config_dict(cfg, recipe, max_drop), timings)
+                              stages, attempts, verdicts, machine_info(), _config_dict(cfg, recipe, max_drop), timings,
+                              peak_rss_mb=steps.peak_rss_mb)
         with steps.step("monitoring reference + bundle"):
             monitoring = build_reference(data.x_val, references["int8"], data.y_val, len(data.labels), kind=task.kind)
             if task.kind == "classifier":
@@ -345,10 +376,10 @@ def _reliability(logits: np.ndarray, y: np.ndarray, temperature: float) -> list:
     return report_mod.reliability_bins(p.max(axis=1).tolist(), (p.argmax(axis=1) == y).tolist())
 
 
-def _teacher_onnx(model, data: Dataset, writer: BundleWriter | None) -> int:
+def _teacher_onnx(model, data: Dataset, val_outputs: np.ndarray, writer: BundleWriter | None) -> int:
     """Size of the uncompressed teacher's fp32 ONNX (the yardstick of the size targets); with a
     ``writer``, also ship it as the ``teacher-fp32`` artifact, the cloud fallback's heavier model,
-    once onnxruntime reproduces the torch teacher on the validation split (max |Δ| <= 1e-3)."""
+    once onnxruntime reproduces the torch teacher's ``val_outputs`` (max |Δ| <= 1e-3)."""
     import numpy as np
 
     from edgefleet import runtimes
@@ -359,8 +390,8 @@ def _teacher_onnx(model, data: Dataset, writer: BundleWriter | None) -> int:
         size = path.stat().st_size
         if writer is not None:
             runtime = runtimes.load("onnxruntime", path)
-            run = lambda x: runtime.run(np.asarray(x, np.float32))[runtime.output_names[0]]  # noqa: E731
-            diff = float(np.abs(run(data.x_val) - predict_logits(model, data.x_val)).max())
+            run = lambda x: run_batched(runtime, np.asarray(x, np.float32))  # noqa: E731
+            diff = float(np.abs(run(data.x_val) - val_outputs).max())
             if diff <= 1e-3:
                 writer.add_artifact(TEACHER_TARGET, path, runtime="onnxruntime", precision="fp32", metrics={
                     "test_accuracy": accuracy(run(data.x_test), data.y_test),
@@ -368,7 +399,7 @@ def _teacher_onnx(model, data: Dataset, writer: BundleWriter | None) -> int:
         return size
 
 
-def _export_target(target, graph, qgraph, data, teacher_out, teacher, cfg, writer, references) -> Verdict:
+def _export_target(target, graph, qgraph, data, teacher_out, teacher, cfg, writer, references, steps) -> Verdict:
     from edgefleet.runtimes import exporters
 
     try:
@@ -378,21 +409,27 @@ def _export_target(target, graph, qgraph, data, teacher_out, teacher, cfg, write
     path = writer.stage / f".{target}.tmp"
     source = qgraph if exporter.precision == "int8" else graph
     try:
-        exporter.export(source, path)
+        with steps.step(f"export {target}"):
+            exporter.export(source, path)
     except EdgefleetError as e:
         return Verdict(target, False, f"export failed: {e}")
     except ImportError as e:
         return Verdict(target, False, f"exporter unavailable: {e}")
-    m = get_task(data.task).metric
-    verdict = verify_artifact(target, exporter.runtime, exporter.precision, path, graph=graph, qgraph=qgraph, data=data,
-                              teacher_outputs=teacher_out, teacher_test_score=teacher[f"test_{m}"],
-                              int8_max_lsb=cfg.parity_lsb, measure_latency=cfg.measure_latency,
-                              reference=references[exporter.precision])
+    with steps.step(f"verify {target}"):
+        verdict = _verify(target, exporter, path, graph, qgraph, data, teacher_out, teacher, cfg, references)
     if verdict.shipped:
         writer.add_artifact(target, path, runtime=exporter.runtime, precision=exporter.precision,
                             metrics=_json_safe(verdict.metrics))
     path.unlink(missing_ok=True)
     return verdict
+
+
+def _verify(target, exporter, path, graph, qgraph, data, teacher_out, teacher, cfg, references) -> Verdict:
+    m = get_task(data.task).metric
+    return verify_artifact(target, exporter.runtime, exporter.precision, path, graph=graph, qgraph=qgraph, data=data,
+                           teacher_outputs=teacher_out, teacher_test_score=teacher[f"test_{m}"],
+                           int8_max_lsb=cfg.parity_lsb, measure_latency=cfg.measure_latency,
+                           reference=references[exporter.precision])
 
 
 def _json_safe(obj):

@@ -65,9 +65,18 @@ def stage_rows(result) -> list[tuple]:
     return rows
 
 
+#: separates a pipeline step from its sub-steps in the timings (``attempt 1: quantize > calibration``);
+#: a sub-step's seconds are part of its step's
+SUB_STEP = " > "
+
+
 def timing_rows(result) -> list[tuple]:
-    total = sum(result.timings.values()) or 1.0
-    return [(step, f"{sec:.2f}", f"{100 * sec / total:.0f}%") for step, sec in result.timings.items()]
+    """(step, seconds, share of the export's time, peak RSS MB) per step; a sub-step (``step >
+    part``) is indented under its step and not counted twice in the total."""
+    total = sum(sec for step, sec in result.timings.items() if SUB_STEP not in step) or 1.0
+    rss = getattr(result, "peak_rss_mb", None) or {}
+    return [(f"  {step.split(SUB_STEP, 1)[1]}" if SUB_STEP in step else step, f"{sec:.2f}", f"{100 * sec / total:.0f}%",
+             f"{rss[step]:.0f}" if step in rss else "") for step, sec in result.timings.items()]
 
 
 def island_lines(result) -> list[str]:
@@ -103,7 +112,7 @@ def text_table(result) -> str:
         if not v.shipped:
             parts.append(f"  not shipped: {v.target}: {v.reason}")
     if result.timings:
-        parts += ["", "where the time went (s):", _table(("step", "seconds", "share"), timing_rows(result))]
+        parts += ["", "where the time went (s):", _table(("step", "seconds", "share", "peak RSS MB"), timing_rows(result))]
     if result.bundle is not None:
         parts += ["", f"bundle: {result.bundle.path}  (fallback chain: {' > '.join(result.bundle.fallback_chain)})"]
     return "\n".join(parts)
@@ -286,7 +295,7 @@ th{{background:#f3f4f6}}td:first-child{{text-align:left}}.charts svg{{display:bl
 {f'<h2>Precision islands</h2><pre>{html.escape(chr(10).join(islands[2:]))}</pre>' if islands else ''}
 <h2>Targets</h2>{table(_head(task), target_rows(result))}
 {f'<h3>Not shipped</h3><ul>{skipped}</ul>' if skipped else ''}
-<h2>Where the time went</h2>{table(("step", "seconds", "share"), timing_rows(result))}
+<h2>Where the time went</h2>{table(("step", "seconds", "share", "peak RSS MB"), timing_rows(result))}
 <h2>Plots</h2><div class="charts">{''.join(charts)}</div>
 </body></html>
 """
@@ -299,6 +308,6 @@ def result_json(result) -> str:
         "task": result.task.kind, "metric": result.task.metric,
         "teacher": result.teacher, "stages": result.stages, "attempts": [a.__dict__ for a in result.attempts],
         "targets": [{"target": v.target, "shipped": v.shipped, "reason": v.reason, "metrics": v.metrics} for v in result.verdicts],
-        "timings": result.timings, "machine": result.machine, "config": result.config,
+        "timings": result.timings, "peak_rss_mb": result.peak_rss_mb, "machine": result.machine, "config": result.config,
         "bundle": str(result.bundle.path) if result.bundle else None,
     }, indent=2, default=float)

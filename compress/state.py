@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +31,8 @@ class State:
     max_drop: float | None = None  # the accuracy budget (task's metric), set by the pipeline for the passes
     #: op kinds every int8 target of the export can run as float32 precision islands (set by the pipeline)
     island_ops: tuple[str, ...] | None = None
+    #: seconds of the sub-steps of the running pass (``timed``), read by the pipeline's timings
+    step_seconds: dict[str, float] = field(default_factory=dict)
     _teacher_val: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
@@ -36,6 +41,15 @@ class State:
         for p in teacher.parameters():
             p.requires_grad_(False)
         return cls(model=model.eval(), teacher=teacher, data=data, seed=seed, progress=progress)
+
+    @contextmanager
+    def timed(self, name: str):
+        """Time a sub-step of a pass into ``step_seconds[name]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.step_seconds[name] = round(self.step_seconds.get(name, 0.0) + time.perf_counter() - start, 3)
 
     def capture(self, model: nn.Module | None = None) -> Graph:
         return capture_model(model or self.model, self.data.input_specs)
@@ -73,13 +87,15 @@ class State:
         if got != want:
             raise ModelError(f"{what} outputs {list(got)}, the teacher {list(want)}")
 
-    def calibration_batches(self, samples: int, batch: int = 128) -> list[B.Batch]:
+    def calibration_batches(self, samples: int, batch: int = 128) -> Iterator[B.Batch]:
+        """``samples`` training samples drawn with the run's seed, in batches, each copied out only
+        when it is reached (bounded memory for large inputs)."""
         rng = np.random.default_rng(self.seed)
         x = self.data.x_train
         n = B.size(x)
-        batch = min(batch, B.chunk_size(x))  # bounded memory for large inputs
+        batch = min(batch, B.chunk_size(x))
         idx = np.sort(rng.choice(n, min(samples, n), replace=False))
-        return [B.take(x, idx[i:i + batch]) for i in range(0, len(idx), batch)]
+        return (B.take(x, idx[i:i + batch]) for i in range(0, len(idx), batch))
 
 
 def capture_model(model: nn.Module, input_specs: list[B.InputSpec]) -> Graph:

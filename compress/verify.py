@@ -73,14 +73,20 @@ def machine_info() -> dict:
             "python": platform.python_version()}
 
 
-def latency(rt, x: B.Batch, batch: int, *, budget_s: float = 0.6, max_runs: int = 200) -> dict:
-    """p50/p99 of ``rt.run`` at a batch size, time-bounded."""
+def latency(rt, x: B.Batch, batch: int, *, budget_s: float = 0.6, max_runs: int = 200, min_runs: int = 10) -> dict:
+    """p50/p99 of ``rt.run`` at a batch size, time-bounded: at least ``min_runs`` timed runs after
+    three warm-up runs; a call slower than a tenth of the budget (a 224 x 224 CNN at batch 32) gets
+    one warm-up run and three timed runs, so verification does not spend minutes timing it."""
     xb = B.resize(x, batch)
-    for _ in range(3):
+    t0 = time.perf_counter()
+    rt.run(xb)
+    slow = time.perf_counter() - t0 > budget_s / 10
+    for _ in range(0 if slow else 2):
         rt.run(xb)
+    min_runs = min(min_runs, 3) if slow else min_runs
     times = []
     start = time.perf_counter()
-    while len(times) < max_runs and (time.perf_counter() - start < budget_s or len(times) < 10):
+    while len(times) < max_runs and (time.perf_counter() - start < budget_s or len(times) < min_runs):
         t0 = time.perf_counter()
         rt.run(xb)
         times.append(time.perf_counter() - t0)
@@ -89,6 +95,9 @@ def latency(rt, x: B.Batch, batch: int, *, budget_s: float = 0.6, max_runs: int 
 
 
 def run_batched(rt, x: B.Batch, batch: int = 256) -> np.ndarray:
+    """``rt``'s first output on ``x``, ``batch`` samples a call or fewer for large inputs (a runtime
+    holds a call's activations: 256 images of 224 x 224 would take gigabytes)."""
+    batch = B.chunk_size(x, batch)
     outs = [rt.run(B.take(x, slice(i, i + batch)))[rt.output_names[0]] for i in range(0, B.size(x), batch)]
     return np.concatenate(outs)
 
@@ -122,6 +131,28 @@ def int8_outputs(qgraph, x: B.Batch) -> tuple[np.ndarray, str]:
             except EdgefleetError:
                 pass  # an op the native format lacks: the numpy reference covers every op
     return B.map_chunks(lambda xb: run_int(qgraph, xb)[qgraph.outputs[0]], x), "reference"
+
+
+def cross_check_samples(x: B.Batch) -> int:
+    """Samples on which a fast reference is held to the numpy interpreter: ``CROSS_CHECK_SAMPLES``,
+    fewer for large inputs (two of the numpy interpreter's memory-bounded chunks, at least 8)."""
+    return min(CROSS_CHECK_SAMPLES, max(8, 2 * B.chunk_size(x)), B.size(x))
+
+
+def float_outputs(graph, x: B.Batch) -> tuple[np.ndarray, str]:
+    """The float model's outputs on ``x``: from onnxruntime running our fp32 ONNX of ``graph`` when it
+    reproduces ``run_float`` on the first :func:`cross_check_samples` within ``FP32_MAX_ABS``, else
+    from ``run_float`` (numpy, op by op). Returns ``(outputs, "onnxruntime" | "reference")``."""
+    from .ir.ort_float import float_runner
+
+    reference = lambda xb: run_float(graph, xb)[graph.outputs[0]]  # noqa: E731
+    run = float_runner(graph, threads=1)
+    if run is not None:
+        out = B.map_chunks(lambda xb: run(graph, xb)[graph.outputs[0]], x)
+        few = B.take(x, slice(0, cross_check_samples(x)))
+        if float(np.abs(out[:B.size(few)] - B.map_chunks(reference, few)).max()) <= FP32_MAX_ABS:
+            return out, "onnxruntime"
+    return B.map_chunks(reference, x), "reference"
 
 
 def parity(target_precision: str, outputs: np.ndarray, graph, qgraph, x: B.Batch, ref: np.ndarray | None = None) -> dict:
@@ -166,8 +197,8 @@ def verify_artifact(target: str, runtime_name: str, precision: str, path, *, gra
     p = parity(precision, out_val, graph, qgraph, data.x_val, reference)
     if precision == "int8" and runtime_name == "native" and reference is not None:
         # the reference may have come from this very runtime: hold it to the numpy interpreter too
-        few = B.take(data.x_val, slice(0, CROSS_CHECK_SAMPLES))
-        own = parity(precision, out_val[:CROSS_CHECK_SAMPLES], graph, qgraph, few)
+        few = B.take(data.x_val, slice(0, cross_check_samples(data.x_val)))
+        own = parity(precision, out_val[:B.size(few)], graph, qgraph, few)
         p = {k: max(p[k], own[k]) if k != "lsb" else p[k] for k in p}
     metrics["parity"] = p
     if not np.isfinite(out_test).all():

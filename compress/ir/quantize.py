@@ -17,6 +17,7 @@ One call, :func:`quantize_graph`, computes the *one* set of int8 parameters ever
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -70,17 +71,27 @@ class _Observer:
         if arr.dtype.kind != "f":
             return
         flat = arr.reshape(-1)
-        if not np.isfinite(flat).all():  # x / 0 inside the model: the int8 form saturates those
+        lo, hi = (float(flat.min()), float(flat.max())) if flat.size else (math.nan, math.nan)
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # x / 0 inside the model: the int8 form saturates those
             flat = flat[np.isfinite(flat)]
             if not flat.size:
                 return
-        self.lo[name] = min(self.lo.get(name, math.inf), float(flat.min()))
-        self.hi[name] = max(self.hi.get(name, -math.inf), float(flat.max()))
+            lo, hi = float(flat.min()), float(flat.max())
+        self.observe_range(name, lo, hi)
         take = min(flat.size, max(self.max_samples // 8, 1024))
         if self.kept.get(name, 0) < self.max_samples:
             pick = flat if flat.size <= take else flat[self.rng.choice(flat.size, take, replace=False)]
             self.samples.setdefault(name, []).append(pick.astype(np.float32))
             self.kept[name] = self.kept.get(name, 0) + pick.size
+
+    def needs_values(self, name: str) -> bool:
+        """Whether ``name``'s reservoir still takes values (else its range is all it needs)."""
+        return self.kept.get(name, 0) < self.max_samples
+
+    def observe_range(self, name: str, lo: float, hi: float) -> None:
+        """The finite minimum and maximum of one batch of a tensor whose reservoir is full."""
+        self.lo[name] = min(self.lo.get(name, math.inf), lo)
+        self.hi[name] = max(self.hi.get(name, -math.inf), hi)
 
     def sample(self, name: str) -> np.ndarray:
         return np.concatenate(self.samples[name])
@@ -106,7 +117,34 @@ def _calibrated_range(obs: _Observer, name: str, cfg: QuantConfig) -> QParams:
     return best
 
 
-def calibrate(graph: Graph, batches, cfg: QuantConfig) -> _Observer:
+#: bytes of activations one calibration call may hold: every tensor of the call's samples is alive
+#: at once (onnxruntime returns them together), so large inputs are run a few samples at a time
+CALIBRATION_CALL_BYTES = 1 << 27
+#: how calibration computes the float tensors: ``onnxruntime`` (one vectorised call per batch, the
+#: reference's tensors up to float rounding; falls back to the reference when it cannot run the
+#: graph) or ``reference`` (``run_float``, numpy op by op)
+FLOAT_ENGINES = ("onnxruntime", "reference")
+
+
+def _rows_per_call(graph: Graph) -> int | None:
+    """Samples per calibration call that keep its tensors within ``CALIBRATION_CALL_BYTES``; ``None``
+    (the whole batch) when the graph's batch axis is static."""
+    if any(v.shape[:1] != (None,) for v in graph.inputs):
+        return None
+    per_sample = sum(4 * math.prod(d or 1 for d in v.shape[1:]) for v in graph.values.values() if v.dtype == "float32")
+    return max(1, CALIBRATION_CALL_BYTES // max(per_sample, 1))
+
+
+def calibrate(graph: Graph, batches, cfg: QuantConfig, *, engine: str = "onnxruntime") -> _Observer:
+    """Observe every float tensor of ``graph`` on the calibration ``batches`` (arrays, or dicts of
+    named arrays). Only the observer's range and sample reservoir are kept, never the activations."""
+    if engine not in FLOAT_ENGINES:
+        raise ConfigError(f"calibration engine {engine!r}: expected one of {', '.join(FLOAT_ENGINES)}")
+    run = run_float
+    if engine == "onnxruntime":
+        from .ort_float import float_runner
+        run = float_runner(graph, every_tensor=True) or run_float
+    rows = _rows_per_call(graph)
     obs = _Observer(cfg.max_samples, cfg.seed)
     seen = 0
     for batch in batches:
@@ -114,8 +152,11 @@ def calibrate(graph: Graph, batches, cfg: QuantConfig) -> _Observer:
         for arr in arrays.values():
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 raise DataError("calibration data holds NaN or infinite values")
-        run_float(graph, batch if isinstance(batch, Mapping) else arrays[""], observe=obs)
-        seen += len(next(iter(arrays.values())))
+        n = len(next(iter(arrays.values())))
+        for start in range(0, n, rows or max(n, 1)):
+            part = {k: v[start:start + (rows or n)] for k, v in arrays.items()}
+            run(graph, part if isinstance(batch, Mapping) else part[""], observe=obs)
+        seen += n
     if not seen:
         raise DataError("calibration needs at least one sample")
     return obs
@@ -158,15 +199,23 @@ def _integer_params(graph: Graph, cfg: QuantConfig) -> None:
             spec.prepare_int(node, [graph.qparams.get(i) for i in node.inputs], graph.qparams[node.outputs[0]], cfg)
 
 
-def quantize_graph(graph: Graph, calibration_batches, cfg: QuantConfig | None = None) -> Graph:
+def quantize_graph(graph: Graph, calibration_batches, cfg: QuantConfig | None = None, *,
+                   engine: str = "onnxruntime", timings: dict | None = None) -> Graph:
     """Return a quantized copy of ``graph``: qparams for every tensor and integer params per node.
 
-    ``calibration_batches`` is an iterable of input arrays (float32, with the batch axis).
+    ``calibration_batches`` is an iterable of input arrays (float32, with the batch axis);
+    ``engine`` computes the float tensors calibration observes (see ``FLOAT_ENGINES``);
+    ``timings``, when given, receives the seconds of ``calibration`` and of ``qparams`` (the rest).
     """
     cfg = cfg or QuantConfig()
-    obs = calibrate(graph, calibration_batches, cfg)
+    start = time.perf_counter()
+    obs = calibrate(graph, calibration_batches, cfg, engine=engine)
+    calibrated = time.perf_counter()
     qgraph = graph.copy()
     qgraph.qparams = _assign_activation_qparams(qgraph, obs, cfg)
     qgraph.quant_config = cfg  # type: ignore[attr-defined]
     _integer_params(qgraph, cfg)
+    if timings is not None:
+        timings["calibration"] = round(calibrated - start, 3)
+        timings["qparams"] = round(time.perf_counter() - calibrated, 3)
     return qgraph

@@ -44,13 +44,15 @@ class Quantize(Pass):
         changed = {}
         if self.qat:
             from .qat import qat_finetune
-            before = state.val_accuracy()
-            state.model = qat_finetune(state, weight_bits=self.weight_bits, epochs=self.qat_epochs)
-            changed["qat_val_accuracy_before"] = before
-            changed["qat_val_accuracy_after"] = state.val_accuracy()
-        state.graph = state.capture()
+            with state.timed("QAT"):
+                before = state.val_accuracy()
+                state.model = qat_finetune(state, weight_bits=self.weight_bits, epochs=self.qat_epochs)
+                changed["qat_val_accuracy_before"] = before
+                changed["qat_val_accuracy_after"] = state.val_accuracy()
+        with state.timed("capture"):
+            state.graph = state.capture()
         state.qgraph = quantize_graph(state.graph, state.calibration_batches(self.calibration_samples),
-                                      self.config(state.seed))
+                                      self.config(state.seed), timings=state.step_seconds)
         if not state.qgraph.qparams:
             raise ModelError("quantization produced no parameters")
         state.qgraph = self._islands(state, state.qgraph)

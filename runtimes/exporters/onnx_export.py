@@ -380,6 +380,36 @@ class OnnxFp32Exporter:
         return Path(path)
 
 
+def export_fp32_every_tensor(graph, path: str | Path) -> dict[str, tuple[str, str | None, str | None]]:
+    """Write the fp32 ONNX model of ``graph`` with every float IR tensor also a graph output, and
+    its minimum and maximum as two more (scalars), so one onnxruntime call yields each tensor
+    :func:`~edgefleet.compress.ir.run_float` computes op by op, or only its range (calibration
+    observes them all). Returns IR tensor name -> (ONNX name, its min output, its max output); graph
+    inputs keep their names and have no range outputs."""
+    writer = _Writer(graph, int8=False)
+    model = writer.build()
+    helper = writer.helper
+    given = {o.name for o in model.graph.output} | {v.name for v in graph.inputs}
+    names: dict = {v.name: (v.name, None, None) for v in graph.inputs}
+    for node in graph.nodes:
+        out = node.outputs[0]
+        if graph.values[out].dtype != "float32":
+            continue
+        tensor = writer.read(out)
+        if tensor in given:  # an alias of an input or a tensor already tapped: read that one
+            names[out] = next((v for v in names.values() if v[0] == tensor), (tensor, None, None))
+            continue
+        given.add(tensor)
+        lo, hi = writer.unique(f"{tensor}_min"), writer.unique(f"{tensor}_max")
+        model.graph.node.extend([helper.make_node("ReduceMin", [tensor], [lo], name=lo, keepdims=0),
+                                 helper.make_node("ReduceMax", [tensor], [hi], name=hi, keepdims=0)])
+        model.graph.output.extend(helper.make_tensor_value_info(n, _DTYPES["float32"], shape)
+                                  for n, shape in ((tensor, None), (lo, []), (hi, [])))
+        names[out] = (tensor, lo, hi)
+    Path(path).write_bytes(model.SerializeToString())
+    return names
+
+
 class OnnxInt8Exporter:
     target = "onnx-int8"
     runtime = "onnxruntime"

@@ -127,3 +127,25 @@ def test_weights_that_do_not_fit(tmp_path):
     torch.save({"features.0.weight": torch.zeros(3, 3)}, tmp_path / "w.pt")
     with pytest.raises(ModelError, match="do not fit the model"):
         run_export(_cfg(tmp_path, weights=str(tmp_path / "w.pt")))
+
+
+def test_report_says_where_time_and_memory_went(digits_export):
+    """Calibration, each target's export and its verification, the reference outputs: separate lines,
+    each with the peak resident memory so far."""
+    from edgefleet.compress.report import SUB_STEP, timing_rows
+
+    r = digits_export
+    steps = list(r.timings)
+    for name in ("capture", "calibration", "qparams"):
+        assert f"attempt 1: quantize{SUB_STEP}{name}" in steps
+    assert "fp32 reference outputs (onnxruntime)" in steps  # the vectorised engine, held to run_float
+    for target in ("onnx-int8", "efm-int8", "tflite-fp32"):
+        assert steps.index(f"export {target}") + 1 == steps.index(f"verify {target}")
+    parts = [v for k, v in r.timings.items() if SUB_STEP in k]
+    assert sum(parts) <= r.timings["attempt 1: quantize"] + 1e-3
+    assert set(r.peak_rss_mb) == {k for k in steps if SUB_STEP not in k}
+    assert all(v > 0 for v in r.peak_rss_mb.values())
+    rows = timing_rows(r)
+    assert ("  calibration", f"{r.timings[f'attempt 1: quantize{SUB_STEP}calibration']:.2f}") == rows[steps.index(
+        f"attempt 1: quantize{SUB_STEP}calibration")][:2]
+    assert "peak RSS MB" in r.table()
