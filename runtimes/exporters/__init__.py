@@ -30,8 +30,9 @@ get = _EXPORTERS.get
 
 def island_ops(*names: str) -> tuple[str, ...]:
     """The op kinds every int8 target of ``names`` (default: every registered target) can lower as
-    float32 precision islands: an exporter's ``island_ops``, or every kind when it declares none."""
+    float32 precision islands: an exporter's ``island_ops``, or every kind when it declares none. Unknown
+    names are left out here (the export reports them as not shipped)."""
     from edgefleet.compress.ir.islands import ISLAND_OPS
 
-    int8 = [get(t) for t in (names or targets()) if get(t).precision == "int8"]
+    int8 = [get(t) for t in (names or targets()) if t in targets() and get(t).precision == "int8"]
     return tuple(op for op in ISLAND_OPS if all(op in getattr(e, "island_ops", ISLAND_OPS) for e in int8))
