@@ -117,8 +117,9 @@ def input_ranges(graph) -> dict[str, tuple[int, int]]:
 def int8_outputs(qgraph, x: B.Batch) -> tuple[np.ndarray, str]:
     """The int8 model's outputs on ``x``: from the native runtime, which is bit-exact with the integer
     reference and runs the whole graph in C, when it is built and can express the graph; else from
-    ``run_int`` (numpy, op by op; also for a graph with float32 precision islands, which the native
-    runtime does not run). Returns ``(outputs, "native" | "reference")``."""
+    ``run_int`` (numpy, op by op; also for a graph with float32 precision islands: the native runtime
+    runs those within 1 LSB of the reference, not bit-exactly, so it cannot stand in for it).
+    Returns ``(outputs, "native" | "reference")``."""
     from edgefleet import runtimes
     from edgefleet.runtimes import exporters
 
