@@ -42,10 +42,17 @@ def print_table(head: list[str], rows: list[list]) -> None:
 
 
 def write_json(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """``payload`` as ``bench-results/<name>.json``."""
+    print()
+    return write_json_to(RESULTS / f"{name}.json", payload)
+
+
+def write_json_to(path: str | Path, payload: dict) -> Path:
+    """``payload`` as JSON at ``path`` (a benchmark's ``--out``), folders made as needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=float))
-    print(f"\nwrote {path}")
+    print(f"wrote {path}")
     return path
 
 

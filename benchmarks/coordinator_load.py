@@ -41,6 +41,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "coordinator"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import write_json_to  # noqa: E402
+
 ADMIN = "bench-admin-token-0123456789abcdef"
 
 
@@ -392,10 +395,7 @@ def main(argv=None) -> int:
               f"{r['max_p99_ms']:>7.1f}   {r['half_achieved_rps']:>16.0f}{r['half_p50_ms']:>7.1f}{r['half_p99_ms']:>7.1f}"
               f"{r['errors']:>7}  {'yes' if r['exactly_once'] else 'NO'} ({r['stored_windows']} stored, "
               f"{r['in_flight_stored']} in flight){'  per replica ' + str(r['per_replica_reports']) if r['replicas'] > 1 else ''}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print(f"wrote {out}")
+    write_json_to(args.out, {"args": vars(args), "results": results})
     return 0
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import print_table, write_json, write_json_to  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ("efficientnet_b0", "mobilenet_v2", "mnist_cnn")
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
                         [[k, f"{v:.1f}", f"{rss[k]:.0f}" if k in rss else ""] for k, v in r["timings"].items()])
     payload = {"machine": machine_info(), "args": vars(args), "results": rows}
     if args.out:
-        Path(args.out).write_text(json.dumps(payload, indent=2))
+        write_json_to(args.out, payload)
     else:
         write_json("export_speed" + ("_smoke" if args.smoke else ""), payload)
     return 0

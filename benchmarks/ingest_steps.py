@@ -12,7 +12,6 @@ median µs per step (wall and CPU) and the validation share, and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "coordinator"))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import print_steps, time_steps  # noqa: E402
+from _common import print_steps, time_steps, write_json_to  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -77,10 +76,7 @@ def main(argv=None) -> int:
     print(f"single-window Report, coordinator steps in-process ({args.rounds} rounds x {args.calls} calls, "
           f"{platform.machine()}, kernel {platform.release()}):")
     print_steps(rows, "µs per report; 'store' wall time includes the fsync (its CPU time does not)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "steps_us": rows}, indent=2))
-    print(f"wrote {out}")
+    write_json_to(args.out, {"args": vars(args), "steps_us": rows})
     return 0
 
 

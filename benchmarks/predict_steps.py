@@ -17,7 +17,6 @@ waiting on that commit waits too). Writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _common import print_steps, time_steps  # noqa: E402
+from _common import print_steps, time_steps, write_json_to  # noqa: E402
 
 SHARED = 16   # concurrent audit rows per group-commit step
 
@@ -110,10 +109,7 @@ def main(argv=None) -> int:
                 apart=("audit_alone", "predict"))
     print(f"one audit commit after another for {args.probe_seconds:g} s: {probe['commits']} commits, wall ms p50 "
           f"{probe['p50_ms']}, p90 {probe['p90_ms']}, p99 {probe['p99_ms']}, max {probe['max_ms']}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "model": name, "steps_us": rows, "commit_probe": probe}, indent=2))
-    print(f"wrote {out}")
+    write_json_to(args.out, {"args": vars(args), "model": name, "steps_us": rows, "commit_probe": probe})
     return 0
 
 

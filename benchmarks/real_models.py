@@ -28,7 +28,6 @@ native kernel table that ran are printed and written to ``bench-results/real_mod
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import print_table, write_json, write_json_to  # noqa: E402
 
 FAMILIES = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet18", "vit_tiny")
 MINILM = "all_minilm_l6_v2"
@@ -454,7 +453,7 @@ def main(argv=None) -> int:
     print_table(["model", "variant", "bytes", "% fp32", "agree % | cos mean/p1", "acc % | F1", "b1 min", "b1 med", "b32 min", "b32 med", "note"], table)
     payload = {"machine": machine, "native_kernels": kernels, "threads": 1, "args": vars(args), "results": rows}
     if args.out:
-        Path(args.out).write_text(json.dumps(payload, indent=2, default=float))
+        write_json_to(args.out, payload)
     else:
         write_json("real_models" + ("_smoke" if smoke else ""), payload)
     return 0
