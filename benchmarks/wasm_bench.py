@@ -31,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import RESULTS, print_table  # noqa: E402
-from native_bench import BATCHES, MODELS, build, median_ms  # noqa: E402
+from _common import RESULTS, print_table, time_call, write_json_to  # noqa: E402
+from native_bench import BATCHES, MODELS, build  # noqa: E402
 
 #: the issue's goals: wasm <= 0.5x onnxruntime-web (int8 and fp32); wasm / native <= 2x
 GOAL_VS_ORT, GOAL_VS_NATIVE = 0.5, 2.0
@@ -110,7 +110,7 @@ def main() -> int:
         models, native = [], {}
         for name in args.models:
             print(f"building {name}", flush=True)
-            graph, qgraph, module, shape, paths = build(name, root / "bench")
+            _, shape, paths = build(name, root / "bench")
             entry = {"name": name, "shape": list(shape), "efm": f"/bench/{paths['efm'].name}"}
             for key in ("onnx_int8", "onnx_fp32"):
                 if key in paths:
@@ -132,7 +132,7 @@ def main() -> int:
             shape = next(m["shape"] for m in models if m["name"] == entry["model"])
             for batch in BATCHES:
                 x = rng.standard_normal((batch, *shape)).astype(np.float32)
-                entry["batches"][str(batch)]["native " + model.kernel_path] = {"median_ms": median_ms(lambda: model.run([x]))}
+                entry["batches"][str(batch)]["native " + model.kernel_path] = time_call(lambda: model.run([x]))
 
     rows = []
     for entry in result["models"]:
@@ -152,11 +152,9 @@ def main() -> int:
     print("median ms per call (wall, interleaved rounds in one page); native measured after, in CPython\n")
     print_table(["model", "batch", "wasm simd128", "min", "wasm portable", "ort-web int8", "ort-web fp32", "native",
                  "vs int8 (goal<=0.5)", "vs fp32 (goal<=0.5)", "vs native (goal<=2)"], rows)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.machine(), "cpu_flags": cpu_flags(), "args": vars(args),
-                               "result": result}, indent=2))
-    print(f"\nwrote {out}")
+    print()
+    write_json_to(args.out, {"machine": platform.machine(), "cpu_flags": cpu_flags(), "args": vars(args),
+                             "result": result})
     return 0
 
 
