@@ -95,7 +95,9 @@ def _budget_score(state, samples: int):
     y = None if data.y_val is None else data.y_val[:n]
     teacher_out = state.teacher_val_outputs()
     teacher_out = None if teacher_out is None else teacher_out[:n]
-    teacher_score = task.score(predict_logits(state.teacher, x), y, teacher_out)
+    # the teacher's outputs are cached where the task scores against them; run it only otherwise
+    teacher_logits = predict_logits(state.teacher, x) if teacher_out is None else teacher_out
+    teacher_score = task.score(teacher_logits, y, teacher_out)
 
     def score(g):
         return (-task.drop(teacher_score, task.score(int8_outputs(g, x)[0], y, teacher_out)),)
